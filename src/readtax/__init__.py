@@ -1,0 +1,3 @@
+"""readtax: DNA-language-model read classification at full data scale."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from readtax.cli import main_cli
+
+main_cli()

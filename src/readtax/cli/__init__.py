@@ -1,0 +1,112 @@
+"""Command line: ``readtax <verb>``. One module per verb in this package.
+
+Each verb module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
+and imports nothing heavy at module level, so ``readtax --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .. import __version__
+from ..errors import ReadtaxError
+
+VERBS = [
+    "stats",
+    "subset",
+    "pack",
+    "verify",
+    "unpack",
+    "init-model",
+    "train",
+    "evaluate",
+    "predict",
+    "simulate",
+    "demo",
+]
+
+log = logging.getLogger("readtax")
+
+
+def _module(verb: str):
+    return importlib.import_module(f"readtax.cli.{verb.replace('-', '_')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="readtax",
+        description="Train and run DNA language-model classifiers that assign reads to species.",
+    )
+    parser.add_argument("--version", action="version", version=f"readtax {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for verb in VERBS:
+        try:
+            mod = _module(verb)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"readtax.cli.{verb.replace('-', '_')}":
+                continue  # verb not built in this installation
+            raise
+        p = sub.add_parser(verb, help=mod.HELP, description=mod.HELP, parents=[common])
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("readtax")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _Parser(argparse.ArgumentParser):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a verb; return the exit code (0 ok, 1 internal error, 2 bad usage/input, 130 Ctrl-C)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or usage error (2)
+        return int(exc.code or 0)
+    debug = getattr(args, "debug", False)
+    _setup_logging(getattr(args, "quiet", False), debug)
+    try:
+        return int(args._run(args) or 0)
+    except ReadtaxError as exc:
+        if debug:
+            log.exception("error")
+        print(f"readtax {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"readtax {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except MemoryError:
+        print(f"readtax {args.verb}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the top level turns surprises into exit 1
+        if debug:
+            raise
+        print(
+            f"readtax {args.verb}: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def main_cli() -> None:
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""readtax stats: reads, lengths, non-ACGT bases and per-class counts of a read set or store."""
+
+from __future__ import annotations
+
+import sys
+
+HELP = "summarise reads (FASTA/FASTQ, plain or gzip) or a packed store"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA/FASTQ files or one store")
+    p.add_argument("--mapping", help="mapping TSV: class_id, label_name, tax_id")
+    p.add_argument("--labels", default="lbl",
+                   help="label scheme: lbl (default), regex:<pattern with (?P<class_id>) or "
+                        "(?P<label>)>, tsv:<read_id-to-label file>, or none")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="count and skip reads whose class is not in the mapping")
+    p.add_argument("--json", help="write all statistics as JSON here")
+    p.add_argument("--tsv", help="write per-class counts as TSV here")
+    p.add_argument("--plot", help="write a PNG of class sizes and read lengths here")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+
+def run(args) -> int:
+    from .. import stats
+    from ..labels import load_mapping
+
+    label_map = load_mapping(args.mapping) if args.mapping else None
+    if len(args.inputs) == 1 and stats.is_store(args.inputs[0]):
+        from ..store import ReadStore, store_stats
+
+        store = ReadStore(args.inputs[0])
+        st = store_stats(store)
+        label_map = store.label_map
+    else:
+        scheme = None if args.labels == "none" else args.labels
+        st = stats.compute_stats(args.inputs, scheme=scheme, label_map=label_map,
+                                 skip_unknown=args.skip_unknown, workers=args.workers)
+    sys.stdout.write(stats.format_summary(st, label_map))
+    if args.json:
+        stats.write_json(st, args.json, label_map)
+    if args.tsv:
+        stats.write_class_tsv(st, args.tsv, label_map)
+    if args.plot:
+        stats.plot_stats(st, args.plot, label_map)
+    return 0

@@ -1,0 +1,580 @@
+"""Batch-oriented FASTA/FASTQ reading over large byte buffers with numpy.
+
+A reader yields :class:`ReadBatch` objects: all bases of a batch in one ``uint8`` buffer with
+offsets, all headers in another. No Python object is created per read on the hot path.
+
+Plain files can be read by byte range ``[start, end)``: a record belongs to the range that holds
+its first byte (the ``>`` or ``@``), so N ranges that tile a file produce every record exactly
+once. Gzip files (detected by magic bytes) are read whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FormatError, UsageError
+
+GZIP_MAGIC = b"\x1f\x8b"
+DEFAULT_CHUNK = 4 << 20
+
+_NL = 10
+_CR = 13
+_GT = ord(">")
+_AT = ord("@")
+_PLUS = ord("+")
+
+# Base normalisation: letters are upper-cased, IUPAC codes other than ACGT become N,
+# anything that is not a letter maps to 0 and is reported as an error.
+BASE_LUT = np.zeros(256, dtype=np.uint8)
+for _c in range(ord("A"), ord("Z") + 1):
+    BASE_LUT[_c] = ord("N")
+    BASE_LUT[_c + 32] = ord("N")
+for _b in b"ACGT":
+    BASE_LUT[_b] = _b
+    BASE_LUT[_b + 32] = _b
+# Alignment gaps and '*' are tolerated as N rather than rejected: some exporters write them.
+BASE_LUT[ord("-")] = ord("N")
+BASE_LUT[ord("*")] = ord("N")
+_BASE_TABLE = BASE_LUT.tobytes()
+
+
+@dataclass
+class ReadBatch:
+    """A batch of reads as flat buffers.
+
+    ``seq[seq_offsets[i]:seq_offsets[i+1]]`` are the bases of read i (upper-case ACGTN);
+    ``headers[header_offsets[i]:header_offsets[i+1]]`` its header without ``>``/``@``;
+    ``qual`` (FASTQ only) shares ``seq_offsets``. ``first_record`` is the 0-based number of the
+    batch's first read in its source file when known (sequential reading), else -1.
+    """
+
+    seq: np.ndarray
+    seq_offsets: np.ndarray
+    headers: np.ndarray
+    header_offsets: np.ndarray
+    qual: np.ndarray | None = None
+    source: str = ""
+    first_record: int = -1
+    byte_offsets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq_offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.seq_offsets)
+
+    def sequence(self, i: int) -> bytes:
+        return self.seq[self.seq_offsets[i] : self.seq_offsets[i + 1]].tobytes()
+
+    def header(self, i: int) -> str:
+        return self.headers[self.header_offsets[i] : self.header_offsets[i + 1]].tobytes().decode(
+            "utf-8", "replace"
+        )
+
+    def read_id(self, i: int) -> str:
+        """The header's first word, as Kraken2 and most tools use it."""
+        return self.header(i).split(None, 1)[0] if self.header_offsets[i + 1] > self.header_offsets[i] else ""
+
+    def read_ids(self) -> list[str]:
+        text = self.headers.tobytes().decode("utf-8", "replace")
+        offs = self.header_offsets
+        if offs[-1] == len(self.headers) and len(text) == len(self.headers):
+            return [text[offs[i] : offs[i + 1]].split(" ", 1)[0].split("\t", 1)[0] for i in range(len(self))]
+        return [self.read_id(i) for i in range(len(self))]
+
+    def sequences(self) -> list[str]:
+        text = self.seq.tobytes().decode("ascii")
+        o = self.seq_offsets
+        return [text[o[i] : o[i + 1]] for i in range(len(self))]
+
+    def take(self, index: np.ndarray) -> ReadBatch:
+        """A new batch holding the reads at ``index`` (in that order)."""
+        index = np.asarray(index, dtype=np.int64)
+        seq, seq_off = gather_ragged(self.seq, self.seq_offsets, index)
+        hdr, hdr_off = gather_ragged(self.headers, self.header_offsets, index)
+        qual = None if self.qual is None else gather_ragged(self.qual, self.seq_offsets, index)[0]
+        return ReadBatch(seq, seq_off, hdr, hdr_off, qual, self.source, -1)
+
+
+def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the slices ``[starts[i], starts[i]+lengths[i])`` and output offsets."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), offsets
+    shift = np.repeat(np.asarray(starts, dtype=np.int64) - offsets[:-1], lengths)
+    idx = np.arange(total, dtype=np.int64)
+    idx += shift
+    return idx, offsets
+
+
+def gather_ragged(
+    data: np.ndarray, offsets: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the slices ``data[offsets[i]:offsets[i+1]]`` for ``i`` in ``index``."""
+    starts = offsets[index]
+    lengths = offsets[index + 1] - starts
+    idx, out_off = ragged_index(starts, lengths)
+    return data[idx], out_off
+
+
+def concat_batches(batches: list[ReadBatch]) -> ReadBatch:
+    """Join batches into one (used for small leftovers and tests)."""
+    if len(batches) == 1:
+        return batches[0]
+    seq = np.concatenate([b.seq for b in batches])
+    hdr = np.concatenate([b.headers for b in batches])
+    so = [np.zeros(1, np.int64)]
+    ho = [np.zeros(1, np.int64)]
+    s_base = h_base = 0
+    for b in batches:
+        so.append(b.seq_offsets[1:] + s_base)
+        ho.append(b.header_offsets[1:] + h_base)
+        s_base += int(b.seq_offsets[-1])
+        h_base += int(b.header_offsets[-1])
+    quals = [b.qual for b in batches]
+    qual = None if any(q is None for q in quals) else np.concatenate(quals)
+    first = batches[0].first_record if batches else -1
+    return ReadBatch(seq, np.concatenate(so), hdr, np.concatenate(ho), qual,
+                     batches[0].source if batches else "", first)
+
+
+def empty_batch(source: str = "") -> ReadBatch:
+    z = np.zeros(1, np.int64)
+    return ReadBatch(np.zeros(0, np.uint8), z, np.zeros(0, np.uint8), z.copy(), None, source, -1)
+
+
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def _open_binary(path: Path):
+    if is_gzip(path):
+        try:
+            from isal import igzip
+
+            return igzip.open(path, "rb")
+        except ImportError:  # pragma: no cover - isal is a hard dependency
+            import gzip
+
+            return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """1-based line of a byte offset (only computed on the error path)."""
+    line = 1
+    done = 0
+    with _open_binary(path) as fh:
+        while done < offset:
+            block = fh.read(min(DEFAULT_CHUNK, offset - done))
+            if not block:
+                break
+            line += block.count(b"\n")
+            done += len(block)
+    return line
+
+
+class FastxReader:
+    """Iterate over a FASTA/FASTQ file (plain or gzip) in :class:`ReadBatch` chunks.
+
+    ``start``/``end`` select a byte range of a plain file; the reader resynchronises to the first
+    record starting at or after ``start`` and stops before the first record starting at or after
+    ``end``. ``chunk_size`` bounds the bytes parsed at once (memory is a small multiple of it).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UsageError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise UsageError(f"{self.path}: is a directory, expected a FASTA/FASTQ file")
+        self.gzip = is_gzip(self.path)
+        if self.gzip and (start != 0 or end is not None):
+            raise UsageError(
+                f"{self.path}: a gzip file cannot be split into byte ranges; "
+                "recompress it uncompressed or pack it into a store (readtax pack)"
+            )
+        self.start = start
+        self.end = end
+        self.chunk_size = max(int(chunk_size), 1 << 12)
+        self.format: str | None = None
+        self.bytes_read = 0  # compressed-file position is not tracked; this counts raw bytes
+
+    def _fail(self, message: str, offset: int | None = None, record: int | None = None):
+        line = None if offset is None else _line_number(self.path, offset)
+        raise FormatError(message, self.path, line=line, record=record)
+
+    def __iter__(self) -> Iterator[ReadBatch]:
+        try:
+            yield from self._iter()
+        except EOFError as exc:
+            raise FormatError(f"truncated or corrupt gzip stream ({exc})", self.path) from None
+        except OSError as exc:
+            if self.gzip or "gzip" in str(exc).lower() or "compressed" in str(exc).lower():
+                raise FormatError(f"corrupt gzip stream ({exc})", self.path) from None
+            raise
+
+    def _iter(self) -> Iterator[ReadBatch]:
+        with _open_binary(self.path) as fh:
+            pos = 0
+            if self.start:
+                fh.seek(self.start)
+                pos = self.start
+            first = fh.read(self.chunk_size)
+            if not first:
+                if self.start == 0:
+                    raise FormatError("file is empty, expected FASTA ('>') or FASTQ ('@') records", self.path)
+                return
+            if self.start == 0:
+                stripped = first.lstrip(b"\r\n")
+                if not stripped:
+                    raise FormatError("file holds only blank lines, expected FASTA or FASTQ records", self.path)
+                lead = stripped[0]
+                if lead == _GT:
+                    self.format = "fasta"
+                elif lead == _AT:
+                    self.format = "fastq"
+                else:
+                    skipped = len(first) - len(stripped)
+                    what = "binary data" if _looks_binary(stripped[:512]) else "text"
+                    self._fail(
+                        f"found {what} before the first record; expected a FASTA header ('>') "
+                        "or a FASTQ header ('@')",
+                        offset=skipped,
+                    )
+                buf = first[len(first) - len(stripped) :]
+                pos += len(first) - len(stripped)
+            else:
+                self.format = sniff_format(self.path)
+                buf, pos = self._resync(fh, first, pos)
+                if buf is None:
+                    return
+            parse = self._parse_fasta if self.format == "fasta" else self._parse_fastq
+            record_no = 0 if self.start == 0 else -1
+            eof = False
+            while True:
+                if not eof and len(buf) < self.chunk_size:
+                    more = fh.read(self.chunk_size)
+                    if more:
+                        buf += more
+                    else:
+                        eof = True
+                if not buf:
+                    return
+                batch, consumed, stop = parse(buf, pos, eof)
+                if batch is not None and len(batch):
+                    batch.first_record = record_no
+                    if record_no >= 0:
+                        record_no += len(batch)
+                    yield batch
+                buf = buf[consumed:]
+                pos += consumed
+                self.bytes_read = pos
+                if stop or (eof and not buf):
+                    return
+                if consumed == 0 and eof:
+                    return
+                if consumed == 0:
+                    # One record larger than the buffer: read more before parsing again.
+                    more = fh.read(max(self.chunk_size, len(buf)))
+                    if more:
+                        buf += more
+                    else:
+                        eof = True
+
+    def _resync(self, fh, first: bytes, pos: int) -> tuple[bytes | None, int]:
+        """Skip to the first record that starts at or after ``self.start``."""
+        # Look at the byte before start: a record starting exactly at start counts as ours.
+        with open(self.path, "rb") as raw:
+            raw.seek(self.start - 1)
+            prev = raw.read(1)
+        buf = first
+        search_from = 0
+        while True:
+            if self.format == "fasta":
+                if prev == b"\n" and buf[:1] == b">":
+                    idx = 0
+                else:
+                    idx = buf.find(b"\n>", search_from)
+                    idx = -1 if idx < 0 else idx + 1
+            else:
+                idx = _find_fastq_start(buf, search_from, at_line_start=prev == b"\n")
+            if idx >= 0:
+                if self.end is not None and pos + idx >= self.end:
+                    return None, pos
+                return buf[idx:], pos + idx
+            if self.end is not None and pos + len(buf) >= self.end:
+                return None, pos
+            more = fh.read(self.chunk_size)
+            if not more:
+                return None, pos
+            search_from = max(0, len(buf) - 4)
+            buf += more
+
+    # -- FASTA -------------------------------------------------------------------------------
+
+    def _parse_fasta(self, data: bytes, pos: int, eof: bool):
+        """Parse the complete records in ``data`` (which starts with '>')."""
+        if eof:
+            cut = len(data)
+        else:
+            cut = data.rfind(b"\n>")
+            if cut < 0:
+                return None, 0, False
+            cut += 1
+        stop = False
+        if self.end is not None:
+            if pos >= self.end:
+                return None, len(data), True
+            if pos + cut > self.end:
+                # Only records starting before self.end are ours; the last one may run past end.
+                limit = self.end - pos
+                nxt = data.find(b"\n>", max(limit - 1, 0))
+                cut = len(data) if nxt < 0 else nxt + 1
+                if nxt < 0 and not eof:
+                    return None, 0, False
+                stop = True
+        buf = np.frombuffer(data, dtype=np.uint8, count=cut)
+        batch = self._fasta_block(buf, pos)
+        return batch, cut, stop
+
+    def _fasta_block(self, buf: np.ndarray, pos: int) -> ReadBatch:
+        ls, le, nxt = _lines(buf)
+        nonempty = le > ls
+        first_byte = np.zeros(len(ls), dtype=np.uint8)
+        first_byte[nonempty] = buf[ls[nonempty]]
+        is_hdr = first_byte == _GT
+        hdr_lines = np.flatnonzero(is_hdr)
+        if len(hdr_lines) == 0 or hdr_lines[0] != 0:
+            self._fail("expected a FASTA header line starting with '>'", offset=pos)
+        seq_line = ~is_hdr & nonempty
+        seq_ll = np.where(seq_line, le - ls, 0)
+        rec_len = np.add.reduceat(seq_ll, hdr_lines)
+        if (rec_len == 0).any():
+            bad = int(np.flatnonzero(rec_len == 0)[0])
+            self._fail(
+                "header with no sequence (expected sequence lines after the header)",
+                offset=pos + int(ls[hdr_lines[bad]]),
+            )
+        skip = is_hdr.astype(np.int64)
+        seq = self._bases(buf, _select_lines(ls, le, nxt, skip, seq_line), pos)
+        seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
+        np.cumsum(rec_len, out=seq_off[1:])
+        headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
+        h_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
+        np.cumsum(le[hdr_lines] - ls[hdr_lines] - 1, out=h_off[1:])
+        return ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
+                         byte_offsets=pos + ls[hdr_lines])
+
+    def _bases(self, buf: np.ndarray, mask: np.ndarray, pos: int) -> np.ndarray:
+        """Upper-cased, N-normalised bases of the masked bytes; rejects non-letters."""
+        raw = buf[mask].tobytes()
+        out = raw.translate(_BASE_TABLE)
+        if b"\0" in out:
+            bad = out.index(b"\0")
+            ch = raw[bad]
+            where = int(np.flatnonzero(mask)[bad])
+            self._fail(
+                f"invalid character {chr(ch)!r} (byte {ch}) in sequence; "
+                "expected IUPAC nucleotide letters"
+                + (" (binary data?)" if ch < 32 or ch > 126 else ""),
+                offset=pos + where,
+            )
+        return np.frombuffer(out, dtype=np.uint8)
+
+    # -- FASTQ -------------------------------------------------------------------------------
+
+    def _parse_fastq(self, data: bytes, pos: int, eof: bool):
+        buf = np.frombuffer(data, dtype=np.uint8)
+        nl = np.flatnonzero(buf == _NL)
+        n = len(buf)
+        if eof and (len(nl) == 0 or nl[-1] != n - 1):
+            nl = np.append(nl, n)
+        n_lines = len(nl)
+        if eof and n_lines % 4:
+            # Let the block parser report what is wrong with the last record.
+            n_full = n_lines - n_lines % 4
+            if n_full:
+                nl_full = nl[:n_full]
+                batch = self._fastq_block(buf, nl_full, pos)
+                return batch, int(nl_full[-1]) + 1, False
+            self._fail(
+                "truncated FASTQ record (expected 4 lines: @header, sequence, +, quality)",
+                offset=pos,
+            )
+        n_full = n_lines - n_lines % 4
+        if n_full == 0:
+            return None, 0, False
+        nl = nl[:n_full]
+        stop = False
+        if self.end is not None:
+            if pos >= self.end:
+                return None, len(data), True
+            rec_starts = np.empty(n_full // 4, dtype=np.int64)
+            rec_starts[0] = 0
+            rec_starts[1:] = nl[3:-1:4] + 1
+            keep = int(np.searchsorted(rec_starts, self.end - pos, side="left"))
+            if keep < len(rec_starts):
+                stop = True
+                if keep == 0:
+                    return None, len(data), True
+                nl = nl[: keep * 4]
+        batch = self._fastq_block(buf, nl, pos)
+        consumed = min(int(nl[-1]) + 1, len(data))
+        return batch, consumed, stop
+
+    def _fastq_block(self, buf: np.ndarray, nl: np.ndarray, pos: int) -> ReadBatch:
+        buf = buf[: int(nl[-1]) + 1] if nl[-1] < len(buf) else buf
+        ls, le, nxt = _lines(buf, nl)
+        nb = len(buf)
+        h, s, p, q = (ls[i::4] for i in range(4))
+        he, se, pe, qe = (le[i::4] for i in range(4))
+        bad_h = (he <= h) | (buf[np.minimum(h, nb - 1)] != _AT)
+        bad_p = (pe <= p) | (buf[np.minimum(p, nb - 1)] != _PLUS)
+        slen = se - s
+        qlen = qe - q
+        bad_s = slen <= 0
+        bad_q = slen != qlen
+        bad = bad_h | bad_p | bad_q | bad_s
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            if bad_h[i]:
+                self._fail("expected a FASTQ header line starting with '@'", offset=pos + int(h[i]))
+            if bad_s[i]:
+                self._fail("header with no sequence", offset=pos + int(h[i]))
+            if bad_p[i]:
+                self._fail("expected the FASTQ separator line starting with '+'", offset=pos + int(p[i]))
+            self._fail(
+                f"quality length {int(qlen[i])} differs from sequence length {int(slen[i])}",
+                offset=pos + int(q[i]),
+            )
+        kind = np.arange(len(ls)) % 4
+        skip = (kind == 0).astype(np.int64)
+        seq = self._bases(buf, _select_lines(ls, le, nxt, skip, kind == 1), pos)
+        qual = buf[_select_lines(ls, le, nxt, skip, kind == 3)]
+        headers = buf[_select_lines(ls, le, nxt, skip, kind == 0)]
+        seq_off = np.zeros(len(h) + 1, dtype=np.int64)
+        np.cumsum(slen, out=seq_off[1:])
+        h_off = np.zeros(len(h) + 1, dtype=np.int64)
+        np.cumsum(he - h - 1, out=h_off[1:])
+        return ReadBatch(seq, seq_off, headers, h_off, qual, str(self.path), -1,
+                         byte_offsets=pos + h)
+
+
+def _lines(buf: np.ndarray, nl: np.ndarray | None = None):
+    """Line starts, ends (without CR/LF) and next-line starts covering the whole buffer."""
+    n = len(buf)
+    if nl is None:
+        nl = np.flatnonzero(buf == _NL)
+    if len(nl) == 0 or nl[-1] != n - 1:
+        nl = np.append(nl, n)  # last line without a newline at EOF
+    ls = np.empty(len(nl), dtype=np.int64)
+    ls[0] = 0
+    ls[1:] = nl[:-1] + 1
+    le = nl.astype(np.int64, copy=True)
+    nxt = np.minimum(le + 1, n)
+    ok = le > ls
+    cr = np.zeros(len(nl), dtype=bool)
+    cr[ok] = buf[le[ok] - 1] == _CR
+    le -= cr
+    return ls, le, nxt
+
+
+def _select_lines(ls, le, nxt, skip, select) -> np.ndarray:
+    """Byte mask of the contents (after ``skip`` leading bytes) of the selected lines.
+
+    Each line contributes three runs: skipped prefix, content, terminator (CR/LF). Repeating a
+    per-run boolean is far cheaper than building per-byte index arrays.
+    """
+    n_lines = len(ls)
+    skip = np.minimum(skip, le - ls)
+    counts = np.empty(3 * n_lines, dtype=np.int64)
+    counts[0::3] = skip
+    counts[1::3] = le - ls - skip
+    counts[2::3] = nxt - le
+    pattern = np.zeros(3 * n_lines, dtype=bool)
+    pattern[1::3] = select
+    return np.repeat(pattern, counts)
+
+
+def _looks_binary(data: bytes) -> bool:
+    return any(b < 9 or (13 < b < 32) or b > 126 for b in data[:256])
+
+
+def _find_fastq_start(buf: bytes, start: int, *, at_line_start: bool) -> int:
+    """First offset >= start of a line '@...' whose line two below starts with '+'.
+
+    A quality line may begin with '@', but the line two below it is a sequence line, which never
+    starts with '+', so this test is unambiguous for 4-line FASTQ.
+    """
+    i = start
+    while True:
+        if i == 0 and at_line_start and buf[:1] == b"@":
+            cand = 0
+        else:
+            j = buf.find(b"\n@", i)
+            if j < 0:
+                return -1
+            cand = j + 1
+        e1 = buf.find(b"\n", cand)
+        e2 = buf.find(b"\n", e1 + 1) if e1 >= 0 else -1
+        if e2 < 0:
+            return -1
+        if buf[e2 + 1 : e2 + 2] == b"+":
+            return cand
+        if buf[e2 + 1 : e2 + 2] == b"":
+            return -1
+        i = cand
+        at_line_start = False
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """'fasta' or 'fastq' from the first non-blank byte of the file."""
+    with _open_binary(Path(path)) as fh:
+        head = fh.read(4096).lstrip(b"\r\n")
+    if head[:1] == b">":
+        return "fasta"
+    if head[:1] == b"@":
+        return "fastq"
+    raise FormatError("expected a FASTA header ('>') or FASTQ header ('@') at the start", path, line=1)
+
+
+def byte_ranges(path: str | os.PathLike[str], parts: int) -> list[tuple[int, int]]:
+    """Split a plain file into ``parts`` contiguous byte ranges (some may hold no record)."""
+    size = os.path.getsize(path)
+    parts = max(1, int(parts))
+    bounds = [size * k // parts for k in range(parts + 1)]
+    return [(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+
+def read_batches(
+    paths, *, chunk_size: int = DEFAULT_CHUNK
+) -> Iterator[ReadBatch]:
+    """All records of several files, in order, as batches."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for p in paths:
+        yield from FastxReader(p, chunk_size=chunk_size)
+
+
+def read_all(path, **kw) -> ReadBatch:
+    """Small files and tests only: every record of ``path`` in one batch."""
+    batches = list(read_batches(path, **kw))
+    return concat_batches(batches) if batches else empty_batch(str(path))

@@ -1,0 +1,387 @@
+"""Label schemes (how a read's class is found) and the label map (class index order).
+
+A label scheme turns a batch of headers into class *keys*: integer class ids (``lbl`` scheme,
+regex group ``class_id``) or label names (regex group ``label``, TSV). A :class:`LabelMap`
+turns keys into class indices ``0..C-1``; -1 marks a key that is not in the map.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, LabelError, UsageError
+from .fastx import ReadBatch
+
+_PIPE = ord("|")
+_ZERO = ord("0")
+
+
+# -- label map ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelMap:
+    """Class index order: ``class_ids[i]``, ``names[i]``, ``tax_ids[i]`` describe class i."""
+
+    class_ids: np.ndarray
+    names: list[str]
+    tax_ids: np.ndarray
+    _sorted_ids: np.ndarray = field(init=False, repr=False)
+    _sorted_pos: np.ndarray = field(init=False, repr=False)
+    _by_name: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64)
+        self.tax_ids = np.asarray(self.tax_ids, dtype=np.int64)
+        order = np.argsort(self.class_ids, kind="stable")
+        self._sorted_ids = self.class_ids[order]
+        self._sorted_pos = order
+        self._by_name = {n: i for i, n in enumerate(self.names)}
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, LabelMap)
+            and np.array_equal(self.class_ids, other.class_ids)
+            and self.names == other.names
+            and np.array_equal(self.tax_ids, other.tax_ids)
+        )
+
+    @classmethod
+    def from_ids(cls, class_ids, names=None, tax_ids=None) -> LabelMap:
+        ids = np.asarray(class_ids, dtype=np.int64)
+        names = [str(int(i)) for i in ids] if names is None else list(names)
+        tax = np.full(len(ids), -1, dtype=np.int64) if tax_ids is None else tax_ids
+        return cls(ids, names, tax)
+
+    def index(self, keys: np.ndarray) -> np.ndarray:
+        """Class indices of integer class ids or label names; -1 where unknown."""
+        keys = np.asarray(keys)
+        if keys.dtype.kind in "iu":
+            if len(self._sorted_ids) == 0:
+                return np.full(len(keys), -1, dtype=np.int64)
+            pos = np.searchsorted(self._sorted_ids, keys)
+            pos = np.minimum(pos, len(self._sorted_ids) - 1)
+            hit = self._sorted_ids[pos] == keys
+            return np.where(hit, self._sorted_pos[pos], -1)
+        get = self._by_name.get
+        return np.fromiter((get(str(k), -1) for k in keys), dtype=np.int64, count=len(keys))
+
+    def to_rows(self) -> list[dict]:
+        return [
+            {"class_id": int(c), "label_name": n, "tax_id": int(t)}
+            for c, n, t in zip(self.class_ids, self.names, self.tax_ids)
+        ]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> LabelMap:
+        return cls(
+            np.array([r["class_id"] for r in rows], dtype=np.int64),
+            [str(r["label_name"]) for r in rows],
+            np.array([r["tax_id"] for r in rows], dtype=np.int64),
+        )
+
+    def write_tsv(self, path: str | os.PathLike[str]) -> None:
+        from .outputs import atomic_open
+
+        with atomic_open(path) as fh:
+            fh.write("class_id\tlabel_name\ttax_id\n")
+            for c, n, t in zip(self.class_ids, self.names, self.tax_ids):
+                fh.write(f"{int(c)}\t{n}\t{int(t)}\n")
+
+
+def load_mapping(path: str | os.PathLike[str]) -> LabelMap:
+    """Read a mapping TSV ``class_id, label_name, tax_id`` (header line optional).
+
+    Rejects missing columns, non-integer ids and duplicate class ids or names, naming the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such mapping file")
+    ids: list[int] = []
+    names: list[str] = []
+    taxa: list[int] = []
+    seen_ids: dict[int, int] = {}
+    seen_names: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), start=1):
+            if not row or not "".join(row).strip() or row[0].startswith("#"):
+                continue
+            if lineno == 1 and row[0].strip().lower() in ("class_id", "class", "id"):
+                continue
+            if len(row) < 3:
+                raise InputError(
+                    f"expected 3 tab-separated columns (class_id, label_name, tax_id), found {len(row)}",
+                    path, line=lineno,
+                )
+            cid_s, name, tax_s = row[0].strip(), row[1].strip(), row[2].strip()
+            try:
+                cid = int(cid_s)
+            except ValueError:
+                raise InputError(f"class_id {cid_s!r} is not an integer", path, line=lineno) from None
+            try:
+                tax = int(tax_s)
+            except ValueError:
+                raise InputError(f"tax_id {tax_s!r} is not an integer", path, line=lineno) from None
+            if not name:
+                raise InputError("empty label_name", path, line=lineno)
+            if cid in seen_ids:
+                raise InputError(
+                    f"duplicate class_id {cid} (first on line {seen_ids[cid]})", path, line=lineno
+                )
+            if name in seen_names:
+                raise InputError(
+                    f"duplicate label_name {name!r} (first on line {seen_names[name]})", path, line=lineno
+                )
+            seen_ids[cid] = lineno
+            seen_names[name] = lineno
+            ids.append(cid)
+            names.append(name)
+            taxa.append(tax)
+    if not ids:
+        raise InputError("mapping has no classes", path)
+    return LabelMap(np.array(ids, dtype=np.int64), names, np.array(taxa, dtype=np.int64))
+
+
+# -- label schemes -----------------------------------------------------------------------------
+
+
+class LabelScheme:
+    """Base class: ``keys(batch)`` returns one class key per read."""
+
+    numeric = True
+
+    def keys(self, batch: ReadBatch) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _fail(self, batch: ReadBatch, i: int, what: str) -> None:
+        rec = None if batch.first_record < 0 else batch.first_record + i + 1
+        raise LabelError(
+            f"header {batch.header(i)!r} does not fit the label scheme: {what}",
+            batch.source or None,
+            record=rec,
+        )
+
+
+class LblScheme(LabelScheme):
+    """``lbl|<class_id>|<tax_id>|<field>|<name>/<mate>``; the key is the integer class_id."""
+
+    name = "lbl"
+    numeric = True
+
+    def fields(self, batch: ReadBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(class_id, tax_id) per read, parsed with whole-batch numpy operations."""
+        n = len(batch)
+        if n == 0:
+            z = np.zeros(0, np.int64)
+            return z, z
+        hdr = batch.headers
+        off = batch.header_offsets
+        pipes = np.flatnonzero(hdr == _PIPE)
+        # First three pipes after each header start (must lie inside the header).
+        k = np.searchsorted(pipes, off[:-1])
+        cols = []
+        for j in range(3):
+            idx = k + j
+            ok = idx < len(pipes)
+            p = np.where(ok, pipes[np.minimum(idx, max(len(pipes) - 1, 0))] if len(pipes) else 0, -1)
+            ok &= (p >= 0) & (p < off[1:])
+            cols.append((p, ok))
+        bad = ~(cols[0][1] & cols[1][1] & cols[2][1])
+        # Prefix must be exactly "lbl".
+        pre_ok = (cols[0][0] - off[:-1]) == 3
+        if pre_ok.any():
+            s = off[:-1]
+            pre_ok &= (hdr[np.minimum(s, len(hdr) - 1)] == ord("l"))
+            pre_ok &= (hdr[np.minimum(s + 1, len(hdr) - 1)] == ord("b"))
+            pre_ok &= (hdr[np.minimum(s + 2, len(hdr) - 1)] == ord("l"))
+        bad |= ~pre_ok
+        if bad.any():
+            self._fail(batch, int(np.flatnonzero(bad)[0]),
+                       "expected 'lbl|<class_id>|<tax_id>|<field>|<name>'")
+        cid, bad_c = _parse_ints(hdr, cols[0][0] + 1, cols[1][0])
+        tax, bad_t = _parse_ints(hdr, cols[1][0] + 1, cols[2][0])
+        if bad_c.any():
+            self._fail(batch, int(np.flatnonzero(bad_c)[0]), "class_id is not a non-negative integer")
+        if bad_t.any():
+            self._fail(batch, int(np.flatnonzero(bad_t)[0]), "tax_id is not a non-negative integer")
+        return cid, tax
+
+    def keys(self, batch: ReadBatch) -> np.ndarray:
+        return self.fields(batch)[0]
+
+
+def _parse_ints(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decimal integers in ``buf[start:end]`` per row; returns (values, bad-mask)."""
+    width = end - start
+    bad = (width <= 0) | (width > 18)
+    w = int(min(max(int(width.max(initial=0)), 1), 18))
+    cols = np.arange(w)
+    pos = start[:, None] + cols[None, :]
+    inside = cols[None, :] < width[:, None]
+    digits = buf[np.minimum(pos, len(buf) - 1)].astype(np.int64) - _ZERO
+    bad |= (inside & ((digits < 0) | (digits > 9))).any(axis=1)
+    digits = np.where(inside, digits, 0)
+    # Right-align: a digit at column c of a w-digit number has weight 10**(width-1-c).
+    power = np.where(inside, width[:, None] - 1 - cols[None, :], 0)
+    values = (digits * (10 ** power.astype(np.int64))).sum(axis=1)
+    return values, bad
+
+
+class RegexScheme(LabelScheme):
+    """A user regex with a named group ``class_id`` (integer) or ``label`` (a label name)."""
+
+    def __init__(self, pattern: str) -> None:
+        try:
+            self.regex = re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"label regex {pattern!r}: {exc}") from None
+        groups = self.regex.groupindex
+        if "class_id" in groups:
+            self.group, self.numeric = "class_id", True
+        elif "label" in groups:
+            self.group, self.numeric = "label", False
+        else:
+            raise UsageError(
+                f"label regex {pattern!r} needs a named group (?P<class_id>...) or (?P<label>...)"
+            )
+        self.name = f"regex:{pattern}"
+
+    def keys(self, batch: ReadBatch) -> np.ndarray:
+        text = batch.headers.tobytes().decode("utf-8", "replace")
+        off = batch.header_offsets
+        out = []
+        search = self.regex.search
+        for i in range(len(batch)):
+            m = search(text, int(off[i]), int(off[i + 1]))
+            if m is None or m.group(self.group) is None:
+                self._fail(batch, i, f"regex {self.regex.pattern!r} does not match")
+            out.append(m.group(self.group))
+        if self.numeric:
+            try:
+                return np.array([int(v) for v in out], dtype=np.int64)
+            except ValueError:
+                bad = next(i for i, v in enumerate(out) if not v.strip().lstrip("-").isdigit())
+                self._fail(batch, bad, f"class_id {out[bad]!r} is not an integer")
+        return np.array(out, dtype=object)
+
+
+class TsvScheme(LabelScheme):
+    """A TSV ``read_id<TAB>label`` (label: integer class_id or label name).
+
+    Holds the whole table in memory: use it for modest files, or relabel headers once instead.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        table: dict[str, str] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                line = line.rstrip("\r\n")
+                if not line or line.startswith("#"):
+                    continue
+                parts = line.split("\t")
+                if len(parts) < 2:
+                    raise InputError("expected 'read_id<TAB>label'", self.path, line=lineno)
+                table[parts[0]] = parts[1]
+        self.numeric = all(v.isdigit() for v in table.values())
+        self.table = table
+        self.name = f"tsv:{self.path}"
+
+    def keys(self, batch: ReadBatch) -> np.ndarray:
+        ids = batch.read_ids()
+        out = []
+        for i, rid in enumerate(ids):
+            v = self.table.get(rid)
+            if v is None:
+                v = self.table.get(rid.rsplit("/", 1)[0])  # mates share a label
+            if v is None:
+                self._fail(batch, i, f"read id {rid!r} is not in {self.path}")
+            out.append(v)
+        if self.numeric:
+            return np.array([int(v) for v in out], dtype=np.int64)
+        return np.array(out, dtype=object)
+
+
+def make_scheme(spec: str | None) -> LabelScheme:
+    """``lbl`` (default), ``regex:<pattern>`` or ``tsv:<path>``."""
+    if spec is None or spec == "lbl":
+        return LblScheme()
+    if spec.startswith("regex:"):
+        return RegexScheme(spec[len("regex:"):])
+    if spec.startswith("tsv:"):
+        path = spec[len("tsv:"):]
+        if not Path(path).exists():
+            raise UsageError(f"label TSV {path}: no such file")
+        return TsvScheme(path)
+    raise UsageError(f"unknown label scheme {spec!r}; expected 'lbl', 'regex:<pattern>' or 'tsv:<path>'")
+
+
+class Labeler:
+    """Scheme + optional map: class indices for a batch, with missing-class handling.
+
+    Without a map, classes are discovered in order of first appearance (and can be sorted by
+    class id afterwards with :meth:`discovered_map`). ``skip_unknown`` counts reads whose class
+    is not in the map instead of failing.
+    """
+
+    def __init__(self, scheme: LabelScheme, label_map: LabelMap | None = None,
+                 *, skip_unknown: bool = False) -> None:
+        self.scheme = scheme
+        self.label_map = label_map
+        self.skip_unknown = skip_unknown
+        self.skipped = 0
+        self.skipped_keys: dict = {}
+        self._found: dict = {}
+        self._found_tax: dict = {}
+
+    def classes(self, batch: ReadBatch) -> np.ndarray:
+        """Class index per read (int64); -1 for reads skipped as unknown."""
+        if isinstance(self.scheme, LblScheme):
+            keys, tax = self.scheme.fields(batch)
+        else:
+            keys, tax = self.scheme.keys(batch), None
+        if self.label_map is None:
+            uniq, inv = np.unique(keys, return_inverse=True)
+            found = self._found
+            lut = np.empty(len(uniq), dtype=np.int64)
+            for j, u in enumerate(uniq.tolist()):
+                idx = found.get(u)
+                if idx is None:
+                    idx = found[u] = len(found)
+                    if tax is not None:
+                        self._found_tax[u] = int(tax[np.flatnonzero(inv == j)[0]])
+                lut[j] = idx
+            return lut[inv.reshape(-1)]
+        idx = self.label_map.index(keys)
+        missing = idx < 0
+        if missing.any():
+            if not self.skip_unknown:
+                i = int(np.flatnonzero(missing)[0])
+                rec = None if batch.first_record < 0 else batch.first_record + i + 1
+                raise LabelError(
+                    f"class {keys[i]!r} of read {batch.read_id(i)!r} is not in the mapping "
+                    "(use --skip-unknown to skip and count such reads)",
+                    batch.source or None, record=rec,
+                )
+            self.skipped += int(missing.sum())
+            for k in np.asarray(keys)[missing].tolist():
+                self.skipped_keys[k] = self.skipped_keys.get(k, 0) + 1
+        return idx
+
+    def discovered_map(self) -> LabelMap:
+        """The classes seen so far as a map, in first-appearance index order."""
+        keys = list(self._found)
+        if self.scheme.numeric:
+            return LabelMap(np.array(keys, dtype=np.int64), [str(k) for k in keys],
+                            np.array([self._found_tax.get(k, -1) for k in keys], dtype=np.int64))
+        return LabelMap(np.arange(len(keys), dtype=np.int64), [str(k) for k in keys],
+                        np.full(len(keys), -1, dtype=np.int64))
