@@ -38,6 +38,7 @@ class SeqBatch:
     labels: np.ndarray
     index: np.ndarray | None = None
     ids: list[str] | None = None
+    meta: dict | None = None  # loader position (epoch, batch, byte offset...) for resumption
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -111,4 +112,4 @@ def reverse_complement(batch: SeqBatch, flip: np.ndarray) -> SeqBatch:
     seq = batch.seq[src]
     mask = np.repeat(flip, lengths)
     seq[mask] = _COMPLEMENT[seq[mask]]
-    return SeqBatch(seq, batch.offsets, batch.labels, batch.index, batch.ids)
+    return SeqBatch(seq, batch.offsets, batch.labels, batch.index, batch.ids, batch.meta)
