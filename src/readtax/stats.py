@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import LabelMap, Labeler, LabelScheme, make_scheme
+from .labels import Labeler, LabelMap, LabelScheme, make_scheme
 from .parallel import Unit, default_workers, make_units, map_units
 from .progress import Progress
 

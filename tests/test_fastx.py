@@ -1,0 +1,160 @@
+"""The batch FASTA/FASTQ reader: formats, compression, byte ranges and bad input."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import random_reads, write_fasta, write_fastq
+from readtax.errors import FormatError, UsageError
+from readtax.fastx import FastxReader, byte_ranges, read_all
+
+
+def _records(path, **kw):
+    out = []
+    for b in FastxReader(path, **kw):
+        out.extend(zip(b.read_ids(), b.sequences()))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["fasta", "fastq"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_round_trip_formats(tmp_path, fmt, compress):
+    heads, seqs, _ = random_reads(300, length=(1, 400), seed=1)
+    writer = write_fasta if fmt == "fasta" else write_fastq
+    p = writer(tmp_path / "r.x", heads, seqs, compress=compress)
+    recs = _records(p, chunk_size=4096)
+    assert recs == list(zip(heads, seqs))
+
+
+def test_multiline_crlf_lowercase_iupac(tmp_path):
+    heads = ["a desc here", "b", "c"]
+    seqs = ["acgtRYKMacgt" * 10, "ACGTN" * 3, "g"]
+    p = write_fasta(tmp_path / "m.fa", heads, seqs, width=7, crlf=True)
+    b = read_all(p)
+    assert b.read_ids() == ["a", "b", "c"]
+    assert b.header(0) == "a desc here"
+    expected = [s.upper().translate(str.maketrans("RYKM", "NNNN")) for s in seqs]
+    assert b.sequences() == expected
+    assert b.lengths.tolist() == [120, 15, 1]
+
+
+def test_fastq_quality_kept(tmp_path):
+    p = tmp_path / "q.fq"
+    p.write_bytes(b"@r1\nACGT\n+\n!#%&\n@r2 x\nGG\n+r2 x\nII\n")
+    b = read_all(p)
+    assert b.read_ids() == ["r1", "r2"]
+    assert b.qual.tobytes() == b"!#%&II"
+    assert b.sequences() == ["ACGT", "GG"]
+
+
+def test_blank_lines_and_no_final_newline(tmp_path):
+    p = tmp_path / "b.fa"
+    p.write_bytes(b"\n>x\nAC\n\nGT\n>y\nTT")
+    assert _records(p) == [("x", "ACGT"), ("y", "TT")]
+
+
+@pytest.mark.parametrize("fmt", ["fasta", "fastq"])
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 50])
+def test_byte_ranges_cover_every_record_once(tmp_path, fmt, parts):
+    heads, seqs, _ = random_reads(200, length=(20, 300), seed=parts)
+    writer = write_fasta if fmt == "fasta" else write_fastq
+    p = writer(tmp_path / "r.x", heads, seqs)
+    got = []
+    for s, e in byte_ranges(p, parts):
+        got.extend(_records(p, start=s, end=e, chunk_size=4096))
+    assert got == list(zip(heads, seqs))
+
+
+def test_fastq_quality_starting_with_at_resyncs(tmp_path):
+    # Quality lines that begin with '@' must not be taken for record starts.
+    recs = [(f"r{i}", "ACGT" * 5, "@" + "I" * 19) for i in range(50)]
+    p = tmp_path / "q.fq"
+    p.write_text("".join(f"@{h}\n{s}\n+\n{q}\n" for h, s, q in recs))
+    got = []
+    for s, e in byte_ranges(p, 13):
+        got.extend(_records(p, start=s, end=e))
+    assert [g[0] for g in got] == [r[0] for r in recs]
+
+
+def test_small_chunks_long_reads(tmp_path):
+    heads, seqs, _ = random_reads(5, length=10_000, seed=3)
+    p = write_fasta(tmp_path / "long.fa", heads, seqs, width=60)
+    assert _records(p, chunk_size=4096) == list(zip(heads, seqs))
+
+
+def test_gzip_ranges_refused(tmp_path):
+    p = write_fasta(tmp_path / "r.fa.gz", ["a"], ["ACGT"], compress=True)
+    with pytest.raises(UsageError, match="gzip"):
+        FastxReader(p, start=10, end=20)
+
+
+def _error(path, **kw) -> str:
+    with pytest.raises(FormatError) as exc:
+        _records(path, **kw)
+    return str(exc.value)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "e.fa"
+    p.write_bytes(b"")
+    assert "empty" in _error(p)
+
+
+def test_text_before_first_record(tmp_path):
+    p = tmp_path / "t.fa"
+    p.write_bytes(b"hello\n>a\nACGT\n")
+    msg = _error(p)
+    assert "line 1" in msg and "before the first record" in msg and str(p) in msg
+
+
+def test_header_without_sequence(tmp_path):
+    p = tmp_path / "h.fa"
+    p.write_bytes(b">a\nACGT\n>b\n>c\nAC\n")
+    msg = _error(p)
+    assert "line 3" in msg and "no sequence" in msg
+
+
+def test_truncated_gzip(tmp_path):
+    data = gzip.compress(b">a\nACGT\n" * 5000)
+    p = tmp_path / "t.fa.gz"
+    p.write_bytes(data[: len(data) // 2])
+    assert "gzip" in _error(p)
+
+
+def test_fastq_quality_length_mismatch(tmp_path):
+    p = tmp_path / "q.fq"
+    p.write_bytes(b"@a\nACGT\n+\nIIII\n@b\nACGT\n+\nIII\n")
+    msg = _error(p)
+    assert "line 8" in msg and "quality length 3 differs from sequence length 4" in msg
+
+
+def test_fastq_truncated_record(tmp_path):
+    p = tmp_path / "q.fq"
+    p.write_bytes(b"@a\nACGT\n+\nIIII\n@b\nACGT\n")
+    assert "truncated FASTQ record" in _error(p)
+
+
+def test_binary_garbage(tmp_path):
+    p = tmp_path / "g.fa"
+    p.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8)))
+    msg = _error(p)
+    assert "before the first record" in msg or "invalid character" in msg
+
+
+def test_invalid_character_in_sequence_names_line(tmp_path):
+    p = tmp_path / "g.fa"
+    p.write_bytes(b">a\nACGT\n>b\nAC1T\n")
+    msg = _error(p)
+    assert "line 4" in msg and "'1'" in msg
+
+
+def test_error_line_numbers_in_later_chunks(tmp_path):
+    heads, seqs, _ = random_reads(2000, seed=5)
+    p = write_fasta(tmp_path / "r.fa", heads, seqs)
+    with open(p, "ab") as fh:
+        fh.write(b">bad\n")
+    msg = _error(p, chunk_size=4096)
+    assert f"line {2 * 2000 + 1}" in msg
