@@ -220,19 +220,19 @@ class LblScheme(LabelScheme):
 
 
 def _parse_ints(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decimal integers in ``buf[start:end]`` per row; returns (values, bad-mask)."""
+    """Decimal integers in ``buf[start:end]`` per row; returns (values, bad-mask).
+
+    Loops over digit columns (at most 18), each step vectorised over all rows.
+    """
     width = end - start
     bad = (width <= 0) | (width > 18)
-    w = int(min(max(int(width.max(initial=0)), 1), 18))
-    cols = np.arange(w)
-    pos = start[:, None] + cols[None, :]
-    inside = cols[None, :] < width[:, None]
-    digits = buf[np.minimum(pos, len(buf) - 1)].astype(np.int64) - _ZERO
-    bad |= (inside & ((digits < 0) | (digits > 9))).any(axis=1)
-    digits = np.where(inside, digits, 0)
-    # Right-align: a digit at column c of a w-digit number has weight 10**(width-1-c).
-    power = np.where(inside, width[:, None] - 1 - cols[None, :], 0)
-    values = (digits * (10 ** power.astype(np.int64))).sum(axis=1)
+    values = np.zeros(len(start), dtype=np.int64)
+    last = len(buf) - 1
+    for col in range(int(min(width.max(initial=0), 18))):
+        inside = width > col
+        d = buf[np.minimum(start + col, last)].astype(np.int64) - _ZERO
+        bad |= inside & ((d < 0) | (d > 9))
+        values = np.where(inside, values * 10 + d, values)
     return values, bad
 
 
@@ -342,6 +342,7 @@ class Labeler:
         self.skipped_keys: dict = {}
         self._found: dict = {}
         self._found_tax: dict = {}
+        self._dense = np.zeros(0, dtype=np.int64)
 
     def classes(self, batch: ReadBatch) -> np.ndarray:
         """Class index per read (int64); -1 for reads skipped as unknown."""
@@ -350,17 +351,7 @@ class Labeler:
         else:
             keys, tax = self.scheme.keys(batch), None
         if self.label_map is None:
-            uniq, inv = np.unique(keys, return_inverse=True)
-            found = self._found
-            lut = np.empty(len(uniq), dtype=np.int64)
-            for j, u in enumerate(uniq.tolist()):
-                idx = found.get(u)
-                if idx is None:
-                    idx = found[u] = len(found)
-                    if tax is not None:
-                        self._found_tax[u] = int(tax[np.flatnonzero(inv == j)[0]])
-                lut[j] = idx
-            return lut[inv.reshape(-1)]
+            return self._discover(keys, tax)
         idx = self.label_map.index(keys)
         missing = idx < 0
         if missing.any():
@@ -376,6 +367,37 @@ class Labeler:
             for k in np.asarray(keys)[missing].tolist():
                 self.skipped_keys[k] = self.skipped_keys.get(k, 0) + 1
         return idx
+
+    def _discover(self, keys: np.ndarray, tax: np.ndarray | None) -> np.ndarray:
+        """Indices in order of first appearance (new keys of a batch in sorted order)."""
+        dense = keys.dtype.kind in "iu" and len(keys) and keys.min() >= 0 and keys.max() < (1 << 24)
+        if dense:
+            top = int(keys.max()) + 1
+            if len(self._dense) < top:
+                grown = np.full(max(top, 2 * len(self._dense)), -1, dtype=np.int64)
+                grown[: len(self._dense)] = self._dense
+                self._dense = grown
+            idx = self._dense[keys]
+            new = idx < 0
+            if not new.any():
+                return idx
+            sel = keys[new]
+        else:
+            sel = keys
+        uniq, first = np.unique(sel, return_index=True)
+        tax_new = None if tax is None else (tax[new][first] if dense else tax[first])
+        for j, u in enumerate(uniq.tolist()):
+            if u in self._found:
+                continue
+            self._found[u] = len(self._found)
+            if dense:
+                self._dense[u] = self._found[u]
+            if tax_new is not None:
+                self._found_tax[u] = int(tax_new[j])
+        if dense:
+            return self._dense[keys]
+        get = self._found.get
+        return np.fromiter((get(k) for k in keys.tolist()), dtype=np.int64, count=len(keys))
 
     def discovered_map(self) -> LabelMap:
         """The classes seen so far as a map, in first-appearance index order."""

@@ -23,7 +23,6 @@ class ReadStats:
     reads: int = 0
     bases: int = 0
     non_acgt: int = 0
-    gc: int = 0
     min_len: int = 0
     max_len: int = 0
     length_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -68,7 +67,6 @@ class ReadStats:
         self.reads += other.reads
         self.bases += other.bases
         self.non_acgt += other.non_acgt
-        self.gc += other.gc
         self.skipped_unknown += other.skipped_unknown
         for k, v in other.class_counts.items():
             self.class_counts[k] = self.class_counts.get(k, 0) + v
@@ -116,17 +114,11 @@ class ReadStats:
             "median_length": self.length_quantile(0.5),
             "non_acgt_bases": self.non_acgt,
             "non_acgt_note": "IUPAC codes other than ACGT are counted (and stored) as N",
-            "gc_fraction": round(self.gc / max(self.bases - self.non_acgt, 1), 6),
             "length_histogram": {str(int(k)): int(self.length_counts[k]) for k in nz},
             "classes": len(self.class_counts),
             "skipped_unknown_class": self.skipped_unknown,
             "per_class": self.class_rows(label_map),
         }
-
-
-_N = ord("N")
-_G = ord("G")
-_C = ord("C")
 
 
 def _stats_unit(unit: Unit, scheme: LabelScheme | None, label_map: LabelMap | None,
@@ -136,23 +128,20 @@ def _stats_unit(unit: Unit, scheme: LabelScheme | None, label_map: LabelMap | No
     counts = np.zeros(len(label_map) if label_map is not None else 0, dtype=np.int64)
     for batch in unit.reader():
         st.add_lengths(batch.lengths)
-        seq = batch.seq
-        st.non_acgt += int(np.count_nonzero(seq == _N))
-        st.gc += int(np.count_nonzero(seq == _G)) + int(np.count_nonzero(seq == _C))
+        st.non_acgt += batch.non_acgt
         if labeler is None:
             continue
         cls = labeler.classes(batch)
-        if label_map is not None:
-            counts += np.bincount(cls[cls >= 0], minlength=len(label_map))
+        c = np.bincount(cls[cls >= 0])
+        if len(c) > len(counts):
+            c[: len(counts)] += counts
+            counts = c
         else:
-            c = np.bincount(cls)
-            for j in np.flatnonzero(c):
-                st.class_counts[int(j)] = st.class_counts.get(int(j), 0) + int(c[j])
+            counts[: len(c)] += c
     if labeler is not None:
         st.skipped_unknown = labeler.skipped
-        if label_map is not None:
-            st.class_counts = {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
-        else:
+        st.class_counts = {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
+        if label_map is None:
             # Translate this unit's discovery order into class keys so units merge by key.
             found = labeler.discovered_map()
             keys = (found.class_ids.tolist() if scheme.numeric else found.names)

@@ -1,0 +1,101 @@
+"""Shared benchmark helpers: timed child processes with peak RSS, data paths, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("READTAX_BENCH_DATA", HERE / "data"))
+VENV_BIN = Path(sys.executable).parent
+
+
+def readtax_cmd(*args: str) -> list[str]:
+    exe = VENV_BIN / "readtax"
+    return [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "readtax"]), *args]
+
+
+def measure(cmd: list[str], *, env: dict | None = None, check: bool = True) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MB of the largest process in its tree).
+
+    Uses a wrapper process so that RUSAGE_CHILDREN covers only this command's tree.
+    """
+    wrapper = (
+        "import resource, subprocess, sys, time, json;"
+        "t = time.perf_counter();"
+        "rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL);"
+        "dt = time.perf_counter() - t;"
+        "print(json.dumps([rc, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    import json
+
+    rc, dt, rss_kb = json.loads(out.stdout.strip().splitlines()[-1])
+    if check and rc != 0:
+        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}\n{out.stderr}")
+    return dt, rss_kb / 1024
+
+
+def need(tool: str, package: str | None = None) -> str:
+    """Path of an external tool, installing the Debian package if it is missing."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    pkg = package or tool
+    print(f"installing {pkg} (apt-get)...", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-qq", pkg], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = shutil.which(tool)
+    if not path:
+        raise SystemExit(f"{tool} not found and could not be installed (apt-get install {pkg})")
+    return path
+
+
+def drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def warm(path: Path) -> None:
+    """Read a file once so that timings compare with a warm page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(64 << 20):
+            pass
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    """A Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+_ = resource  # imported for callers that measure in-process
