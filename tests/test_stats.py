@@ -99,3 +99,37 @@ def test_subprocess_entry_points(tmp_path):
     bad.write_text("nonsense\n")
     out = subprocess.run([sys.executable, "-m", "readtax", "stats", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_skip_bad_counts_and_reports(tmp_path, run):
+    p = tmp_path / "bad.fa"
+    p.write_bytes(b">lbl|1|2|3|a\nACGT\n>lbl|1|2|3|b\n>lbl|1|2|3|c\nAC1T\n>junk\nACGT\n"
+                  b">lbl|2|3|4|d\nGGGG\n")
+    assert run("stats", p).code == 2
+    r = run("stats", p, "--skip-bad", "--json", tmp_path / "s.json")
+    assert r.code == 0, r.err
+    assert "reads\t2" in r.out
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["reads"] == 2 and data["bases"] == 8
+    assert data["skipped_bad_records"] == {
+        "header with no sequence": 1,
+        "invalid character in sequence": 1,
+        "header does not fit the label scheme": 1,
+    }
+    assert "skipped 3 malformed records" in r.err
+
+
+def test_skip_bad_fastq(tmp_path):
+    from readtax.fastx import read_all
+
+    p = tmp_path / "q.fq"
+    p.write_bytes(b"@a\nACGT\n+\nIIII\n@b\nACGT\n+\nIII\n@c\nA-\x01T\n+\nIIII\n@d\nGG\n+\nII\n")
+    from readtax.fastx import FastxReader
+
+    reader = FastxReader(p, skip_bad=True)
+    recs = [(i, s) for b in reader for i, s in zip(b.read_ids(), b.sequences())]
+    assert recs == [("a", "ACGT"), ("d", "GG")]
+    assert reader.skipped == {"quality length differs from sequence length": 1,
+                              "invalid character in sequence": 1}
+    with pytest.raises(Exception, match="quality length"):
+        read_all(p)

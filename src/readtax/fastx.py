@@ -217,8 +217,11 @@ class FastxReader:
         start: int = 0,
         end: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        skip_bad: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.skip_bad = skip_bad
+        self.skipped: dict[str, int] = {}  # reason -> records skipped (with skip_bad)
         if not self.path.exists():
             raise UsageError(f"{self.path}: no such file")
         if self.path.is_dir():
@@ -385,31 +388,65 @@ class FastxReader:
         seq_line = ~is_hdr & nonempty
         seq_ll = np.where(seq_line, le - ls, 0)
         rec_len = np.add.reduceat(seq_ll, hdr_lines)
-        if (rec_len == 0).any():
-            bad = int(np.flatnonzero(rec_len == 0)[0])
-            self._fail(
-                "header with no sequence (expected sequence lines after the header)",
-                offset=pos + int(ls[hdr_lines[bad]]),
-            )
         skip = is_hdr.astype(np.int64)
-        seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
-        np.cumsum(rec_len, out=seq_off[1:])
+        empty = rec_len == 0
+        if empty.any():
+            if not self.skip_bad:
+                bad = int(np.flatnonzero(empty)[0])
+                self._fail(
+                    "header with no sequence (expected sequence lines after the header)",
+                    offset=pos + int(ls[hdr_lines[bad]]),
+                )
+            is_hdr, seq_line, hdr_lines, rec_len = self._drop(
+                ~empty, is_hdr, seq_line, hdr_lines, rec_len, "header with no sequence")
         headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
         # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included): zero
         # proves every base is upper-case ACGT, so the bases can be built lazily, unchecked.
         other = len(raw.translate(None, b"ACGT\r\n")) - len(headers.tobytes().translate(None, b"ACGT"))
-        other -= len(hdr_lines)
+        other -= int(np.count_nonzero(first_byte == _GT))
+        seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
+        np.cumsum(rec_len, out=seq_off[1:])
         if other == 0:
             non_acgt = 0
 
             def seq():
                 return buf[_select_lines(ls, le, nxt, skip, seq_line)]
         else:
-            seq, non_acgt = self._bases(buf, _select_lines(ls, le, nxt, skip, seq_line), pos)
+            mask = _select_lines(ls, le, nxt, skip, seq_line)
+            if self.skip_bad:
+                bad_rec = self._invalid_records(buf, mask, seq_off)
+                if bad_rec.any():
+                    is_hdr, seq_line, hdr_lines, rec_len = self._drop(
+                        ~bad_rec, is_hdr, seq_line, hdr_lines, rec_len,
+                        "invalid character in sequence")
+                    headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
+                    seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
+                    np.cumsum(rec_len, out=seq_off[1:])
+                    mask = _select_lines(ls, le, nxt, skip, seq_line)
+            seq, non_acgt = self._bases(buf, mask, pos)
         h_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
         np.cumsum(le[hdr_lines] - ls[hdr_lines] - 1, out=h_off[1:])
         return ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
                          byte_offsets=pos + ls[hdr_lines], non_acgt=non_acgt)
+
+    def _count_skip(self, reason: str, n: int) -> None:
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+    def _drop(self, keep_rec, is_hdr, seq_line, hdr_lines, rec_len, reason):
+        """Remove whole FASTA records (their header and sequence lines) from the selection."""
+        self._count_skip(reason, int(len(keep_rec) - np.count_nonzero(keep_rec)))
+        rec_of_line = np.cumsum(is_hdr) - 1
+        line_keep = keep_rec[np.maximum(rec_of_line, 0)]
+        return is_hdr & line_keep, seq_line & line_keep, hdr_lines[keep_rec], rec_len[keep_rec]
+
+    @staticmethod
+    def _invalid_records(buf: np.ndarray, mask: np.ndarray, seq_off: np.ndarray) -> np.ndarray:
+        """Records (by index) whose bases contain a byte that is not a letter."""
+        bad_pos = np.flatnonzero(BASE_LUT[buf[mask]] == 0)
+        bad = np.zeros(len(seq_off) - 1, dtype=bool)
+        bad[np.searchsorted(seq_off, bad_pos, side="right") - 1] = True
+        return bad
 
     def _bases(self, buf: np.ndarray, mask: np.ndarray, pos: int) -> tuple[np.ndarray, int]:
         """Upper-cased, N-normalised bases of the masked bytes and their non-ACGT count.
@@ -487,6 +524,14 @@ class FastxReader:
         bad_s = slen <= 0
         bad_q = slen != qlen
         bad = bad_h | bad_p | bad_q | bad_s
+        if self.skip_bad and bad.any() and not (bad_h | bad_p).any():
+            # Records with a wrong quality length or no bases are dropped whole; a broken
+            # 4-line structure ('@'/'+' lines) cannot be skipped safely and stays an error.
+            self._count_skip("header with no sequence", int(np.count_nonzero(bad_s)))
+            self._count_skip("quality length differs from sequence length",
+                             int(np.count_nonzero(bad_q & ~bad_s)))
+            keep = np.repeat(~bad, 4)
+            return self._fastq_block_lines(buf, ls[keep], le[keep], nxt[keep], pos)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             if bad_h[i]:
@@ -499,11 +544,27 @@ class FastxReader:
                 f"quality length {int(qlen[i])} differs from sequence length {int(slen[i])}",
                 offset=pos + int(q[i]),
             )
+        return self._fastq_block_lines(buf, ls, le, nxt, pos)
+
+    def _fastq_block_lines(self, buf, ls, le, nxt, pos) -> ReadBatch:
+        h, s = ls[0::4], ls[1::4]
+        he, se = le[0::4], le[1::4]
+        slen = se - s
         kind = np.arange(len(ls)) % 4
         skip = (kind == 0).astype(np.int64)
-        seq, non_acgt = self._bases(buf, _select_lines(ls, le, nxt, skip, kind == 1), pos)
-        qual = buf[_select_lines(ls, le, nxt, skip, kind == 3)]
-        headers = buf[_select_lines(ls, le, nxt, skip, kind == 0)]
+        if self.skip_bad and len(ls):
+            seq_mask = _select_lines(ls, le, nxt, skip, kind == 1, len(buf))
+            off = np.zeros(len(h) + 1, dtype=np.int64)
+            np.cumsum(slen, out=off[1:])
+            bad_rec = self._invalid_records(buf, seq_mask, off)
+            if bad_rec.any():
+                self._count_skip("invalid character in sequence", int(bad_rec.sum()))
+                keep = np.repeat(~bad_rec, 4)
+                ls, le, nxt = ls[keep], le[keep], nxt[keep]
+                return self._fastq_block_lines(buf, ls, le, nxt, pos)
+        seq, non_acgt = self._bases(buf, _select_lines(ls, le, nxt, skip, kind == 1, len(buf)), pos)
+        qual = buf[_select_lines(ls, le, nxt, skip, kind == 3, len(buf))]
+        headers = buf[_select_lines(ls, le, nxt, skip, kind == 0, len(buf))]
         seq_off = np.zeros(len(h) + 1, dtype=np.int64)
         np.cumsum(slen, out=seq_off[1:])
         h_off = np.zeros(len(h) + 1, dtype=np.int64)
@@ -533,21 +594,30 @@ def _lines(buf: np.ndarray, nl: np.ndarray | None = None):
     return ls, le, nxt
 
 
-def _select_lines(ls, le, nxt, skip, select) -> np.ndarray:
+def _select_lines(ls, le, nxt, skip, select, total: int | None = None) -> np.ndarray:
     """Byte mask of the contents (after ``skip`` leading bytes) of the selected lines.
 
-    Each line contributes three runs: skipped prefix, content, terminator (CR/LF). Repeating a
-    per-run boolean is far cheaper than building per-byte index arrays.
+    Each line contributes three runs: skipped prefix, content, terminator (CR/LF); a gap run
+    covers lines that were removed. Repeating a per-run boolean is far cheaper than building
+    per-byte index arrays.
     """
     n_lines = len(ls)
     skip = np.minimum(skip, le - ls)
-    counts = np.empty(3 * n_lines, dtype=np.int64)
-    counts[0::3] = skip
-    counts[1::3] = le - ls - skip
-    counts[2::3] = nxt - le
-    pattern = np.zeros(3 * n_lines, dtype=bool)
-    pattern[1::3] = select
-    return np.repeat(pattern, counts)
+    counts = np.empty(4 * n_lines, dtype=np.int64)
+    prev_end = np.empty(n_lines, dtype=np.int64)
+    if n_lines:
+        prev_end[0] = 0
+        prev_end[1:] = nxt[:-1]
+    counts[0::4] = ls - prev_end
+    counts[1::4] = skip
+    counts[2::4] = le - ls - skip
+    counts[3::4] = nxt - le
+    pattern = np.zeros(4 * n_lines, dtype=bool)
+    pattern[2::4] = select
+    mask = np.repeat(pattern, counts)
+    if total is not None and len(mask) < total:
+        mask = np.concatenate([mask, np.zeros(total - len(mask), dtype=bool)])
+    return mask
 
 
 def _looks_binary(data: bytes) -> bool:

@@ -177,12 +177,16 @@ class LblScheme(LabelScheme):
     name = "lbl"
     numeric = True
 
-    def fields(self, batch: ReadBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(class_id, tax_id) per read, parsed with whole-batch numpy operations."""
+    def fields(self, batch: ReadBatch, allow_bad: bool = False):
+        """(class_id, tax_id) per read, parsed with whole-batch numpy operations.
+
+        With ``allow_bad`` returns (class_id, tax_id, bad) instead of raising on the first
+        header that does not fit.
+        """
         n = len(batch)
         if n == 0:
             z = np.zeros(0, np.int64)
-            return z, z
+            return (z, z, np.zeros(0, bool)) if allow_bad else (z, z)
         hdr = batch.headers
         off = batch.header_offsets
         pipes = np.flatnonzero(hdr == _PIPE)
@@ -204,11 +208,14 @@ class LblScheme(LabelScheme):
             pre_ok &= (hdr[np.minimum(s + 1, len(hdr) - 1)] == ord("b"))
             pre_ok &= (hdr[np.minimum(s + 2, len(hdr) - 1)] == ord("l"))
         bad |= ~pre_ok
-        if bad.any():
+        if bad.any() and not allow_bad:
             self._fail(batch, int(np.flatnonzero(bad)[0]),
                        "expected 'lbl|<class_id>|<tax_id>|<field>|<name>'")
         cid, bad_c = _parse_ints(hdr, cols[0][0] + 1, cols[1][0])
         tax, bad_t = _parse_ints(hdr, cols[1][0] + 1, cols[2][0])
+        if allow_bad:
+            bad = bad | bad_c | bad_t
+            return np.where(bad, -1, cid), np.where(bad, -1, tax), bad
         if bad_c.any():
             self._fail(batch, int(np.flatnonzero(bad_c)[0]), "class_id is not a non-negative integer")
         if bad_t.any():
@@ -334,11 +341,13 @@ class Labeler:
     """
 
     def __init__(self, scheme: LabelScheme, label_map: LabelMap | None = None,
-                 *, skip_unknown: bool = False) -> None:
+                 *, skip_unknown: bool = False, skip_bad: bool = False) -> None:
         self.scheme = scheme
         self.label_map = label_map
         self.skip_unknown = skip_unknown
+        self.skip_bad = skip_bad
         self.skipped = 0
+        self.skipped_bad = 0
         self.skipped_keys: dict = {}
         self._found: dict = {}
         self._found_tax: dict = {}
@@ -346,10 +355,25 @@ class Labeler:
 
     def classes(self, batch: ReadBatch) -> np.ndarray:
         """Class index per read (int64); -1 for reads skipped as unknown."""
+        bad = None
         if isinstance(self.scheme, LblScheme):
-            keys, tax = self.scheme.fields(batch)
+            if self.skip_bad:
+                keys, tax, bad = self.scheme.fields(batch, allow_bad=True)
+                if not bad.any():
+                    bad = None
+            else:
+                keys, tax = self.scheme.fields(batch)
         else:
             keys, tax = self.scheme.keys(batch), None
+        if bad is not None:
+            self.skipped_bad += int(bad.sum())
+            good = np.flatnonzero(~bad)
+            out = np.full(len(keys), -1, dtype=np.int64)
+            out[good] = self._classes_of(keys[good], None if tax is None else tax[good], batch)
+            return out
+        return self._classes_of(keys, tax, batch)
+
+    def _classes_of(self, keys: np.ndarray, tax: np.ndarray | None, batch: ReadBatch) -> np.ndarray:
         if self.label_map is None:
             return self._discover(keys, tax)
         idx = self.label_map.index(keys)
@@ -364,8 +388,9 @@ class Labeler:
                     batch.source or None, record=rec,
                 )
             self.skipped += int(missing.sum())
-            for k in np.asarray(keys)[missing].tolist():
-                self.skipped_keys[k] = self.skipped_keys.get(k, 0) + 1
+            uniq, cnt = np.unique(np.asarray(keys)[missing], return_counts=True)
+            for k, c in zip(uniq.tolist(), cnt.tolist()):
+                self.skipped_keys[k] = self.skipped_keys.get(k, 0) + c
         return idx
 
     def _discover(self, keys: np.ndarray, tax: np.ndarray | None) -> np.ndarray:

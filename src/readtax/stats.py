@@ -29,6 +29,7 @@ class ReadStats:
     class_counts: dict = field(default_factory=dict)
     class_tax: dict = field(default_factory=dict)
     skipped_unknown: int = 0
+    skipped_bad: dict = field(default_factory=dict)  # reason -> records skipped (--skip-bad)
     files: list[str] = field(default_factory=list)
 
     @property
@@ -53,7 +54,11 @@ class ReadStats:
     def merge(self, other: ReadStats) -> None:
         if other.reads == 0:
             self.skipped_unknown += other.skipped_unknown
+            for k, v in other.skipped_bad.items():
+                self.skipped_bad[k] = self.skipped_bad.get(k, 0) + v
             return
+        for k, v in other.skipped_bad.items():
+            self.skipped_bad[k] = self.skipped_bad.get(k, 0) + v
         if self.reads == 0:
             self.min_len = other.min_len
         else:
@@ -117,28 +122,43 @@ class ReadStats:
             "length_histogram": {str(int(k)): int(self.length_counts[k]) for k in nz},
             "classes": len(self.class_counts),
             "skipped_unknown_class": self.skipped_unknown,
+            "skipped_bad_records": self.skipped_bad,
             "per_class": self.class_rows(label_map),
         }
 
 
 def _stats_unit(unit: Unit, scheme: LabelScheme | None, label_map: LabelMap | None,
-                skip_unknown: bool) -> ReadStats:
+                skip_unknown: bool, skip_bad: bool = False) -> ReadStats:
     st = ReadStats()
-    labeler = None if scheme is None else Labeler(scheme, label_map, skip_unknown=skip_unknown)
+    labeler = None if scheme is None else Labeler(scheme, label_map, skip_unknown=skip_unknown,
+                                                  skip_bad=skip_bad)
     counts = np.zeros(len(label_map) if label_map is not None else 0, dtype=np.int64)
-    for batch in unit.reader():
-        st.add_lengths(batch.lengths)
-        st.non_acgt += batch.non_acgt
+    reader = unit.reader(skip_bad=skip_bad)
+    for batch in reader:
         if labeler is None:
+            st.add_lengths(batch.lengths)
+            st.non_acgt += batch.non_acgt
             continue
         cls = labeler.classes(batch)
-        c = np.bincount(cls[cls >= 0])
+        keep = cls >= 0
+        if keep.all():
+            st.add_lengths(batch.lengths)
+            st.non_acgt += batch.non_acgt
+        else:
+            # Reads skipped for their label are left out of every count.
+            kept = batch.take(np.flatnonzero(keep))
+            st.add_lengths(kept.lengths)
+            st.non_acgt += 0 if batch.non_acgt == 0 else int(np.count_nonzero(kept.seq == ord("N")))
+        c = np.bincount(cls[keep])
         if len(c) > len(counts):
             c[: len(counts)] += counts
             counts = c
         else:
             counts[: len(c)] += c
+    st.skipped_bad = dict(reader.skipped)
     if labeler is not None:
+        if labeler.skipped_bad:
+            st.skipped_bad["header does not fit the label scheme"] = labeler.skipped_bad
         st.skipped_unknown = labeler.skipped
         st.class_counts = {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
         if label_map is None:
@@ -157,6 +177,7 @@ def compute_stats(
     scheme: str | LabelScheme | None = "lbl",
     label_map: LabelMap | None = None,
     skip_unknown: bool = False,
+    skip_bad: bool = False,
     workers: int | None = None,
     progress: bool | None = None,
 ) -> ReadStats:
@@ -170,7 +191,7 @@ def compute_stats(
     result = ReadStats(files=[str(p) for p in paths])
     done = 0
     for unit, st in zip(units, map_units(_stats_unit, units, workers, scheme, label_map,
-                                         skip_unknown)):
+                                         skip_unknown, skip_bad)):
         result.merge(st)
         done += unit.size
         bar.update(done)
@@ -192,6 +213,8 @@ def format_summary(st: ReadStats, label_map: LabelMap | None = None, top: int = 
     ]
     if st.skipped_unknown:
         lines.append(f"skipped_unknown_class\t{st.skipped_unknown}")
+    for reason, n in sorted(st.skipped_bad.items()):
+        lines.append(f"skipped_bad_records\t{n}\t({reason})")
     rows = sorted(st.class_rows(label_map), key=lambda r: -r["reads"])
     if rows:
         lines.append(f"largest classes (of {len(rows)}):")

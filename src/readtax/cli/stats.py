@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+
+log = logging.getLogger("readtax")
 
 HELP = "summarise reads (FASTA/FASTQ, plain or gzip) or a packed store"
 
@@ -15,6 +18,9 @@ def add_arguments(p) -> None:
                         "(?P<label>)>, tsv:<read_id-to-label file>, or none")
     p.add_argument("--skip-unknown", action="store_true",
                    help="count and skip reads whose class is not in the mapping")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed records (no bases, bad characters, wrong quality length, "
+                        "unparsable header) and report how many, instead of stopping")
     p.add_argument("--json", help="write all statistics as JSON here")
     p.add_argument("--tsv", help="write per-class counts as TSV here")
     p.add_argument("--plot", help="write a PNG of class sizes and read lengths here")
@@ -35,8 +41,12 @@ def run(args) -> int:
     else:
         scheme = None if args.labels == "none" else args.labels
         st = stats.compute_stats(args.inputs, scheme=scheme, label_map=label_map,
-                                 skip_unknown=args.skip_unknown, workers=args.workers)
+                                 skip_unknown=args.skip_unknown,
+                                 skip_bad=args.skip_bad, workers=args.workers)
     sys.stdout.write(stats.format_summary(st, label_map))
+    if st.skipped_bad:
+        log.warning("skipped %d malformed records: %s", sum(st.skipped_bad.values()),
+                    ", ".join(f"{n} {r}" for r, n in sorted(st.skipped_bad.items())))
     if args.json:
         stats.write_json(st, args.json, label_map)
     if args.tsv:
