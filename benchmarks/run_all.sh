@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run every benchmark and collect their Markdown sections into benchmarks/RESULTS.md.
+# Usage: bash benchmarks/run_all.sh [--quick]
+#   --quick: smaller inputs (minutes instead of tens of minutes); the sizes used are printed.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-../.venv/bin/python}
+QUICK=${1:-}
+if [ "$QUICK" = "--quick" ]; then
+  R=1000000
+else
+  R=6000000
+fi
+out=RESULTS.md
+tmp=$(mktemp)
+{
+  echo "# readtax benchmark results"
+  echo
+  echo "Machine: $($PY -c 'from common import machine; print(machine())')  "
+  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')  "
+  echo "Reads at 1x: $R (150 bp, 3,507 skewed classes, synthetic; benchmarks/synth.py)"
+  echo
+} > "$tmp"
+run() {
+  local name=$1; shift
+  echo ">> $name" >&2
+  if "$PY" "$@" >> "$tmp"; then echo >> "$tmp"; else echo "($name failed)" >> "$tmp"; echo >> "$tmp"; fi
+}
+run stats bench_stats.py --reads "$R"
+run subset bench_subset.py --reads "$R"
+run store bench_store.py --reads "$R"
+run stream bench_stream.py --reads "$R"
+run models bench_models.py
+run predict bench_predict.py
+run kraken kraken_compare.py
+mv "$tmp" "$out"
+echo "wrote benchmarks/$out" >&2
