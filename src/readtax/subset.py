@@ -1,0 +1,857 @@
+"""Exact per-class random subsets of read sets, in two streaming passes (``readtax subset``).
+
+How reads are chosen (memory O(classes x work units), never O(reads)):
+
+1. The inputs are cut into *work units*: byte ranges of a fixed size for plain files (64 MB,
+   or more for inputs over 64 GB so that there are at most 1,024 units), whole files for gzip.
+   Units depend on the inputs only, never on the number of workers, so the result for a seed
+   is the same byte for byte with any ``--workers``.
+2. Pass 1 counts reads per class in every unit, in parallel.
+3. Per class, the train quota ``min(N, available)`` is split over the units with a sequential
+   (multivariate) hypergeometric draw, then the validation quota over the reads each unit has
+   left. Train is filled first: a class with fewer than N + M reads gives ``min(N, available)``
+   reads to train and the rest (at most M) to validation.
+4. Pass 2 reads every unit again. For each batch the number of train and validation reads of
+   each class is drawn hypergeometrically from (reads of the class in this batch, reads of the
+   class left in the unit, quota left), and that many reads of the class in the batch are
+   picked uniformly (random keys, ranked within the class). All of it is whole-array numpy
+   work per batch; each unit has its own generator keyed by (seed, unit).
+
+Every step draws a uniformly random subset given the previous one, so the union is a uniform
+random subset of exactly the quota for every class, and train and validation are disjoint.
+
+Records are written as the reader parsed them: one sequence line, bases upper-cased with IUPAC
+codes other than ACGT as N (the form every readtax tool sees), headers and qualities unchanged.
+Output keeps input order (pieces of the units concatenated in unit order) unless ``shuffle``:
+then a bucket shuffle through temporary files gives a uniformly random order with bounded
+memory. Output names ending in ``.gz`` are gzip (one member per unit or bucket, compressed in
+parallel; any gzip reader reads multi-member files). Outputs appear under their final name only
+when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .fastx import ReadBatch, gather_ragged, is_gzip, sniff_format
+from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme
+from .outputs import atomic_path, check_output_path
+from .parallel import Unit, check_inputs, default_workers, map_units
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+UNIT_BYTES = 64 << 20
+MAX_UNITS = 1024
+READ_CHUNK = 4 << 20  # fixed so that batch boundaries (and so the draws) never change
+SHUFFLE_BUCKET_BYTES = 16 << 20
+MAX_BUCKETS = 4096
+GZIP_LEVEL = 2
+STRATIFIED_CHUNK = 1 << 20
+_HG_LIMIT = 10**9  # numpy's hypergeometric needs ngood, nbad below this
+
+# Keys mixed into the seed so that independent decisions draw from independent streams.
+_TAG_QUOTA = 0
+_TAG_SELECT = 1
+_TAG_BUCKET = 2
+_TAG_SHUFFLE = 3
+
+_GT, _AT, _NL, _PLUS = ord(">"), ord("@"), 10, ord("+")
+
+
+# -- the exact selection core --------------------------------------------------------------------
+
+
+def _hypergeometric(rng: np.random.Generator, good: np.ndarray, bad: np.ndarray,
+                    nsample: np.ndarray) -> np.ndarray:
+    """Good items in ``nsample`` draws without replacement, elementwise."""
+    good = np.asarray(good, dtype=np.int64)
+    bad = np.asarray(bad, dtype=np.int64)
+    if len(good) and (good.max() >= _HG_LIMIT or bad.max() >= _HG_LIMIT):
+        raise UsageError("a class holds 10^9 reads or more; exact subsets support fewer per class")
+    return rng.hypergeometric(good, bad, np.asarray(nsample, dtype=np.int64)).astype(np.int64)
+
+
+def split_quota(counts: np.ndarray, quota: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Spread ``quota[c]`` draws without replacement over blocks holding ``counts[b, c]`` reads.
+
+    Returns ``take[b, c]``: a multivariate hypergeometric draw per class (block by block, each a
+    hypergeometric of this block against the blocks after it), vectorised over classes.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    need = np.minimum(np.asarray(quota, dtype=np.int64), counts.sum(axis=0))
+    left = counts.sum(axis=0)
+    take = np.zeros_like(counts)
+    for b in range(len(counts)):
+        have = counts[b]
+        act = np.flatnonzero((need > 0) & (have > 0))
+        if len(act):
+            take[b, act] = _hypergeometric(rng, have[act], left[act] - have[act], need[act])
+        need -= take[b]
+        left -= have
+    return take
+
+
+class BlockSelector:
+    """Picks exactly the planned train and validation reads of one block, batch by batch.
+
+    ``available[c]`` reads of class c will arrive in total; ``train[c]`` and ``val[c]`` of them
+    are to be chosen (disjoint, uniformly). :meth:`select` takes the class index of every read
+    of the next batch (-1 = not eligible) and returns the train and validation masks.
+    """
+
+    def __init__(self, available: np.ndarray, train: np.ndarray, val: np.ndarray | None,
+                 rng: np.random.Generator) -> None:
+        self.left = np.array(available, dtype=np.int64)
+        self.train = np.array(train, dtype=np.int64)
+        self.val = np.zeros_like(self.train) if val is None else np.array(val, dtype=np.int64)
+        self.rng = rng
+        self.n_classes = len(self.left)
+
+    def select(self, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(cls)
+        train_mask = np.zeros(n, dtype=bool)
+        val_mask = np.zeros(n, dtype=bool)
+        valid = cls >= 0
+        have = np.bincount(cls[valid], minlength=self.n_classes)
+        if len(have) > self.n_classes or (have > self.left).any():
+            raise _CountMismatch
+        act = np.flatnonzero((have > 0) & ((self.train > 0) | (self.val > 0)))
+        if len(act) == 0:
+            self.left -= have
+            return train_mask, val_mask
+        h, left, t, v = have[act], self.left[act], self.train[act], self.val[act]
+        # Train reads in this batch, then validation reads among the batch's non-train reads
+        # (the unit's non-train reads number left - t, of which h - xt are in this batch).
+        xt = _hypergeometric(self.rng, h, left - h, t)
+        xv = _hypergeometric(self.rng, h - xt, (left - t) - (h - xt), v)
+        self.left -= have
+        self.train[act] -= xt
+        self.val[act] -= xv
+        take_t = np.zeros(self.n_classes, dtype=np.int64)
+        take_v = np.zeros(self.n_classes, dtype=np.int64)
+        take_t[act] = xt
+        take_v[act] = xv
+        # Rank the reads of every active class in a random order; the first xt go to train,
+        # the next xv to validation.
+        is_act = np.zeros(self.n_classes, dtype=bool)
+        is_act[act] = True
+        pos = np.flatnonzero(valid)
+        pos = pos[is_act[cls[pos]]]
+        order = _random_order_by_class(cls[pos], self.n_classes, self.rng)
+        sc = cls[pos][order]
+        start = np.cumsum(np.where(is_act, have, 0)) - np.where(is_act, have, 0)
+        rank = np.arange(len(pos), dtype=np.int64) - start[sc]
+        lim = take_t[sc]
+        train_mask[pos[order[rank < lim]]] = True
+        val_mask[pos[order[(rank >= lim) & (rank < lim + take_v[sc])]]] = True
+        return train_mask, val_mask
+
+    def done(self) -> bool:
+        """True when every planned read was seen and chosen."""
+        return not (self.left.any() or self.train.any() or self.val.any())
+
+
+def _random_order_by_class(cls: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """An order that groups reads by class, uniformly random within each class.
+
+    A random permutation followed by a stable sort on the class; 16-bit keys make numpy use a
+    radix sort, about 8x faster than a lexsort on random keys.
+    """
+    perm = rng.permutation(len(cls))
+    keys = cls[perm].astype(np.uint16 if n_classes <= 1 << 16 else np.int64)
+    return perm[np.argsort(keys, kind="stable")]
+
+
+class _CountMismatch(Exception):
+    """A block holds more reads of a class than its count said (the input changed)."""
+
+
+def stratified_indices(classes, per_class: int | np.ndarray, seed: int = 0, *,
+                       num_classes: int | None = None,
+                       chunk_size: int = STRATIFIED_CHUNK) -> np.ndarray:
+    """Sorted indices of exactly ``min(per_class, available)`` reads of every class.
+
+    ``classes`` is the class index of every read (negative = never chosen); any sliceable
+    array works, including a ``np.memmap`` of a packed store: it is read in chunks twice
+    (count, then select), so memory is O(classes x chunks + result), not O(reads).
+    ``per_class`` may be one number or one per class. Each class's subset is uniformly random;
+    the result depends on ``seed`` and ``chunk_size`` only.
+    """
+    n = len(classes)
+    if seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed}")
+    chunk = max(int(chunk_size), -(-n // MAX_UNITS), 1)
+    starts = list(range(0, n, chunk))
+    per_chunk = []
+    width = int(num_classes or 0)
+    for s in starts:
+        c = np.asarray(classes[s : s + chunk]).astype(np.int64, copy=False)
+        counts = np.bincount(c[c >= 0])
+        width = max(width, len(counts))
+        per_chunk.append(counts)
+    counts = np.zeros((len(starts), width), dtype=np.int64)
+    for i, c in enumerate(per_chunk):
+        counts[i, : len(c)] = c
+    quota = np.broadcast_to(np.asarray(per_class, dtype=np.int64), (width,))
+    if (quota < 0).any():
+        raise UsageError("per_class must not be negative")
+    take = split_quota(counts, quota, np.random.default_rng([seed, _TAG_QUOTA]))
+    out = [np.zeros(0, dtype=np.int64)]
+    for i, s in enumerate(starts):
+        if not take[i].any():
+            continue
+        c = np.asarray(classes[s : s + chunk]).astype(np.int64, copy=False)
+        sel = BlockSelector(counts[i], take[i], None, np.random.default_rng([seed, _TAG_SELECT, i]))
+        chosen, _ = sel.select(c)
+        out.append(s + np.flatnonzero(chosen))
+    return np.concatenate(out)
+
+
+# -- work units and record output ----------------------------------------------------------------
+
+
+def plan_units(paths: Iterable[str | os.PathLike[str]], unit_bytes: int | None = None) -> list[Unit]:
+    """Fixed-size byte ranges of plain files, whole gzip files; independent of worker count."""
+    paths = check_inputs(paths)
+    sizes = [os.path.getsize(p) for p in paths]
+    if unit_bytes is None:
+        unit_bytes = max(UNIT_BYTES, -(-sum(sizes) // MAX_UNITS))
+    units: list[Unit] = []
+    for p, size in zip(paths, sizes):
+        if size <= unit_bytes or is_gzip(p):
+            units.append(Unit(p, 0, None, size))
+            continue
+        parts = -(-size // unit_bytes)
+        bounds = [size * k // parts for k in range(parts + 1)]
+        units.extend(Unit(p, bounds[k], bounds[k + 1], bounds[k + 1] - bounds[k])
+                     for k in range(parts))
+    return units
+
+
+def format_records(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
+    """FASTA (or FASTQ when the batch has qualities) bytes of the selected reads.
+
+    ``rows`` is a boolean mask (records in batch order; the fast path) or an index array.
+    """
+    h_len = np.diff(batch.header_offsets)
+    s_len = np.diff(batch.seq_offsets)
+    fastq = batch.qual is not None
+    if rows.dtype == bool:
+        heads = batch.headers[np.repeat(rows, h_len)]
+        s_mask = np.repeat(rows, s_len)
+        seqs = batch.seq[s_mask]
+        quals = batch.qual[s_mask] if fastq else None
+        h_len, s_len = h_len[rows], s_len[rows]
+    else:
+        heads = gather_ragged(batch.headers, batch.header_offsets, rows)[0]
+        seqs = gather_ragged(batch.seq, batch.seq_offsets, rows)[0]
+        quals = gather_ragged(batch.qual, batch.seq_offsets, rows)[0] if fastq else None
+        h_len, s_len = h_len[rows], s_len[rows]
+    n = len(h_len)
+    one = np.ones(n, dtype=np.int64)
+    if fastq:
+        # @ H \n S \n + \n Q \n
+        runs = np.stack([one, h_len, one, s_len, one, one, one, s_len, one], axis=1)
+        const = np.array([_AT, 0, _NL, 0, _NL, _PLUS, _NL, 0, _NL], dtype=np.uint8)
+        parts = {1: heads, 3: seqs, 7: quals}
+    else:
+        runs = np.stack([one, h_len, one, s_len, one], axis=1)
+        const = np.array([_GT, 0, _NL, 0, _NL], dtype=np.uint8)
+        parts = {1: heads, 3: seqs}
+    counts = runs.ravel()
+    out = np.repeat(np.tile(const, n), counts)
+    for col, data in parts.items():
+        pattern = np.zeros(len(const), dtype=bool)
+        pattern[col] = True
+        out[np.repeat(np.tile(pattern, n), counts)] = data
+    return out
+
+
+def record_sizes(batch: ReadBatch) -> np.ndarray:
+    """Bytes of every record of the batch as :func:`format_records` writes it."""
+    h_len = np.diff(batch.header_offsets)
+    s_len = np.diff(batch.seq_offsets)
+    if batch.qual is not None:
+        return h_len + 2 * s_len + 6  # '@', '\n', '\n+\n', '\n'
+    return h_len + s_len + 3  # '>', '\n', '\n'
+
+
+class _Piece:
+    """A temporary output piece, gzip-compressed as its own member when asked."""
+
+    def __init__(self, path: Path, compress: bool) -> None:
+        self.path = path
+        self.raw = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.fh = self.raw
+        if compress:
+            from isal import igzip
+
+            # filename="" and mtime=0 keep the member independent of the temporary name.
+            self.fh = igzip.IGzipFile(filename="", mode="wb", fileobj=self.raw,
+                                      compresslevel=GZIP_LEVEL, mtime=0)
+        self.bytes = 0
+
+    def write(self, data: np.ndarray) -> None:
+        if len(data):
+            self.fh.write(memoryview(data))
+            self.bytes += len(data)
+
+    def close(self) -> None:
+        if self.fh is not self.raw:
+            self.fh.close()
+        self.raw.close()
+
+
+# -- pass 1: counting ----------------------------------------------------------------------------
+
+
+@dataclass
+class _UnitCounts:
+    counts: np.ndarray
+    keys: list | None  # class keys of ``counts`` when classes are discovered (no mapping)
+    tax: list | None
+    skipped: int
+    skipped_keys: dict
+    reads: int
+    out_bytes: int
+
+
+def _count_unit(unit: Unit, scheme: LabelScheme, label_map: LabelMap | None,
+                skip_unknown: bool) -> _UnitCounts:
+    labeler = Labeler(scheme, label_map, skip_unknown=skip_unknown)
+    counts = np.zeros(len(label_map) if label_map is not None else 0, dtype=np.int64)
+    reads = out_bytes = 0
+    for batch in unit.reader(READ_CHUNK):
+        cls = labeler.classes(batch)
+        bc = np.bincount(cls[cls >= 0], minlength=len(counts))
+        if len(bc) > len(counts):
+            bc[: len(counts)] += counts
+            counts = bc
+        else:
+            counts += bc
+        reads += len(batch)
+        out_bytes += int(record_sizes(batch).sum())
+    keys = tax = None
+    if label_map is None:
+        found = labeler.discovered_map()
+        keys = found.class_ids.tolist() if scheme.numeric else list(found.names)
+        tax = found.tax_ids.tolist()
+        counts = np.concatenate([counts, np.zeros(len(keys) - len(counts), np.int64)])
+    return _UnitCounts(counts, keys, tax, labeler.skipped, dict(labeler.skipped_keys), reads,
+                       out_bytes)
+
+
+def _merge_counts(parts: list[_UnitCounts], scheme: LabelScheme,
+                  label_map: LabelMap | None) -> tuple[LabelMap, np.ndarray]:
+    """The class order (mapping, or discovered keys sorted) and the units x classes counts."""
+    if label_map is None:
+        tax_of: dict = {}
+        for p in parts:
+            for k, t in zip(p.keys, p.tax):
+                tax_of.setdefault(k, t)
+        keys = sorted(tax_of)
+        if scheme.numeric:
+            label_map = LabelMap.from_ids(keys, [str(k) for k in keys], [tax_of[k] for k in keys])
+        else:
+            label_map = LabelMap.from_ids(np.arange(len(keys)), keys, [tax_of[k] for k in keys])
+    counts = np.zeros((len(parts), len(label_map)), dtype=np.int64)
+    for u, p in enumerate(parts):
+        if p.keys is None:
+            counts[u] = p.counts
+        elif p.keys:
+            idx = label_map.index(np.array(p.keys, dtype=np.int64 if scheme.numeric else object))
+            counts[u, idx] = p.counts
+    return label_map, counts
+
+
+# -- pass 2: selecting and writing ---------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What every pass-2 worker needs besides its own unit."""
+
+    scheme: LabelScheme
+    label_map: LabelMap
+    skip_unknown: bool
+    tmpdir: str
+    seed: int
+    compress: dict  # side ("train"/"val") -> gzip the pieces
+    buckets: int  # 0 = keep input order
+
+
+@dataclass
+class _UnitResult:
+    written_train: np.ndarray
+    written_val: np.ndarray
+    pieces: dict  # side -> piece path (input order) or (path, bucket offsets) when shuffling
+
+
+def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
+    u, unit, available, train, val = item
+    n_classes = len(plan.label_map)
+    labeler = Labeler(plan.scheme, plan.label_map, skip_unknown=plan.skip_unknown)
+    selector = BlockSelector(available, train, val, np.random.default_rng([plan.seed, _TAG_SELECT, u]))
+    sides = list(plan.compress)
+    written = {s: np.zeros(n_classes, dtype=np.int64) for s in ("train", "val")}
+    if plan.buckets:
+        writer = _BucketWriter(plan, u, sides)
+    else:
+        pieces = {s: _Piece(Path(plan.tmpdir) / f"{s}-{u:06d}", plan.compress[s]) for s in sides}
+    try:
+        for batch in unit.reader(READ_CHUNK):
+            cls = labeler.classes(batch)
+            try:
+                masks = dict(zip(("train", "val"), selector.select(cls)))
+            except _CountMismatch:
+                raise InputError("input changed between the two passes (class counts differ)",
+                                 unit.path) from None
+            for s in sides:
+                mask = masks[s]
+                if not mask.any():
+                    continue
+                written[s] += np.bincount(cls[mask], minlength=n_classes)
+                if plan.buckets:
+                    writer.write(s, batch, mask)
+                else:
+                    pieces[s].write(format_records(batch, _rows(mask)))
+        if not selector.done():
+            raise InputError("input changed between the two passes (class counts differ)",
+                             unit.path)
+    finally:
+        if plan.buckets:
+            writer.close()
+        else:
+            for p in pieces.values():
+                p.close()
+    if plan.buckets:
+        out = writer.finish()
+    else:
+        out = {s: str(p.path) for s, p in pieces.items()}
+    return _UnitResult(written["train"], written["val"], out)
+
+
+def _rows(mask: np.ndarray) -> np.ndarray:
+    """The mask itself when many reads are chosen (byte masks are cheapest), else indices
+    (whose cost grows with the chosen reads only)."""
+    return mask if 4 * np.count_nonzero(mask) >= len(mask) else np.flatnonzero(mask)
+
+
+class _BucketWriter:
+    """Writes a unit's chosen reads grouped by random bucket (one file, offsets per bucket)."""
+
+    def __init__(self, plan: _Plan, u: int, sides: list[str]) -> None:
+        self.plan = plan
+        self.u = u
+        self.sides = sides
+        self.rngs = {s: np.random.default_rng([plan.seed, _TAG_BUCKET, i, u])
+                     for i, s in enumerate(("train", "val"))}
+        self.files: dict[tuple[str, int], object] = {}
+        self.sizes = {s: np.zeros(plan.buckets, dtype=np.int64) for s in sides}
+
+    def _path(self, side: str, b: int | None = None) -> Path:
+        name = f"{side}-{self.u:06d}" + ("" if b is None else f"-{b:05d}")
+        return Path(self.plan.tmpdir) / name
+
+    def write(self, side: str, batch: ReadBatch, mask: np.ndarray) -> None:
+        rows = np.flatnonzero(mask)
+        bucket = self.rngs[side].integers(0, self.plan.buckets, size=len(rows))
+        order = np.argsort(bucket, kind="stable")
+        rows, bucket = rows[order], bucket[order]
+        data = format_records(batch, rows)
+        # Record sizes give the byte boundaries between buckets in ``data``.
+        ends = np.cumsum(record_sizes(batch)[rows])
+        present, first = np.unique(bucket, return_index=True)
+        bounds = np.concatenate([[0], ends[first[1:] - 1], [ends[-1]]])
+        for j, b in enumerate(present.tolist()):
+            key = (side, b)
+            fh = self.files.get(key)
+            if fh is None:
+                fh = self.files[key] = open(self._path(side, b), "wb")  # noqa: SIM115
+            fh.write(memoryview(data[bounds[j] : bounds[j + 1]]))
+            self.sizes[side][b] += bounds[j + 1] - bounds[j]
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+    def finish(self) -> dict:
+        """Join the bucket files into one file per side; return (path, bucket offsets)."""
+        out = {}
+        for s in self.sides:
+            target = self._path(s)
+            with open(target, "wb") as dst:
+                for b in np.flatnonzero(self.sizes[s]).tolist():
+                    src = self._path(s, b)
+                    with open(src, "rb") as fh:
+                        shutil.copyfileobj(fh, dst, 1 << 22)
+                    src.unlink()
+            offsets = np.zeros(self.plan.buckets + 1, dtype=np.int64)
+            np.cumsum(self.sizes[s], out=offsets[1:])
+            out[s] = (str(target), offsets)
+        return out
+
+
+def _shuffle_bucket(item: tuple, plan: _Plan, fastq: bool) -> str:
+    """Read bucket ``b`` of every unit file, permute its records, write one piece."""
+    side, b, segments = item
+    chunks = []
+    for path, start, end in segments:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            chunks.append(fh.read(end - start))
+    buf = np.frombuffer(b"".join(chunks), dtype=np.uint8)
+    del chunks
+    lines = 4 if fastq else 2
+    ends = np.flatnonzero(buf == _NL)[lines - 1 :: lines] + 1
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    side_no = 0 if side == "train" else 1
+    perm = np.random.default_rng([plan.seed, _TAG_SHUFFLE, side_no, b]).permutation(len(ends))
+    piece = _Piece(Path(plan.tmpdir) / f"shuffled-{side}-{b:05d}", plan.compress[side])
+    try:
+        step = 1 << 16  # bounded gather: index arrays for this many records at a time
+        for i in range(0, len(perm), step):
+            piece.write(gather_ragged(buf, offsets, perm[i : i + step])[0])
+    finally:
+        piece.close()
+    return str(piece.path)
+
+
+def _append(dst, piece: str) -> None:
+    with open(piece, "rb") as src:
+        shutil.copyfileobj(src, dst, 1 << 22)
+    os.unlink(piece)
+
+
+# -- the verb --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SubsetSummary:
+    """Per-class outcome of :func:`subset` (arrays follow ``label_map`` order)."""
+
+    label_map: LabelMap
+    available: np.ndarray
+    requested: np.ndarray
+    requested_val: np.ndarray
+    written_train: np.ndarray
+    written_val: np.ndarray
+    status: list[str]
+    numeric_ids: bool = True
+    unknown_classes: list[str] = field(default_factory=list)
+    below_min_reads: list[str] = field(default_factory=list)
+    skipped_unknown: int = 0
+    output: str = ""
+    val_output: str | None = None
+    seed: int = 0
+
+    @property
+    def total_train(self) -> int:
+        return int(self.written_train.sum())
+
+    @property
+    def total_val(self) -> int:
+        return int(self.written_val.sum())
+
+    def rows(self) -> list[dict]:
+        lm = self.label_map
+        return [
+            {
+                "class_id": int(lm.class_ids[i]) if self.numeric_ids else None,
+                "label_name": lm.names[i],
+                "available": int(self.available[i]),
+                "requested": int(self.requested[i]),
+                "written_train": int(self.written_train[i]),
+                "written_val": int(self.written_val[i]),
+                "requested_val": int(self.requested_val[i]),
+                "status": self.status[i],
+            }
+            for i in range(len(lm))
+        ]
+
+    def write_tsv(self, path: str | os.PathLike[str]) -> None:
+        from .outputs import atomic_open
+
+        cols = ["class_id", "label_name", "available", "requested", "written_train",
+                "written_val", "requested_val", "status"]
+        with atomic_open(path) as fh:
+            fh.write("\t".join(cols) + "\n")
+            for r in self.rows():
+                fh.write("\t".join("" if r[c] is None else str(r[c]) for c in cols) + "\n")
+
+
+def read_class_list(path: str | os.PathLike[str]) -> list[str]:
+    """Class ids or names, one per line (first tab-separated column; '#' comments)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such class list")
+    names = []
+    with open(p, encoding="utf-8") as fh:
+        for line in fh:
+            text = line.split("\t", 1)[0].strip()
+            if text and not text.startswith("#"):
+                names.append(text)
+    if not names:
+        raise InputError("class list names no classes", p)
+    return names
+
+
+def _match_classes(names: list[str], label_map: LabelMap, numeric: bool) -> tuple[np.ndarray, list[str]]:
+    """Mask of the listed classes (by class id when numeric, else or also by label name)."""
+    keep = np.zeros(len(label_map), dtype=bool)
+    unknown = []
+    by_name = {n: i for i, n in enumerate(label_map.names)}
+    for name in names:
+        idx = -1
+        if numeric and name.lstrip("-").isdigit():
+            idx = int(label_map.index(np.array([int(name)], dtype=np.int64))[0])
+        if idx < 0:
+            idx = by_name.get(name, -1)
+        if idx < 0:
+            unknown.append(name)
+        else:
+            keep[idx] = True
+    return keep, unknown
+
+
+def _quota(available: np.ndarray, per_species: int | None, fraction: float | None) -> np.ndarray:
+    """Requested reads per class: N, round(F x available) (halves up), or the smaller of both."""
+    req = np.full(len(available), np.iinfo(np.int64).max, dtype=np.int64)
+    if per_species is not None:
+        req[:] = per_species
+    if fraction is not None:
+        # Exact decimal arithmetic on F as written (0.3 x 5 is 1.5, which rounds to 2, not the
+        # float 1.4999999999999998); one Python operation per class, not per read.
+        f = Decimal(repr(float(fraction)))
+        half = Decimal(1) / 2
+        frac = [int((f * int(a) + half).to_integral_value(rounding=ROUND_FLOOR)) for a in available]
+        req = np.minimum(req, np.array(frac, dtype=np.int64))
+    return req
+
+
+def _check_args(per_species, fraction, val_output, val_per_species, min_reads, seed, workers,
+                labels) -> None:
+    def positive_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
+    if per_species is None and fraction is None:
+        raise UsageError("give --per-species N and/or --fraction F")
+    if per_species is not None and not positive_int(per_species):
+        raise UsageError(f"--per-species must be a positive integer, got {per_species}")
+    if fraction is not None and not (0 < fraction <= 1):
+        raise UsageError(f"--fraction must be in (0, 1], got {fraction}")
+    if (val_output is None) != (val_per_species is None):
+        raise UsageError("--val-output and --val-per-species go together")
+    if val_per_species is not None and not positive_int(val_per_species):
+        raise UsageError(f"--val-per-species must be a positive integer, got {val_per_species}")
+    if min_reads < 0:
+        raise UsageError(f"--min-reads must not be negative, got {min_reads}")
+    if seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if labels in (None, "none"):
+        raise UsageError("subset needs class labels; choose a label scheme with --labels")
+
+
+def _input_format(paths: list[str]) -> str:
+    formats = {p: sniff_format(p) for p in paths if os.path.getsize(p) > 0}
+    kinds = set(formats.values())
+    if len(kinds) > 1:
+        raise UsageError("inputs mix FASTA and FASTQ: " + ", ".join(
+            f"{p} ({f})" for p, f in formats.items()))
+    return kinds.pop() if kinds else "fasta"
+
+
+def _short_list(names: list[str], limit: int = 50) -> str:
+    text = ", ".join(names[:limit])
+    return text + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def subset(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    per_species: int | None = None,
+    fraction: float | None = None,
+    val_output: str | os.PathLike[str] | None = None,
+    val_per_species: int | None = None,
+    classes: str | os.PathLike[str] | Iterable[str] | None = None,
+    min_reads: int = 0,
+    mapping: str | os.PathLike[str] | LabelMap | None = None,
+    labels: str = "lbl",
+    skip_unknown: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+    workers: int | None = None,
+    summary: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    unit_bytes: int | None = None,
+    progress: bool | None = None,
+) -> SubsetSummary:
+    """Write exactly ``min(N, available)`` uniformly chosen reads of every class to ``out``.
+
+    ``fraction`` asks for round(F x available) per class instead (halves rounded up; with both,
+    the smaller). ``val_output`` gets a disjoint ``min(M, available - train)`` per class: train
+    is filled first. ``classes`` (a file or names) keeps only the listed classes; ``min_reads``
+    drops classes with fewer reads. Same inputs and seed give byte-identical outputs for any
+    ``workers``; ``unit_bytes`` (tests only) changes the work units and so the draw.
+    """
+    _check_args(per_species, fraction, val_output, val_per_species, min_reads, seed, workers,
+                labels)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = check_inputs(inputs)
+    out = check_output_path(out, force=force, inputs=paths)
+    if val_output is not None:
+        val_output = check_output_path(val_output, force=force, inputs=paths)
+    if summary is not None:
+        summary = check_output_path(summary, force=force, inputs=paths)
+    named = [p for p in (out, val_output, summary) if p is not None]
+    if len({Path(p).resolve() for p in named}) < len(named):
+        raise UsageError("the output, --val-output and --summary must be different files")
+    class_names = None
+    if classes is not None:
+        class_names = (read_class_list(classes) if isinstance(classes, (str, os.PathLike))
+                       else [str(c) for c in classes])
+    fmt = _input_format(paths)
+    scheme = make_scheme(labels)
+    label_map = load_mapping(mapping) if isinstance(mapping, (str, os.PathLike)) else mapping
+    workers = default_workers() if workers is None else workers
+    units = plan_units(paths, unit_bytes)
+    total_bytes = sum(u.size for u in units)
+
+    # Pass 1: reads per class per unit.
+    bar = Progress(total_bytes, "subset: counting", enabled=progress)
+    parts, done = [], 0
+    for unit, part in zip(units, map_units(_count_unit, units, workers, scheme, label_map,
+                                           skip_unknown)):
+        parts.append(part)
+        done += unit.size
+        bar.update(done)
+    bar.close()
+    label_map, counts = _merge_counts(parts, scheme, label_map)
+    numeric_ids = mapping is not None or scheme.numeric
+    available = counts.sum(axis=0)
+    skipped = sum(p.skipped for p in parts)
+
+    # Which classes, how many reads each.
+    status = np.array(["kept"] * len(label_map), dtype=object)
+    keep = np.ones(len(label_map), dtype=bool)
+    unknown: list[str] = []
+    if class_names is not None:
+        listed, unknown = _match_classes(class_names, label_map, numeric_ids)
+        if unknown:
+            where = "the mapping" if mapping is not None else "the data"
+            log.warning("--classes: %d name(s) not found in %s: %s", len(unknown), where,
+                        _short_list(unknown))
+        status[~listed] = "excluded"
+        keep &= listed
+    low = keep & (available < min_reads)
+    below = [label_map.names[i] for i in np.flatnonzero(low)]
+    if below:
+        log.info("dropping %d class(es) with fewer than %d reads: %s", len(below), min_reads,
+                 _short_list(below))
+    status[low] = "below_min_reads"
+    keep &= ~low
+    requested = np.where(keep, _quota(available, per_species, fraction), 0)
+    take_train = np.minimum(requested, available)
+    requested_val = np.where(keep, val_per_species or 0, 0)
+    take_val = np.minimum(requested_val, available - take_train)
+    short = keep & ((take_train < requested) | (take_val < requested_val))
+    status[short] = "short"
+
+    rng = np.random.default_rng([seed, _TAG_QUOTA])
+    train_units = split_quota(counts, take_train, rng)
+    val_units = split_quota(counts - train_units, take_val, rng)
+
+    buckets = 0
+    if shuffle:
+        reads = np.array([max(p.reads, 1) for p in parts], dtype=np.float64)
+        chosen = (train_units.sum(axis=1) + val_units.sum(axis=1)).astype(np.float64)
+        est = float((np.array([p.out_bytes for p in parts]) * chosen / reads).sum())
+        buckets = int(min(MAX_BUCKETS, max(1, math.ceil(est / SHUFFLE_BUCKET_BYTES))))
+
+    # Pass 2: choose, write pieces, join them in order.
+    tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    compress = {"train": str(out).endswith(".gz")}
+    if val_output is not None:
+        compress["val"] = str(val_output).endswith(".gz")
+    plan = _Plan(scheme, label_map, skip_unknown, tmpdir, seed, compress, buckets)
+    items = [(u, unit, counts[u], train_units[u], val_units[u]) for u, unit in enumerate(units)]
+    written_t = np.zeros(len(label_map), dtype=np.int64)
+    written_v = np.zeros(len(label_map), dtype=np.int64)
+    try:
+        with contextlib.ExitStack() as stack:
+            targets = {"train": stack.enter_context(atomic_path(out))}
+            if val_output is not None:
+                targets["val"] = stack.enter_context(atomic_path(val_output))
+            handles = {s: stack.enter_context(open(p, "wb")) for s, p in targets.items()}
+            bar = Progress(total_bytes, "subset: selecting", enabled=progress)
+            done = 0
+            unit_pieces = []
+            for unit, res in zip(units, map_units(_select_unit, items, workers, plan)):
+                written_t += res.written_train
+                written_v += res.written_val
+                if buckets:
+                    unit_pieces.append(res.pieces)
+                else:
+                    for s, piece in res.pieces.items():
+                        _append(handles[s], piece)
+                done += unit.size
+                bar.update(done)
+            bar.close()
+            if buckets:
+                _shuffle_pieces(unit_pieces, plan, workers, handles, fmt == "fastq")
+            for s, fh in handles.items():
+                if compress[s] and fh.tell() == 0:
+                    import gzip
+
+                    fh.write(gzip.compress(b"", mtime=0))  # a valid, empty gzip file
+                fh.close()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    if not (np.array_equal(written_t, take_train) and np.array_equal(written_v, take_val)):
+        raise RuntimeError("subset wrote other counts than planned")  # pragma: no cover
+    result = SubsetSummary(label_map, available, requested, requested_val, written_t, written_v,
+                           status.tolist(), numeric_ids, unknown, below, skipped, str(out),
+                           None if val_output is None else str(val_output), seed)
+    if summary is not None:
+        result.write_tsv(summary)
+    n_short = int(short.sum())
+    log.info("%s: %d reads of %d classes%s", out, result.total_train, int((written_t > 0).sum()),
+             f"; {val_output}: {result.total_val} reads" if val_output is not None else "")
+    if n_short:
+        log.info("%d class(es) had fewer reads than requested (all of them were taken)", n_short)
+    if skipped:
+        log.info("skipped %d reads of classes not in the mapping", skipped)
+    return result
+
+
+def _shuffle_pieces(unit_pieces: list[dict], plan: _Plan, workers: int, handles: dict,
+                    fastq: bool) -> None:
+    """Shuffle every side bucket by bucket (in parallel) and append the buckets in order."""
+    for side, fh in handles.items():
+        items = []
+        for b in range(plan.buckets):
+            segs = [(p[side][0], int(p[side][1][b]), int(p[side][1][b + 1]))
+                    for p in unit_pieces if p[side][1][b + 1] > p[side][1][b]]
+            items.append((side, b, segs))
+        for piece in map_units(_shuffle_bucket, items, workers, plan, fastq):
+            _append(fh, piece)
+        for p in unit_pieces:  # this side's unit files are no longer needed
+            os.unlink(p[side][0])
