@@ -1,0 +1,44 @@
+"""readtax init-model: write a randomly initialised local stand-in of a model family."""
+
+from __future__ import annotations
+
+import logging
+
+HELP = "write a random-weight stand-in of a model family (tiny for tests/demo, full for GPU checks)"
+
+ARCH_CHOICES = ("metagene", "dnabert2", "dnabert", "kmer-cnn", "auto")
+
+log = logging.getLogger("readtax")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--arch", required=True, choices=ARCH_CHOICES,
+                   help="model family (auto: a tiny generic transformers model)")
+    p.add_argument("--size", default="tiny", choices=("tiny", "full"),
+                   help="tiny dimensions (default) or the real ones, random weights")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to create")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--k", type=int, default=6, help="k-mer size of a DNABERT model (3..6)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+
+def run(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..models import count_parameters, init_model
+
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not args.force:
+            raise UsageError(f"output {out} exists (use --force to overwrite)")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    n = count_parameters(args.arch, args.size, k=args.k)
+    log.info("writing a %s %s stand-in (%s parameters) to %s", args.size, args.arch,
+             f"{n:,}", out)
+    init_model(args.arch, args.size, out, seed=args.seed, k=args.k)
+    return 0

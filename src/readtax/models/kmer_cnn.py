@@ -1,0 +1,127 @@
+"""A small convolutional read encoder that trains from scratch on a CPU in minutes.
+
+Input: one code per base (pad 0, A C G T 1..4, N 5; see :class:`~.tokenizers.BaseCollator`).
+The model forms the k-mer starting at every position (canonical by default, so a read and its
+reverse complement share k-mers), embeds it, and refines the embeddings with a few residual 1D
+convolutions. Hidden states are zeroed at padding after every layer, so a read gives the same
+output alone or inside a padded batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import __version__
+from ..errors import ModelError
+
+MODEL_TYPE = "readtax-kmer-cnn"
+
+CONFIG_KEYS = ("k", "embed_dim", "hidden_size", "num_layers", "kernel_size", "dropout",
+               "canonical", "max_length")
+
+SIZES = {
+    "tiny": {"k": 6, "embed_dim": 64, "hidden_size": 128, "num_layers": 2, "kernel_size": 5,
+             "dropout": 0.0, "canonical": True, "max_length": 2048},
+    "full": {"k": 8, "embed_dim": 128, "hidden_size": 256, "num_layers": 4, "kernel_size": 5,
+             "dropout": 0.1, "canonical": True, "max_length": 4096},
+}
+
+
+def make_config(size: str = "tiny", **overrides) -> dict:
+    cfg = {"architectures": ["KmerCnn"], "model_type": MODEL_TYPE, **SIZES[size], **overrides,
+           "readtax_version": __version__}
+    return cfg
+
+
+def check_config(cfg: dict, path: Path | None = None) -> dict:
+    missing = [k for k in CONFIG_KEYS if k not in cfg]
+    if missing:
+        raise ModelError(f"k-mer CNN config lacks {', '.join(missing)}", path)
+    if not 1 <= int(cfg["k"]) <= 12:
+        raise ModelError(f"k-mer CNN k must be 1..12, got {cfg['k']}", path)
+    return cfg
+
+
+class KmerCnn(nn.Module):
+    """Base codes ``[B, L]`` + mask -> hidden states ``[B, L, hidden_size]``."""
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        self.config = dict(config)
+        k = int(config["k"])
+        self.k = k
+        self.hidden_size = int(config["hidden_size"])
+        ks = int(config["kernel_size"])
+        # Row 0: incomplete window or one holding N (zero vector, no gradient); row 1+c: k-mer c.
+        self.embed = nn.Embedding(4**k + 1, int(config["embed_dim"]), padding_idx=0)
+        self.conv_in = nn.Conv1d(int(config["embed_dim"]), self.hidden_size, ks, padding=ks // 2)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(self.hidden_size, self.hidden_size, ks, padding=(ks // 2) * 2 ** (i + 1),
+                      dilation=2 ** (i + 1))
+            for i in range(int(config["num_layers"]) - 1)
+        )
+        self.norm = nn.LayerNorm(self.hidden_size)
+        self.dropout = nn.Dropout(float(config["dropout"]))
+        self.gradient_checkpointing = False
+        self.register_buffer("canon", self._canonical_table(k, bool(config["canonical"])),
+                             persistent=False)
+
+    @staticmethod
+    def _canonical_table(k: int, canonical: bool) -> torch.Tensor:
+        codes = torch.arange(4**k, dtype=torch.int64)
+        if not canonical:
+            return codes
+        rc = torch.zeros_like(codes)
+        x = codes.clone()
+        for _ in range(k):  # reverse the digits and complement each (c -> 3 - c)
+            rc = rc * 4 + (3 - x % 4)
+            x = x // 4
+        return torch.minimum(codes, rc)
+
+    def kmer_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        b, n = input_ids.shape
+        k = self.k
+        base = input_ids.long() - 1
+        valid = (base >= 0) & (base <= 3)
+        base = torch.where(valid, base, torch.zeros_like(base))
+        base = F.pad(base, (0, k - 1))
+        valid = F.pad(valid, (0, k - 1), value=False)
+        code = torch.zeros((b, n), dtype=torch.int64, device=input_ids.device)
+        ok = torch.ones((b, n), dtype=torch.bool, device=input_ids.device)
+        for j in range(k):
+            code = code * 4 + base[:, j : j + n]
+            ok &= valid[:, j : j + n]
+        return torch.where(ok, self.canon[code] + 1, torch.zeros_like(code))
+
+    def _block(self, conv: nn.Module, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return h + self.dropout(F.gelu(conv(h))) * m
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = (input_ids != 0).long()
+        m = attention_mask.to(self.embed.weight.dtype).unsqueeze(1)  # [B, 1, L]
+        h = self.embed(self.kmer_ids(input_ids)).transpose(1, 2) * m
+        h = F.gelu(self.conv_in(h)) * m
+        for conv in self.convs:
+            if self.gradient_checkpointing and self.training:
+                from torch.utils.checkpoint import checkpoint
+
+                h = checkpoint(self._block, conv, h, m, use_reentrant=False)
+            else:
+                h = self._block(conv, h, m)
+        return self.norm(h.transpose(1, 2)) * m.transpose(1, 2)
+
+
+def load_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError("missing config.json", model_dir) from None
+    return check_config(cfg, path)
