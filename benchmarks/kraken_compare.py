@@ -248,9 +248,9 @@ def score(truth: np.ndarray, called: np.ndarray, parents: dict[int, int]) -> dic
         if lineage[0] != 1:
             sibling[sel] = (called_parent[sel] == lineage[0]) & ~correct[sel]
     wrong = ~(correct | unclassified | higher | sibling)
-    return {"reads": int(len(truth)), "correct": correct.sum() / n, "higher": higher.sum() / n,
-            "sibling": sibling.sum() / n, "wrong": wrong.sum() / n,
-            "wrong_species": (sibling | wrong).sum() / n, "unclassified": unclassified.sum() / n}
+    groups = {"correct": correct, "higher": higher, "sibling": sibling, "wrong": wrong,
+              "wrong_species": sibling | wrong, "unclassified": unclassified}
+    return {"reads": int(len(truth)), **{k: float(v.sum() / n) for k, v in groups.items()}}
 
 
 # -- the two tasks -----------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def prepare_tasks(work: str | os.PathLike[str], genomes: list | None = None,
     from readtax.genomes import demo_genomes
 
     if genomes is None:
-        genomes, mapping, _ = demo_genomes()
+        genomes, mapping = demo_genomes()
     genomes = [str(g) for g in genomes]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -312,8 +312,8 @@ def compare(work: Path, *, reads_per_species: int, seed: int, threads: int,
             split: float = 0.8) -> list[dict]:
     from readtax.genomes import demo_genomes
 
-    genomes, mapping, taxonomy = demo_genomes()
-    parents = parents_of(taxonomy_rows(mapping, taxonomy))
+    genomes, mapping = demo = demo_genomes()
+    parents = parents_of(taxonomy_rows(mapping, demo.taxonomy))
     results = []
     for task in prepare_tasks(work, genomes, mapping, reads_per_species=reads_per_species,
                               split=split, seed=seed):

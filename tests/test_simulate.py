@@ -284,7 +284,8 @@ def test_formatting_helpers():
 
 
 def test_demo_genomes_bundled():
-    genomes, mapping, taxonomy = demo_genomes()
+    genomes, mapping = demo_genomes()
+    taxonomy = demo_genomes().taxonomy
     label_map = load_mapping(mapping)
     assert len(genomes) == len(label_map) == 10
     assert [g.stem for g in genomes] == label_map.names

@@ -397,19 +397,23 @@ def write_genomes(genomes: list[GeneratedGenome], out_dir: str | Path, *, width:
 
 
 class GenomeSet(NamedTuple):
-    """Genome FASTA paths (one species each), the mapping TSV and the taxonomy TSV."""
+    """Genome FASTA paths (one species each) and the mapping TSV; ``.taxonomy`` is the
+    ``taxonomy.tsv`` beside the mapping (tax_id, parent_tax_id, rank, name)."""
 
     genomes: list[Path]
     mapping: Path
-    taxonomy: Path
+
+    @property
+    def taxonomy(self) -> Path:
+        return self.mapping.parent / "taxonomy.tsv"
 
 
 def demo_genomes() -> GenomeSet:
-    """The bundled demo genomes (``genomes, mapping, taxonomy = demo_genomes()``)."""
+    """The bundled demo genomes: ``genomes, mapping = demo_genomes()``."""
     root = Path(str(resources.files("readtax").joinpath("data", "genomes")))
     rows = (root / "mapping.tsv").read_text(encoding="utf-8").splitlines()[1:]
     paths = [root / f"{line.split(chr(9))[1]}.fa" for line in rows if line.strip()]
-    return GenomeSet(paths, root / "mapping.tsv", root / "taxonomy.tsv")
+    return GenomeSet(paths, root / "mapping.tsv")
 
 
 def main(argv: list[str] | None = None) -> int:
