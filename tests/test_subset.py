@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_reads, write_fasta, write_mapping
 
+from conftest import random_reads, write_fasta, write_mapping
 from readtax import subset as subset_mod
 from readtax.errors import FormatError, LabelError, UsageError
 from readtax.fastx import read_all
@@ -428,3 +428,19 @@ def test_cli_help_and_summary_log(tmp_path, run):
     assert r.code == 0, r.err
     assert "15 reads of 3 classes" in r.err
     assert gzip.decompress((tmp_path / "o.fa.gz").read_bytes()).count(b">") == 15
+
+
+def test_skip_bad_records(tmp_path, run):
+    heads, seqs, classes = skewed_reads(sizes=(20, 20))
+    seqs[3] = seqs[3][:10] + "12" + seqs[3][10:]
+    heads[7] = "no-label-here"
+    inp = write_fasta(tmp_path / "in.fa", heads, seqs)
+    r = run("subset", inp, "-o", tmp_path / "o.fa", "--per-species", 30)
+    assert r.code == 2
+    res = subset([inp], tmp_path / "o.fa", per_species=30, skip_bad=True, unit_bytes=UNIT,
+                 workers=2)
+    want = np.bincount(np.delete(classes, [3, 7]), minlength=2)
+    assert res.available.tolist() == res.written_train.tolist() == want.tolist()
+    assert sum(res.skipped_bad.values()) == 2
+    got = records(tmp_path / "o.fa")[0]
+    assert heads[3] not in got and heads[7] not in got and len(got) == 38

@@ -37,6 +37,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -324,17 +325,18 @@ class _UnitCounts:
     keys: list | None  # class keys of ``counts`` when classes are discovered (no mapping)
     tax: list | None
     skipped: int
-    skipped_keys: dict
+    skipped_bad: dict  # reason -> malformed records skipped (skip_bad)
     reads: int
     out_bytes: int
 
 
 def _count_unit(unit: Unit, scheme: LabelScheme, label_map: LabelMap | None,
-                skip_unknown: bool) -> _UnitCounts:
-    labeler = Labeler(scheme, label_map, skip_unknown=skip_unknown)
+                skip_unknown: bool, skip_bad: bool) -> _UnitCounts:
+    labeler = Labeler(scheme, label_map, skip_unknown=skip_unknown, skip_bad=skip_bad)
     counts = np.zeros(len(label_map) if label_map is not None else 0, dtype=np.int64)
     reads = out_bytes = 0
-    for batch in unit.reader(READ_CHUNK):
+    reader = unit.reader(READ_CHUNK, skip_bad=skip_bad)
+    for batch in reader:
         cls = labeler.classes(batch)
         bc = np.bincount(cls[cls >= 0], minlength=len(counts))
         if len(bc) > len(counts):
@@ -350,8 +352,10 @@ def _count_unit(unit: Unit, scheme: LabelScheme, label_map: LabelMap | None,
         keys = found.class_ids.tolist() if scheme.numeric else list(found.names)
         tax = found.tax_ids.tolist()
         counts = np.concatenate([counts, np.zeros(len(keys) - len(counts), np.int64)])
-    return _UnitCounts(counts, keys, tax, labeler.skipped, dict(labeler.skipped_keys), reads,
-                       out_bytes)
+    bad = dict(reader.skipped)
+    if labeler.skipped_bad:
+        bad["header does not fit the label scheme"] = labeler.skipped_bad
+    return _UnitCounts(counts, keys, tax, labeler.skipped, bad, reads, out_bytes)
 
 
 def _merge_counts(parts: list[_UnitCounts], scheme: LabelScheme,
@@ -387,6 +391,7 @@ class _Plan:
     scheme: LabelScheme
     label_map: LabelMap
     skip_unknown: bool
+    skip_bad: bool
     tmpdir: str
     seed: int
     compress: dict  # side ("train"/"val") -> gzip the pieces
@@ -403,7 +408,8 @@ class _UnitResult:
 def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
     u, unit, available, train, val = item
     n_classes = len(plan.label_map)
-    labeler = Labeler(plan.scheme, plan.label_map, skip_unknown=plan.skip_unknown)
+    labeler = Labeler(plan.scheme, plan.label_map, skip_unknown=plan.skip_unknown,
+                      skip_bad=plan.skip_bad)
     selector = BlockSelector(available, train, val, np.random.default_rng([plan.seed, _TAG_SELECT, u]))
     sides = list(plan.compress)
     written = {s: np.zeros(n_classes, dtype=np.int64) for s in ("train", "val")}
@@ -412,7 +418,7 @@ def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
     else:
         pieces = {s: _Piece(Path(plan.tmpdir) / f"{s}-{u:06d}", plan.compress[s]) for s in sides}
     try:
-        for batch in unit.reader(READ_CHUNK):
+        for batch in unit.reader(READ_CHUNK, skip_bad=plan.skip_bad):
             cls = labeler.classes(batch)
             try:
                 masks = dict(zip(("train", "val"), selector.select(cls)))
@@ -531,8 +537,22 @@ def _shuffle_bucket(item: tuple, plan: _Plan, fastq: bool) -> str:
 
 
 def _append(dst, piece: str) -> None:
+    """Append a piece file to ``dst`` and delete it (copied inside the kernel where possible)."""
     with open(piece, "rb") as src:
-        shutil.copyfileobj(src, dst, 1 << 22)
+        dst.flush()
+        size = os.fstat(src.fileno()).st_size
+        done = 0
+        try:
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+        except (AttributeError, OSError):
+            pass  # no copy_file_range here (or not between these files): copy in user space
+        if done < size:
+            src.seek(done)
+            shutil.copyfileobj(src, dst, 1 << 22)
     os.unlink(piece)
 
 
@@ -554,6 +574,7 @@ class SubsetSummary:
     unknown_classes: list[str] = field(default_factory=list)
     below_min_reads: list[str] = field(default_factory=list)
     skipped_unknown: int = 0
+    skipped_bad: dict = field(default_factory=dict)  # reason -> malformed records skipped
     output: str = ""
     val_output: str | None = None
     seed: int = 0
@@ -694,6 +715,7 @@ def subset(
     mapping: str | os.PathLike[str] | LabelMap | None = None,
     labels: str = "lbl",
     skip_unknown: bool = False,
+    skip_bad: bool = False,
     shuffle: bool = False,
     seed: int = 0,
     workers: int | None = None,
@@ -735,18 +757,24 @@ def subset(
     total_bytes = sum(u.size for u in units)
 
     # Pass 1: reads per class per unit.
+    t0 = time.monotonic()
     bar = Progress(total_bytes, "subset: counting", enabled=progress)
     parts, done = [], 0
     for unit, part in zip(units, map_units(_count_unit, units, workers, scheme, label_map,
-                                           skip_unknown)):
+                                           skip_unknown, skip_bad)):
         parts.append(part)
         done += unit.size
         bar.update(done)
     bar.close()
+    log.debug("pass 1 (count): %.2f s over %d units", time.monotonic() - t0, len(units))
     label_map, counts = _merge_counts(parts, scheme, label_map)
     numeric_ids = mapping is not None or scheme.numeric
     available = counts.sum(axis=0)
     skipped = sum(p.skipped for p in parts)
+    skipped_bad: dict[str, int] = {}
+    for p in parts:
+        for reason, n in p.skipped_bad.items():
+            skipped_bad[reason] = skipped_bad.get(reason, 0) + n
 
     # Which classes, how many reads each.
     status = np.array(["kept"] * len(label_map), dtype=object)
@@ -790,7 +818,7 @@ def subset(
     compress = {"train": str(out).endswith(".gz")}
     if val_output is not None:
         compress["val"] = str(val_output).endswith(".gz")
-    plan = _Plan(scheme, label_map, skip_unknown, tmpdir, seed, compress, buckets)
+    plan = _Plan(scheme, label_map, skip_unknown, skip_bad, tmpdir, seed, compress, buckets)
     items = [(u, unit, counts[u], train_units[u], val_units[u]) for u, unit in enumerate(units)]
     written_t = np.zeros(len(label_map), dtype=np.int64)
     written_v = np.zeros(len(label_map), dtype=np.int64)
@@ -799,7 +827,9 @@ def subset(
             targets = {"train": stack.enter_context(atomic_path(out))}
             if val_output is not None:
                 targets["val"] = stack.enter_context(atomic_path(val_output))
-            handles = {s: stack.enter_context(open(p, "wb")) for s, p in targets.items()}
+            handles = {s: stack.enter_context(open(p, "wb", buffering=0))
+                       for s, p in targets.items()}
+            t0 = time.monotonic()
             bar = Progress(total_bytes, "subset: selecting", enabled=progress)
             done = 0
             unit_pieces = []
@@ -814,8 +844,10 @@ def subset(
                 done += unit.size
                 bar.update(done)
             bar.close()
+            log.debug("pass 2 (select, write): %.2f s", time.monotonic() - t0)
             if buckets:
                 _shuffle_pieces(unit_pieces, plan, workers, handles, fmt == "fastq")
+                log.debug("shuffle (%d buckets): %.2f s", buckets, time.monotonic() - t0)
             for s, fh in handles.items():
                 if compress[s] and fh.tell() == 0:
                     import gzip
@@ -828,7 +860,7 @@ def subset(
     if not (np.array_equal(written_t, take_train) and np.array_equal(written_v, take_val)):
         raise RuntimeError("subset wrote other counts than planned")  # pragma: no cover
     result = SubsetSummary(label_map, available, requested, requested_val, written_t, written_v,
-                           status.tolist(), numeric_ids, unknown, below, skipped, str(out),
+                           status.tolist(), numeric_ids, unknown, below, skipped, skipped_bad, str(out),
                            None if val_output is None else str(val_output), seed)
     if summary is not None:
         result.write_tsv(summary)
@@ -839,6 +871,9 @@ def subset(
         log.info("%d class(es) had fewer reads than requested (all of them were taken)", n_short)
     if skipped:
         log.info("skipped %d reads of classes not in the mapping", skipped)
+    if skipped_bad:
+        log.warning("skipped %d malformed records: %s", sum(skipped_bad.values()),
+                    ", ".join(f"{n} {r}" for r, n in sorted(skipped_bad.items())))
     return result
 
 

@@ -28,6 +28,9 @@ def add_arguments(p) -> None:
                    help="label scheme: lbl (default), regex:<pattern>, tsv:<file>")
     p.add_argument("--skip-unknown", action="store_true",
                    help="skip (and count) reads whose class is not in the mapping")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed records (no bases, bad characters, wrong quality length, "
+                        "unparsable header) and report how many, instead of stopping")
     p.add_argument("--shuffle", action="store_true",
                    help="shuffle the output (bounded memory) instead of keeping input order")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -42,6 +45,7 @@ def run(args) -> int:
     subset(args.inputs, args.output, per_species=args.per_species, fraction=args.fraction,
            val_output=args.val_output, val_per_species=args.val_per_species,
            classes=args.classes, min_reads=args.min_reads, mapping=args.mapping,
-           labels=args.labels, skip_unknown=args.skip_unknown, shuffle=args.shuffle,
+           labels=args.labels, skip_unknown=args.skip_unknown, skip_bad=args.skip_bad,
+           shuffle=args.shuffle,
            seed=args.seed, workers=args.workers, summary=args.summary, force=args.force)
     return 0
