@@ -142,7 +142,7 @@ class SimOptions:
     def val_reads(self) -> int:
         if self.val_reads_per_species is not None:
             return self.val_reads_per_species
-        return max(1, self.reads_per_species // 4)
+        return max(1, self.reads_per_species // 4) if self.reads_per_species else 0
 
     @property
     def window(self) -> int:
