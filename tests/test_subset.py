@@ -322,6 +322,7 @@ def test_skip_unknown(tmp_path, run):
 @pytest.mark.parametrize("fmt", ["fasta", "fastq"])
 def test_shuffle(tmp_path, fmt, monkeypatch):
     monkeypatch.setattr(subset_mod, "SHUFFLE_BUCKET_BYTES", 2000)  # several buckets
+    monkeypatch.setattr(subset_mod, "RUN_BYTES", 3000)  # several runs per unit
     heads, seqs, classes = skewed_reads(seed=3, sizes=(150, 80, 40))
     if fmt == "fasta":
         inp = write_fasta(tmp_path / "in.fa", heads, seqs)
@@ -424,10 +425,12 @@ def test_cli_help_and_summary_log(tmp_path, run):
     assert r.code == 0 and "--per-species" in r.out
     heads, seqs, _ = random_reads(60, n_classes=3, seed=1)
     inp = write_fasta(tmp_path / "in.fa", heads, seqs)
-    r = run("subset", inp, "-o", tmp_path / "o.fa.gz", "--per-species", 5, "--seed", 7)
+    out = tmp_path / "new" / "dir" / "o.fa.gz"
+    r = run("subset", inp, "-o", out, "--per-species", 5, "--seed", 7)
     assert r.code == 0, r.err
     assert "15 reads of 3 classes" in r.err
-    assert gzip.decompress((tmp_path / "o.fa.gz").read_bytes()).count(b">") == 15
+    assert gzip.decompress(out.read_bytes()).count(b">") == 15
+    assert [p.name for p in out.parent.iterdir()] == ["o.fa.gz"]  # no temporary files left
 
 
 def test_skip_bad_records(tmp_path, run):

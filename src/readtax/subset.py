@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 UNIT_BYTES = 64 << 20
 MAX_UNITS = 1024
 READ_CHUNK = 4 << 20  # fixed so that batch boundaries (and so the draws) never change
-SHUFFLE_BUCKET_BYTES = 16 << 20
-MAX_BUCKETS = 4096
+SHUFFLE_BUCKET_BYTES = 32 << 20  # target bucket size (grows past MAX_BUCKETS x this)
+MAX_BUCKETS = 1024
+RUN_BYTES = 32 << 20  # a shuffling worker buffers at most this much per side
 GZIP_LEVEL = 2
 STRATIFIED_CHUNK = 1 << 20
 _HG_LIMIT = 10**9  # numpy's hypergeometric needs ngood, nbad below this
@@ -437,17 +438,16 @@ def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
         if not selector.done():
             raise InputError("input changed between the two passes (class counts differ)",
                              unit.path)
-    finally:
+    except BaseException:
         if plan.buckets:
             writer.close()
-        else:
+        raise
+    finally:
+        if not plan.buckets:
             for p in pieces.values():
                 p.close()
-    if plan.buckets:
-        out = writer.finish()
-    else:
-        out = {s: str(p.path) for s, p in pieces.items()}
-    return _UnitResult(written["train"], written["val"], out)
+    return _UnitResult(written["train"], written["val"],
+                       writer.finish() if plan.buckets else {s: str(p.path) for s, p in pieces.items()})
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
@@ -457,20 +457,24 @@ def _rows(mask: np.ndarray) -> np.ndarray:
 
 
 class _BucketWriter:
-    """Writes a unit's chosen reads grouped by random bucket (one file, offsets per bucket)."""
+    """Writes a unit's chosen reads grouped by random bucket, in bounded runs.
+
+    Records are buffered (at most ``RUN_BYTES`` per side), then written as one *run*: bucket 0's
+    records, bucket 1's, ... with the run's bucket offsets kept. Memory stays bounded and only
+    one file per side and unit is open.
+    """
 
     def __init__(self, plan: _Plan, u: int, sides: list[str]) -> None:
         self.plan = plan
-        self.u = u
         self.sides = sides
         self.rngs = {s: np.random.default_rng([plan.seed, _TAG_BUCKET, i, u])
                      for i, s in enumerate(("train", "val"))}
-        self.files: dict[tuple[str, int], object] = {}
-        self.sizes = {s: np.zeros(plan.buckets, dtype=np.int64) for s in sides}
-
-    def _path(self, side: str, b: int | None = None) -> Path:
-        name = f"{side}-{self.u:06d}" + ("" if b is None else f"-{b:05d}")
-        return Path(self.plan.tmpdir) / name
+        self.paths = {s: Path(plan.tmpdir) / f"{s}-{u:06d}" for s in sides}
+        self.files = {s: open(self.paths[s], "wb") for s in sides}  # noqa: SIM115
+        self.pending: dict[str, dict[int, list[np.ndarray]]] = {s: {} for s in sides}
+        self.pending_bytes = dict.fromkeys(sides, 0)
+        self.runs: dict[str, list[tuple[int, np.ndarray]]] = {s: [] for s in sides}
+        self.pos = dict.fromkeys(sides, 0)
 
     def write(self, side: str, batch: ReadBatch, mask: np.ndarray) -> None:
         rows = np.flatnonzero(mask)
@@ -482,33 +486,38 @@ class _BucketWriter:
         ends = np.cumsum(record_sizes(batch)[rows])
         present, first = np.unique(bucket, return_index=True)
         bounds = np.concatenate([[0], ends[first[1:] - 1], [ends[-1]]])
+        pending = self.pending[side]
         for j, b in enumerate(present.tolist()):
-            key = (side, b)
-            fh = self.files.get(key)
-            if fh is None:
-                fh = self.files[key] = open(self._path(side, b), "wb")  # noqa: SIM115
-            fh.write(memoryview(data[bounds[j] : bounds[j + 1]]))
-            self.sizes[side][b] += bounds[j + 1] - bounds[j]
+            pending.setdefault(b, []).append(data[bounds[j] : bounds[j + 1]])
+        self.pending_bytes[side] += len(data)
+        if self.pending_bytes[side] >= RUN_BYTES:
+            self._flush(side)
+
+    def _flush(self, side: str) -> None:
+        sizes = np.zeros(self.plan.buckets, dtype=np.int64)
+        fh = self.files[side]
+        for b in sorted(self.pending[side]):
+            for part in self.pending[side][b]:
+                fh.write(memoryview(part))
+                sizes[b] += len(part)
+        if sizes.any():
+            offsets = np.zeros(self.plan.buckets + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            self.runs[side].append((self.pos[side], offsets))
+            self.pos[side] += int(offsets[-1])
+        self.pending[side] = {}
+        self.pending_bytes[side] = 0
 
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
 
     def finish(self) -> dict:
-        """Join the bucket files into one file per side; return (path, bucket offsets)."""
-        out = {}
+        """Per side: (unit file, [(run start, run bucket offsets), ...])."""
         for s in self.sides:
-            target = self._path(s)
-            with open(target, "wb") as dst:
-                for b in np.flatnonzero(self.sizes[s]).tolist():
-                    src = self._path(s, b)
-                    with open(src, "rb") as fh:
-                        shutil.copyfileobj(fh, dst, 1 << 22)
-                    src.unlink()
-            offsets = np.zeros(self.plan.buckets + 1, dtype=np.int64)
-            np.cumsum(self.sizes[s], out=offsets[1:])
-            out[s] = (str(target), offsets)
-        return out
+            self._flush(s)
+        self.close()
+        return {s: (str(self.paths[s]), self.runs[s]) for s in self.sides}
 
 
 def _shuffle_bucket(item: tuple, plan: _Plan, fastq: bool) -> str:
@@ -528,7 +537,7 @@ def _shuffle_bucket(item: tuple, plan: _Plan, fastq: bool) -> str:
     perm = np.random.default_rng([plan.seed, _TAG_SHUFFLE, side_no, b]).permutation(len(ends))
     piece = _Piece(Path(plan.tmpdir) / f"shuffled-{side}-{b:05d}", plan.compress[side])
     try:
-        step = 1 << 16  # bounded gather: index arrays for this many records at a time
+        step = 1 << 13  # bounded gather: index arrays for this many records at a time
         for i in range(0, len(perm), step):
             piece.write(gather_ragged(buf, offsets, perm[i : i + step])[0])
     finally:
@@ -814,6 +823,7 @@ def subset(
         buckets = int(min(MAX_BUCKETS, max(1, math.ceil(est / SHUFFLE_BUCKET_BYTES))))
 
     # Pass 2: choose, write pieces, join them in order.
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     compress = {"train": str(out).endswith(".gz")}
     if val_output is not None:
@@ -883,8 +893,9 @@ def _shuffle_pieces(unit_pieces: list[dict], plan: _Plan, workers: int, handles:
     for side, fh in handles.items():
         items = []
         for b in range(plan.buckets):
-            segs = [(p[side][0], int(p[side][1][b]), int(p[side][1][b + 1]))
-                    for p in unit_pieces if p[side][1][b + 1] > p[side][1][b]]
+            segs = [(path, start + int(off[b]), start + int(off[b + 1]))
+                    for path, runs in (p[side] for p in unit_pieces)
+                    for start, off in runs if off[b + 1] > off[b]]
             items.append((side, b, segs))
         for piece in map_units(_shuffle_bucket, items, workers, plan, fastq):
             _append(fh, piece)
