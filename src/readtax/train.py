@@ -1,0 +1,773 @@
+"""Training recipe: one object that sets up, trains, saves and resumes a read classifier.
+
+The loop is Hugging Face's :class:`~transformers.Trainer` (mixed precision, gradient
+accumulation, DDP under ``torchrun``, checkpoint rotation, TensorBoard, early stopping). What
+readtax plugs in:
+
+- data: our own ``DataLoader(dataset, batch_size=None)`` over a store or stream dataset that
+  already shards by (rank, worker), so accelerate does not re-shard it; a wrapper reports every
+  consumed batch to ``dataset.observe`` and the checkpoint stores ``dataset.state_dict()``
+  (``readtax_data_state.json``) so that ``--resume`` continues right after the last batch
+  trained on (``ignore_data_skip``: the Trainer never replays batches itself);
+- evaluation: a streaming loop feeding :class:`~readtax.metrics.StreamingMetrics` batch by batch
+  on a fixed stratified validation sample (no logits are gathered), summed over processes;
+- checkpoints: only the trainable parameters (LoRA + head) when part of the model is frozen,
+  the final model through :func:`readtax.models.save_classifier`.
+
+Run directory: ``model/``, ``label_map.tsv``, ``config.yaml``, ``metrics.jsonl``,
+``checkpoints/checkpoint-<step>/``, ``tb/``, ``plots/``, ``eval/`` (final validation report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batch import SeqBatch
+from .config import RunConfig, dump_config, load_config
+from .errors import ModelError, UsageError, require
+from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
+from .labels import LabelMap
+
+log = logging.getLogger("readtax.train")
+
+DATA_STATE = "readtax_data_state.json"
+WEIGHTS = "readtax_weights.pt"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """This process's rank and the number of processes (torch.distributed, else torchrun env)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return DistInfo(dist.get_rank(), dist.get_world_size(),
+                            int(os.environ.get("LOCAL_RANK", 0)))
+    except ImportError:  # pragma: no cover - torch is a training dependency
+        pass
+    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                    int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        out: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+class ObservedLoader:
+    """Iterates a DataLoader; reports each batch the training loop takes to the dataset.
+
+    Deliberately has no ``__len__``: the Trainer then runs one endless pass bounded by
+    ``max_steps`` instead of re-creating the iterator every "epoch".
+    """
+
+    def __init__(self, loader, dataset, *, world_size: int = 1, record=None) -> None:
+        self.loader = loader
+        self.dataset = dataset
+        self.world_size = world_size
+        self.record = record
+        self.reads = 0  # reads this process consumed in this session
+
+    def __iter__(self):
+        observe = getattr(self.dataset, "observe", None)
+        for out in self.loader:
+            batch = out.pop(_META, None)
+            if batch is not None:
+                if observe is not None:
+                    observe(batch)
+                self.reads += len(batch)
+                if self.record is not None:
+                    self.record(batch)
+            yield out
+
+
+def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | None = None):
+    """The endless, shuffled training dataset of this process (store or streamed reads)."""
+    d = cfg.data
+    common: dict[str, Any] = dict(
+        batch_size=cfg.train.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
+        rank=dist.rank, world_size=dist.world_size, augment_rc=d.augment_rc, epochs=None)
+    store = _single_store(d.train)
+    if store is not None:
+        from .loader import StoreDataset
+
+        return StoreDataset(store, balance_temperature=d.balance_temperature, **common)
+    from .stream import StreamDataset
+
+    return StreamDataset(list(d.train), shuffle_buffer=d.shuffle_buffer, labels=d.labels,
+                         label_map=label_map, skip_unknown=d.skip_unknown,
+                         with_ids=cfg.train.record_reads, **common)
+
+
+def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
+    """(reads in the training data, exact?): store manifests are exact, files are estimated
+    from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
+    store = _single_store(paths)
+    if store is not None:
+        with open(Path(store) / "manifest.json", encoding="utf-8") as fh:
+            man = json.load(fh)
+        for key in ("reads", "n_reads", "num_reads", "read_count"):
+            if key in man:
+                return int(man[key]), True
+        counts = man.get("class_counts")
+        if counts is not None:
+            vals = counts.values() if isinstance(counts, dict) else counts
+            return int(sum(int(v) for v in vals)), True
+        raise UsageError(f"{store}/manifest.json: no read count")
+    from .fastx import FastxReader, is_gzip
+
+    total = 0.0
+    for p in paths:
+        size = os.path.getsize(p)
+        if size == 0:
+            continue
+        first = next(iter(FastxReader(p, chunk_size=1 << 20)), None)
+        if first is None or len(first) == 0:
+            continue
+        nbytes = float(first.byte_offsets[-1] - first.byte_offsets[0]) if getattr(
+            first, "byte_offsets", None) is not None and len(first.byte_offsets) > 1 else 0.0
+        per_read = nbytes / max(len(first) - 1, 1) if nbytes > 0 else (
+            len(first.seq) + len(first.headers) + 4) / len(first)
+        raw = size * (4.0 if is_gzip(p) else 1.0)
+        total += raw / max(per_read, 1.0)
+    return int(total), False
+
+
+# -- checkpoint weights ------------------------------------------------------------------------
+
+
+def checkpoint_state(model) -> tuple[dict, str]:
+    """(state dict, kind): only trainable parameters + persistent buffers when anything is
+    frozen (LoRA, frozen backbone), else the whole state dict."""
+    params = list(model.named_parameters())
+    frozen = any(not p.requires_grad for _, p in params)
+    if not frozen:
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}, "full"
+    from .models import trainable_state_dict
+
+    sd = {k: v.detach().cpu() for k, v in trainable_state_dict(model).items()}
+    pnames = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    for k, v in model.state_dict().items():
+        if k not in pnames and k not in sd:  # buffers (e.g. norm statistics)
+            sd[k] = v.detach().cpu()
+    return sd, "trainable"
+
+
+def save_weights(model, directory: str | os.PathLike[str]) -> None:
+    import torch
+
+    from .outputs import atomic_path
+
+    sd, kind = checkpoint_state(model)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(d / WEIGHTS) as tmp:
+        torch.save({"kind": kind, "state_dict": sd}, tmp)
+
+
+def load_weights(model, directory: str | os.PathLike[str]) -> None:
+    """Load :func:`save_weights` output; every saved tensor must land in the model."""
+    import torch
+
+    path = Path(directory) / WEIGHTS
+    if not path.is_file():
+        raise ModelError("checkpoint has no readtax weights", path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    sd = blob["state_dict"]
+    res = model.load_state_dict(sd, strict=blob["kind"] == "full")
+    if res.unexpected_keys:
+        raise ModelError(f"checkpoint weights do not fit the model (unexpected: "
+                         f"{', '.join(res.unexpected_keys[:5])})", path)
+
+
+# -- Trainer pieces ----------------------------------------------------------------------------
+
+
+def _transformers():
+    require("torch")
+    return require("transformers")
+
+
+def _make_trainer_class():
+    tf = _transformers()
+    import torch
+
+    class ReadtaxTrainer(tf.Trainer):
+        """Trainer with readtax data loaders, streaming evaluation and small checkpoints."""
+
+        def __init__(self, *args, recipe: TrainRecipe, **kw) -> None:
+            super().__init__(*args, **kw)
+            self.recipe = recipe
+            # Our forward returns a per-batch mean loss and ignores num_items_in_batch:
+            # let the Trainer divide by the accumulation steps itself.
+            self.model_accepts_loss_kwargs = False
+
+        def get_train_dataloader(self):
+            return self.recipe.train_loader()
+
+        def get_eval_dataloader(self, eval_dataset=None):
+            return self.recipe.eval_loader()
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None,
+                            ignore_keys=None, metric_key_prefix="eval"):
+            from .evaluate import stream_eval
+
+            metrics = stream_eval(self.model, dataloader, self.recipe.num_classes,
+                                  prepare=self._prepare_inputs)
+            metrics.all_reduce()
+            self.recipe.last_eval = metrics
+            res = metrics.scalars()
+            out = {f"{metric_key_prefix}_{k}": v for k, v in res.items()
+                   if k not in ("num_classes",)}
+            return tf.trainer_utils.EvalLoopOutput(predictions=None, label_ids=None,
+                                                   metrics=out, num_samples=metrics.total)
+
+        def _save(self, output_dir=None, state_dict=None) -> None:
+            if not self.args.should_save:
+                return
+            output_dir = output_dir or self.args.output_dir
+            save_weights(self.accelerator.unwrap_model(self.model), output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+            load_weights(model if model is not None else self.model, resume_from_checkpoint)
+
+        def _load_best_model(self) -> None:
+            ckpt = self.state.best_model_checkpoint
+            log.info("loading the best checkpoint %s (macro-F1 %.4f)", ckpt,
+                     self.state.best_metric or 0.0)
+            load_weights(self.accelerator.unwrap_model(self.model), ckpt)
+
+        def _save_checkpoint(self, model, trial) -> None:
+            out = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+            self.recipe.save_data_state(out)
+            super()._save_checkpoint(model, trial)
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if "loss" in logs:
+                logs.update(self.recipe.throughput())
+            super().log(logs, start_time)
+
+    return ReadtaxTrainer, torch
+
+
+def _callbacks():
+    tf = _transformers()
+
+    class JsonlLogger(tf.TrainerCallback):
+        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log."""
+
+        def __init__(self, path: Path, echo: bool) -> None:
+            self.path = path
+            self.echo = echo
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            # "epoch" is meaningless for an endless loader bounded by max_steps.
+            logs = {k: v for k, v in logs.items() if k != "epoch"}
+            event = {"step": state.global_step, "time": round(time.time(), 3), **logs}
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event, default=float) + "\n")
+            if self.echo:
+                shown = ", ".join(f"{k} {_short(v)}" for k, v in logs.items()
+                                  if isinstance(v, (int, float)))
+                log.info("step %d: %s", state.global_step, shown)
+
+    class StopAfter(tf.TrainerCallback):
+        """Save and stop after ``step`` optimiser steps, keeping the max_steps schedule."""
+
+        def __init__(self, step: int) -> None:
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.step <= state.global_step < state.max_steps:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    class ReadsProgress(tf.trainer_callback.ProgressCallback):
+        """The Trainer's tqdm bar (steps, ETA) with reads/s."""
+
+        def __init__(self, recipe: TrainRecipe) -> None:
+            super().__init__()
+            self.recipe = recipe
+
+        def on_step_end(self, args, state, control, **kw):
+            super().on_step_end(args, state, control, **kw)
+            bar = getattr(self, "training_bar", None)
+            if bar is not None:
+                bar.set_postfix_str(f"{self.recipe.reads_rate():,.0f} reads/s", refresh=False)
+
+    return JsonlLogger, StopAfter, ReadsProgress
+
+
+def _short(v: float) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+# -- the recipe --------------------------------------------------------------------------------
+
+
+class TrainRecipe:
+    """``setup()`` -> ``train()`` -> ``save()``; :meth:`resume` rebuilds one from a run dir."""
+
+    def __init__(self, cfg: RunConfig, *, resume_from: str | None = None,
+                 force: bool = False) -> None:
+        self.cfg = cfg
+        self.run = Path(cfg.output or ".")
+        self.resume_from = resume_from
+        self.force = force
+        self.dist = DistInfo()
+        self.model = None
+        self.trainer = None
+        self.train_dataset = None
+        self.val_dataset = None
+        self.val_lut: np.ndarray | None = None
+        self.label_map: LabelMap | None = None
+        self.num_classes = 0
+        self.last_eval = None
+        self.stopped_early = False
+        self._train_loader: ObservedLoader | None = None
+        self._reads_before = 0  # reads trained on before this session (resume)
+        self._rate_mark = (time.monotonic(), 0)
+        self._record_fh = None
+        self._session_start = time.monotonic()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike[str], overrides=()) -> TrainRecipe:
+        """A recipe continuing the run in ``run_dir`` from its last checkpoint."""
+        run = Path(run_dir)
+        if not (run / "config.yaml").is_file():
+            raise UsageError(f"{run}: not a run directory (no config.yaml)")
+        ckpt = latest_checkpoint(run)
+        if ckpt is None:
+            raise UsageError(f"{run}: no checkpoint to resume from")
+        # A pause requested for the earlier session does not carry over to this one.
+        pairs = [("train.stop_after", None), *overrides, ("output", str(run))]
+        cfg = load_config(run / "config.yaml", pairs)
+        return cls(cfg, resume_from=str(ckpt))
+
+    def setup(self) -> TrainRecipe:
+        """Process group, run directory, data, model and Trainer."""
+        tf = _transformers()
+        import torch
+
+        cfg = self.cfg
+        self.dist = dist_info()
+        if not self.dist.is_main:
+            logging.getLogger("readtax").setLevel(logging.WARNING)
+        self._prepare_run_dir()
+        torch.manual_seed(cfg.seed)
+        cuda = torch.cuda.is_available()
+        precision = self._precision(cuda)
+
+        # Data: the training label map decides the classes.
+        mapping = None
+        if cfg.data.mapping:
+            from .labels import load_mapping
+
+            mapping = load_mapping(cfg.data.mapping)
+        self.train_dataset = open_train_dataset(cfg, self.dist, mapping)
+        label_map = getattr(self.train_dataset, "label_map", None) or mapping
+        if label_map is None:
+            raise UsageError("reads files need a class mapping: give data.mapping (--mapping)")
+        self.label_map = label_map
+        self.num_classes = len(label_map)
+        if self.num_classes < 2:
+            raise UsageError(f"training needs at least 2 classes, the data has {self.num_classes}")
+        eval_bs = cfg.train.eval_batch_size or cfg.train.batch_size
+        self.val_dataset, self.val_lut = open_eval_data(
+            cfg.data.val, label_map, batch_size=eval_bs, dist=self.dist,
+            per_class=cfg.data.val_per_class, seed=cfg.seed, labels=cfg.data.labels,
+            skip_unknown=cfg.data.skip_unknown)
+
+        max_steps = self._resolve_max_steps()
+        self.model = self._build_model(precision, cuda)
+        if self.resume_from is not None:
+            self._load_data_state(Path(self.resume_from))
+
+        args = self._training_args(tf, max_steps, precision, cuda)
+        trainer_cls, _ = _make_trainer_class()
+        JsonlLogger, StopAfter, ReadsProgress = _callbacks()
+        show_bar = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
+        callbacks = [JsonlLogger(self.run / "metrics.jsonl", echo=not show_bar)]
+        if cfg.train.early_stopping_patience is not None:
+            callbacks.append(tf.EarlyStoppingCallback(
+                early_stopping_patience=cfg.train.early_stopping_patience,
+                early_stopping_threshold=cfg.train.early_stopping_threshold))
+        if cfg.train.stop_after is not None:
+            callbacks.append(StopAfter(cfg.train.stop_after))
+        if _tensorboard_available():
+            tb = tf.integrations.TensorBoardCallback()
+            tb.logging_dir = str(self.run / "tb")
+            callbacks.append(tb)
+        self.trainer = trainer_cls(model=self.model, args=args, train_dataset=self.train_dataset,
+                                   eval_dataset=self.val_dataset, callbacks=callbacks,
+                                   recipe=self)
+        self.trainer.remove_callback(tf.trainer_callback.PrinterCallback)
+        self.trainer.remove_callback(tf.trainer_callback.ProgressCallback)
+        if show_bar and self.dist.is_main:
+            self.trainer.add_callback(ReadsProgress(self))
+        if self.dist.is_main:
+            self._write_run_files()
+        return self
+
+    def _precision(self, cuda: bool) -> str:
+        p = self.cfg.train.precision
+        if p == "auto":
+            if not cuda:
+                return "fp32"
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if p == "fp16" and not cuda:
+            raise UsageError("train.precision fp16 needs a CUDA GPU (use fp32 or bf16 on CPU)")
+        return p
+
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        existing = (run / "config.yaml").exists() or (run / "checkpoints").exists()
+        if self.resume_from is None and self.dist.is_main and existing:
+            if not self.force:
+                raise UsageError(f"{run} already holds a run: use --resume {run} to continue "
+                                 "it or --force to start over")
+            for sub in ("checkpoints", "tb", "plots", "eval", "model", "debug"):
+                shutil.rmtree(run / sub, ignore_errors=True)
+            for f in ("metrics.jsonl", "config.yaml", "label_map.tsv"):
+                (run / f).unlink(missing_ok=True)
+        run.mkdir(parents=True, exist_ok=True)
+        _barrier()
+        if self.resume_from is not None and self.dist.is_main:
+            _truncate_events(run / "metrics.jsonl", _checkpoint_step(Path(self.resume_from)))
+
+    def _resolve_max_steps(self) -> int:
+        t = self.cfg.train
+        if t.max_steps is not None:
+            return t.max_steps
+        reads, exact = estimate_train_reads(self.cfg.data.train)
+        per_step = t.batch_size * t.grad_accum * self.dist.world_size
+        epochs = t.epochs if t.epochs is not None else 1.0
+        steps = max(1, math.ceil(reads * epochs / per_step))
+        if t.epochs is None:
+            steps = min(steps, t.auto_max_steps)
+        log.info("max_steps %d (%s%s reads, %g epoch(s), %d reads per step%s)", steps,
+                 "" if exact else "~", f"{reads:,}", epochs, per_step,
+                 f", capped at {t.auto_max_steps}" if t.epochs is None else "")
+        t.max_steps, t.epochs = steps, None  # the saved config records what was used
+        return steps
+
+    def _build_model(self, precision: str, cuda: bool):
+        from .models import ModelOptions, build_classifier
+
+        m = self.cfg.model
+        dtype = m.dtype
+        if dtype == "auto":
+            frozen = m.freeze_backbone or m.lora or (m.lora is None and m.arch == "metagene")
+            dtype = "bfloat16" if cuda and precision == "bf16" and frozen else "float32"
+        opts = ModelOptions(
+            pooling=m.pooling, dropout=m.dropout, freeze_backbone=m.freeze_backbone, lora=m.lora,
+            lora_r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+            lora_targets=m.lora_targets, gradient_checkpointing=m.gradient_checkpointing,
+            dtype=dtype, max_length=m.max_length)
+        model = build_classifier(m.path, self.label_map, arch=m.arch, options=opts,
+                                 seed=self.cfg.seed)
+        n_all = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("model %s (%s): %s parameters, %s trainable; %d classes", m.path, model.arch,
+                 f"{n_all:,}", f"{n_train:,}", self.num_classes)
+        return model
+
+    def _training_args(self, tf, max_steps: int, precision: str, cuda: bool):
+        t = self.cfg.train
+        warmup = t.warmup_steps if t.warmup_steps is not None else math.ceil(
+            t.warmup_ratio * max_steps)
+        sched = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+        kw: dict[str, Any] = dict(
+            output_dir=str(self.run / "checkpoints"),
+            max_steps=max_steps,
+            per_device_train_batch_size=t.batch_size,
+            per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+            gradient_accumulation_steps=t.grad_accum,
+            learning_rate=t.lr,
+            weight_decay=t.weight_decay,
+            lr_scheduler_type=sched[t.schedule],
+            warmup_steps=min(warmup, max_steps),
+            max_grad_norm=t.max_grad_norm,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            logging_strategy="steps",
+            logging_steps=t.logging_steps,
+            logging_first_step=True,
+            eval_strategy="steps",
+            eval_steps=t.eval_steps,
+            save_strategy="steps",
+            save_steps=t.save_steps,
+            save_total_limit=t.save_total_limit,
+            load_best_model_at_end=t.load_best_at_end,
+            metric_for_best_model="eval_macro_f1",
+            greater_is_better=True,
+            ignore_data_skip=True,
+            restore_callback_states_from_checkpoint=True,
+            seed=self.cfg.seed,
+            data_seed=self.cfg.seed,
+            dataloader_num_workers=self.cfg.data.num_workers,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not cuda,
+            remove_unused_columns=False,
+            label_names=["labels"],
+        )
+        if not cuda and self.dist.world_size > 1:
+            kw["ddp_backend"] = "gloo"
+        if cuda:
+            kw["tf32"] = True if torch_supports_tf32() else None
+        return tf.TrainingArguments(**kw)
+
+    # -- data loaders ----------------------------------------------------------------------------
+
+    def _loader(self, dataset, collate, num_workers: int):
+        import torch
+        from torch.utils.data import DataLoader
+
+        dataset = _as_iterable_dataset(dataset)
+        # A private generator: creating loader iterators must not draw from the global RNG,
+        # or a resumed run's dropout masks would differ from an uninterrupted run's.
+        gen = torch.Generator()
+        gen.manual_seed(self.cfg.seed)
+        return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate,
+                          pin_memory=torch.cuda.is_available(), generator=gen,
+                          persistent_workers=False,
+                          prefetch_factor=4 if num_workers > 0 else None)
+
+    def train_loader(self) -> ObservedLoader:
+        collate = Collate(self.model.collator)
+        loader = self._loader(self.train_dataset, collate, self.cfg.data.num_workers)
+        record = self._recorder() if self.cfg.train.record_reads else None
+        self._train_loader = ObservedLoader(loader, self.train_dataset,
+                                            world_size=self.dist.world_size, record=record)
+        self._rate_mark = (time.monotonic(), 0)
+        return self._train_loader
+
+    def eval_loader(self):
+        collate = Collate(self.model.collator, self.val_lut, keep_batch=False)
+        return self._loader(self.val_dataset, collate, min(self.cfg.data.num_workers, 2))
+
+    def _recorder(self):
+        d = self.run / "debug"
+        d.mkdir(parents=True, exist_ok=True)
+        self._record_fh = open(d / f"reads_rank{self.dist.rank}.txt", "a",  # noqa: SIM115
+                               encoding="utf-8")
+        fh = self._record_fh
+
+        def record(batch: SeqBatch) -> None:
+            if batch.index is not None:
+                fh.write("".join(f"{i}\n" for i in batch.index.tolist()))
+            elif batch.ids is not None:
+                fh.write("".join(f"{i}\n" for i in batch.ids))
+            fh.flush()
+
+        return record
+
+    # -- data position ---------------------------------------------------------------------------
+
+    def save_data_state(self, ckpt_dir: Path) -> None:
+        """Gather every process's dataset position into ``ckpt/readtax_data_state.json``."""
+        from .outputs import atomic_open
+
+        state = self.train_dataset.state_dict()
+        reads = self._train_loader.reads if self._train_loader is not None else 0
+        states = _gather_objects({"state": state, "reads": reads})
+        if self.dist.is_main:
+            blob = {
+                "format": 1,
+                "world_size": self.dist.world_size,
+                "batch_size": self.cfg.train.batch_size,
+                "states": [s["state"] for s in states],
+                "reads_seen": self._reads_before + sum(int(s["reads"]) for s in states),
+            }
+            with atomic_open(ckpt_dir / DATA_STATE) as fh:
+                json.dump(blob, fh, indent=1)
+
+    def _load_data_state(self, ckpt: Path) -> None:
+        path = ckpt / DATA_STATE
+        if not path.is_file():
+            raise UsageError(f"{ckpt}: checkpoint has no {DATA_STATE}; cannot resume the data "
+                             "position")
+        with open(path, encoding="utf-8") as fh:
+            blob = json.load(fh)
+        if blob["world_size"] != self.dist.world_size:
+            raise UsageError(f"{ckpt} was written by {blob['world_size']} process(es); resume "
+                             f"with the same number (now {self.dist.world_size})")
+        if blob.get("batch_size", self.cfg.train.batch_size) != self.cfg.train.batch_size:
+            raise UsageError(f"{ckpt} was trained with batch_size {blob['batch_size']}; resume "
+                             "with the same batch size")
+        self.train_dataset.load_state_dict(blob["states"][self.dist.rank])
+        self._reads_before = int(blob.get("reads_seen", 0))
+
+    # -- throughput ------------------------------------------------------------------------------
+
+    def reads_rate(self) -> float:
+        """Reads/s over all processes since the start of this session."""
+        if self._train_loader is None:
+            return 0.0
+        t0 = self._session_start
+        dt = max(time.monotonic() - t0, 1e-9)
+        return self._train_loader.reads * self.dist.world_size / dt
+
+    def throughput(self) -> dict[str, float]:
+        """Fields added to each training log: reads seen and reads/s since the last log."""
+        if self._train_loader is None:
+            return {}
+        now = time.monotonic()
+        t0, r0 = self._rate_mark
+        r = self._train_loader.reads
+        self._rate_mark = (now, r)
+        w = self.dist.world_size
+        return {"reads": self._reads_before + r * w,
+                "reads_per_s": round((r - r0) * w / max(now - t0, 1e-9), 2)}
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        """Train to max_steps (or early stop / stop_after); returns the Trainer's metrics."""
+        if self.trainer is None:
+            self.setup()
+        self._session_start = time.monotonic()
+        try:
+            out = self.trainer.train(resume_from_checkpoint=self.resume_from)
+        finally:
+            if self._record_fh is not None:
+                self._record_fh.close()
+                self._record_fh = None
+        state = self.trainer.state
+        self.stopped_early = state.global_step < state.max_steps
+        return dict(out.metrics)
+
+    def save(self) -> Path:
+        """Final model, final validation report, plots; returns the run directory."""
+        from .evaluate import stream_eval
+        from .metrics import plot_curves, read_jsonl, write_report
+        from .models import save_classifier
+
+        paused = (self.cfg.train.stop_after is not None
+                  and self.trainer.state.global_step < self.trainer.state.max_steps)
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        if not paused:
+            if self.dist.is_main:
+                save_classifier(model, self.run / "model")
+            if self.cfg.train.final_eval:
+                metrics = stream_eval(model, self.eval_loader(), self.num_classes,
+                                      prepare=self.trainer._prepare_inputs)
+                metrics.all_reduce()
+                if self.dist.is_main:
+                    res = metrics.compute(self.label_map)
+                    res["step"] = self.trainer.state.global_step
+                    write_report(res, self.run / "eval", self.label_map, metrics)
+        if self.dist.is_main:
+            plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
+        _barrier()
+        return self.run
+
+    def _write_run_files(self) -> None:
+        dump_config(self.cfg, self.run / "config.yaml",
+                    header="readtax train: the configuration this run used")
+        self.label_map.write_tsv(self.run / "label_map.tsv")
+
+
+def torch_supports_tf32() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _checkpoint_step(path: Path) -> int:
+    name = path.name
+    return int(name[len(CHECKPOINT_PREFIX):]) if name.startswith(CHECKPOINT_PREFIX) else -1
+
+
+def latest_checkpoint(run: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint (with trainer and data state) of a run directory."""
+    d = Path(run) / "checkpoints"
+    if not d.is_dir():
+        return None
+    done = [p for p in d.iterdir() if _checkpoint_step(p) >= 0
+            and (p / "trainer_state.json").is_file() and (p / DATA_STATE).is_file()]
+    return max(done, key=_checkpoint_step) if done else None
+
+
+def _truncate_events(path: Path, step: int) -> None:
+    """Drop metrics.jsonl events logged after ``step`` (they will be logged again)."""
+    if not path.is_file() or step < 0:
+        return
+    from .outputs import atomic_open
+
+    with open(path, encoding="utf-8") as fh:
+        lines = [ln for ln in fh if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    with atomic_open(path) as fh:
+        fh.writelines(lines)
+
+
+def run_training(cfg: RunConfig, *, resume: str | os.PathLike[str] | None = None,
+                 overrides=(), force: bool = False) -> TrainRecipe:
+    """Set up, train and save; ``resume`` continues the run directory given."""
+    if resume is not None:
+        recipe = TrainRecipe.resume(resume, overrides)
+    else:
+        recipe = TrainRecipe(cfg, force=force)
+    recipe.setup()
+    recipe.train()
+    recipe.save()
+    return recipe
