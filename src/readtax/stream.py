@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 RANGE_SIZE = 64 << 20  # largest byte range of a plain file
 MIN_RANGE = 1 << 20  # ranges are made smaller (down to this) so every stream can open many
 OPEN_RANGES = 32  # ranges a shuffling stream reads at once
-CURSOR_MEMORY = 32 << 20  # read-chunk bytes per stream, shared by its open ranges
+CURSOR_MEMORY = 16 << 20  # read-chunk bytes per stream, shared by its open ranges (the reader holds ~5x)
 SEQUENTIAL_BLOCK = 16384  # reads per block when not shuffling (only bounds resume work)
 GZIP_WEIGHT = 3  # a gzip file holds about this many times its size in FASTA text
 STATE_FORMAT = "readtax.stream/1"
@@ -96,10 +96,11 @@ class _Piece:
 
 @dataclass
 class _Block:
-    """A stream's block of reads as flat arrays, in reading order, and the order to emit them.
+    """A stream's block of reads as flat arrays, and the order in which to emit them.
 
-    Batches gather rows ``order[a:b]`` (``order`` None: rows ``a:b`` as they are). Gathering per
-    batch keeps index arrays small (in cache); equal-length reads take a 2-D fast path.
+    Batches take rows ``order[a:b]``, or rows ``a:b`` when ``order`` is None. Blocks of
+    equal-length reads are put in emission order once (one 2-D row gather) so batches are
+    slices; ragged blocks are gathered batch by batch, which keeps index arrays small.
     """
 
     seq: np.ndarray
@@ -112,8 +113,8 @@ class _Block:
     width: int  # the common read length, or 0 when lengths differ
     dropped: int
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1 if self.order is None else len(self.order)
+    def __post_init__(self) -> None:
+        self.n = len(self.offsets) - 1 if self.order is None else len(self.order)
 
     def rows(self, a: int, b: int) -> np.ndarray | slice:
         return slice(a, b) if self.order is None else self.order[a:b]
@@ -239,7 +240,7 @@ class StreamDataset(torch_data.IterableDataset):
     def skipped(self) -> int:
         """Reads dropped by ``skip_unknown`` so far (in the batches observed)."""
         base = self._resume["streams"] if self._resume else {}
-        total = {int(s): st["skipped"] for s, st in base.items()}
+        total = {int(s): st["skipped_seen"] for s, st in base.items()}
         total.update({s: m["skipped"] for s, m in self._observed.items()})
         return int(sum(total.values()))
 
@@ -375,15 +376,17 @@ class StreamDataset(torch_data.IterableDataset):
                     if not pieces:
                         break
                     block = self._make_block(pieces, epoch, g, block_no)
+                    del pieces  # consumed chunks must not outlive the block
                     skipped += block.dropped
                     k, skip = skip, 0
-                    while k < len(block):
-                        take = min(self.batch_size - have, len(block) - k)
+                    while k < block.n:
+                        take = min(self.batch_size - have, block.n - k)
                         parts.append((block, k, k + take))
                         k += take
                         have += take
                         last = {"epoch": epoch, "block": block_no, "emitted": k,
-                                "position": position, "skipped": skipped_before}
+                                "position": position, "skipped": skipped_before,
+                                "skipped_seen": skipped}
                         if have == self.batch_size:
                             yield self._make_batch(parts, s, n_streams, last, skipped)
                             parts, have = [], 0
@@ -420,6 +423,16 @@ class StreamDataset(torch_data.IterableDataset):
             order = rng.permutation(n) if order is None else order[rng.permutation(len(order))]
         lengths = np.diff(offsets)
         width = int(lengths[0]) if n and (lengths == lengths[0]).all() else 0
+        if width and order is not None:
+            # Equal lengths: one row gather puts the block in emission order, and batches
+            # become plain slices of it (ragged blocks are gathered batch by batch instead).
+            seq = np.take(seq.reshape(n, width), order, axis=0).reshape(-1)  # take: 3x [order]
+            offsets = offsets[: len(order) + 1]
+            labels = labels[order]
+            flip = None if flip is None else flip[order]
+            if headers is not None:
+                headers, header_offsets = gather_ragged(headers, header_offsets, order)
+            order = None
         return _Block(seq, offsets, labels, order, flip, headers, header_offsets, width, dropped)
 
     def _make_batch(self, parts: list[tuple[_Block, int, int]], s: int, n_streams: int,
