@@ -385,6 +385,19 @@ def test_output_is_input_and_existing_output(tmp_path, run):
     assert (tmp_path / "o.fa").read_text().count(">") == 6
 
 
+def test_empty_input_and_directory_output(tmp_path, run):
+    (tmp_path / "empty.fa").write_bytes(b"")
+    r = run("subset", tmp_path / "empty.fa", "-o", tmp_path / "o.fa", "--per-species", 3)
+    assert r.code == 2 and "empty.fa: file is empty" in r.err
+    heads, seqs, _ = random_reads(20, n_classes=2)
+    inp = write_fasta(tmp_path / "in.fa", heads, seqs)
+    (tmp_path / "d").mkdir()
+    r = run("subset", inp, "-o", tmp_path / "d", "--per-species", 3, "--force")
+    assert r.code == 2 and "is a directory" in r.err
+    r = run("subset", tmp_path / "d", "-o", tmp_path / "o.fa", "--per-species", 3)
+    assert r.code == 2 and "is a directory" in r.err
+
+
 def test_bad_input_propagates_and_leaves_nothing(tmp_path, run):
     heads, seqs, _ = random_reads(30, n_classes=2)
     seqs[17] = seqs[17][:40] + "12" + seqs[17][40:]

@@ -752,6 +752,9 @@ def subset(
     if summary is not None:
         summary = check_output_path(summary, force=force, inputs=paths)
     named = [p for p in (out, val_output, summary) if p is not None]
+    for p in named:
+        if Path(p).is_dir():
+            raise UsageError(f"output {p} is a directory, expected a file name")
     if len({Path(p).resolve() for p in named}) < len(named):
         raise UsageError("the output, --val-output and --summary must be different files")
     class_names = None
