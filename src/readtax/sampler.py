@@ -1,0 +1,330 @@
+"""Stateless, resumable sampling: keyed permutations, batch slicing, class balance, RC flags.
+
+Everything here is a pure function of integers (seed, epoch, batch number, position), computed
+with whole-array numpy operations, so that
+
+* an epoch's order needs no O(n) array: position ``i`` of epoch ``e`` holds read
+  ``permute(i, n, key(seed, e))``, a keyed Feistel network with cycle-walking;
+* ranks and DataLoader workers take disjoint, complete slices by arithmetic alone;
+* a run resumes from ``(seed, epoch, batches consumed)``, also on another number of ranks as long
+  as the global batch size (``batch_size * world_size``) is unchanged;
+* randomised choices (class-balanced draws, reverse-complement flags) come from a counter-based
+  hash of their coordinates, so a resumed run replays them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_MASK64 = (1 << 64) - 1
+
+# Domain separation tags: every use of the hash gets its own stream.
+TAG_EPOCH = 0x5045524D  # epoch permutation key
+TAG_LAYOUT = 0x4C41594F  # per-bucket layout permutation of a packed store
+TAG_BUCKET = 0x42554B54  # bucket of a read while packing
+TAG_CLASS = 0x434C4153  # class draw of a balanced batch slot
+TAG_READ = 0x52454144  # read-within-class draw of a balanced batch slot
+TAG_RC = 0x52455643  # reverse-complement flag
+
+ROUNDS = 6
+
+
+def _u64(x) -> np.ndarray:
+    """``x`` as a (at least 1-d) uint64 array; Python ints are reduced modulo 2**64."""
+    if isinstance(x, int):
+        x = x & _MASK64
+    return np.atleast_1d(np.asarray(x, dtype=np.uint64))
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, elementwise (wrapping uint64 arithmetic)."""
+    z = _u64(x) + _GOLDEN
+    return _mix(z)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's mixing steps, in place on a fresh uint64 array."""
+    z ^= z >> np.uint64(30)
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def splitmix_int(x: int) -> int:
+    """splitmix64 on a Python int (for scalar keys: no array round trip)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def hash64(*parts) -> np.ndarray:
+    """A 64-bit hash of the coordinates ``parts`` (ints or arrays, broadcast together)."""
+    h = splitmix64(parts[0])
+    for p in parts[1:]:
+        h = splitmix64(h ^ _u64(p))
+    return h
+
+
+def uniform(*parts) -> np.ndarray:
+    """Floats in [0, 1) keyed by ``parts`` (53 random bits each)."""
+    return (hash64(*parts) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def rc_flags(seed: int, epoch: int, index: np.ndarray) -> np.ndarray:
+    """Reverse-complement flag per read, keyed by (seed, epoch, read index)."""
+    index = np.asarray(index)
+    flags = (hash64(seed, TAG_RC, epoch, index.astype(np.uint64)) & np.uint64(1)).astype(bool)
+    return flags.reshape(index.shape)
+
+
+# -- keyed permutation ---------------------------------------------------------------------
+
+
+def _round(v: np.ndarray, key, modulus) -> np.ndarray:
+    """Feistel round function: a hash of ``v ^ key`` scaled into ``[0, modulus)``.
+
+    The top 32 bits of a multiply-xorshift hash are scaled by multiplication instead of a
+    division (``modulus`` is below 2**32 because it is about sqrt(n)).
+    """
+    h = v ^ key
+    h *= _M1
+    h ^= h >> np.uint64(32)
+    h *= _M2
+    h >>= np.uint64(32)
+    h *= modulus
+    h >>= np.uint64(32)
+    return h
+
+
+def _radices(n):
+    """(a, b) with a = ceil(sqrt(n)), b = ceil(n / a): a*b >= n and a*b - n < a."""
+    if np.ndim(n) == 0:
+        n = max(int(n), 1)
+        a = math.isqrt(n - 1) + 1
+        return np.uint64(a), np.uint64(-(-n // a))
+    n = np.maximum(n, np.uint64(1))
+    a = np.ceil(np.sqrt(n.astype(np.float64))).astype(np.uint64)
+    a += (a * a < n).astype(np.uint64)  # float rounding near large squares
+    a -= ((a > 1) & ((a - 1) * (a - 1) >= n)).astype(np.uint64)
+    return a, (n + a - np.uint64(1)) // a
+
+
+def _feistel(x, a, b, keys, inverse: bool) -> np.ndarray:
+    """A Feistel network over the mixed-radix domain ``[0, a*b)``.
+
+    The state is (L mod a, R mod b); a round maps it to (R, (L + F(R)) mod a), which swaps the
+    radices, so an even number of rounds ends with the original ones. ``a``/``b``/``keys`` are
+    scalars (one permutation) or arrays (one permutation per element).
+    """
+    left, right = x // b, x % b
+    if not inverse:
+        ma, mb = a, b
+        for k in keys:
+            f = _round(right, k, ma)
+            f += left
+            np.subtract(f, ma, out=f, where=f >= ma)
+            left, right = right, f
+            ma, mb = mb, ma
+        return left * b + right
+    cl, cr = a, b
+    for k in reversed(keys):
+        f = _round(left, k, cr)
+        f = right + cr - f
+        np.subtract(f, cr, out=f, where=f >= cr)
+        left, right = f, left
+        cl, cr = cr, cl
+    return left * b + right
+
+
+def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.ndarray:
+    """Keyed pseudo-random bijection of ``[0, n)`` applied elementwise to ``x``.
+
+    ``x``, ``n`` and ``key`` broadcast together, so one call can apply a different permutation
+    to each element (the store's per-bucket layouts). The network runs on ``[0, a*b)`` with
+    ``a*b - n < sqrt(n) + 1``; the rare values that land outside ``[0, n)`` are cycle-walked
+    (permuted again until they land inside), which keeps the map a bijection of ``[0, n)``.
+    """
+    x = _u64(x)
+    shape = np.broadcast_shapes(x.shape, np.shape(n), np.shape(key))
+    scalar = np.ndim(n) == 0 and np.ndim(key) == 0
+    if scalar:
+        x = np.broadcast_to(x, shape).ravel().copy()
+        nn = np.uint64(int(n))
+        kk = int(_u64(key)[0])
+        keys = [np.uint64(splitmix_int(kk ^ (0x100 + r))) for r in range(rounds)]
+    else:
+        x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
+                     np.broadcast_arrays(x, _u64(n), _u64(key)))
+        keys = [splitmix64(kk ^ np.uint64(0x100 + r)) for r in range(rounds)]
+    if len(x) == 0:
+        return x.astype(np.int64).reshape(shape)
+    if (x >= nn).any():
+        raise ValueError("permute: values must lie in [0, n)")
+    a, b = _radices(nn)
+    y = _feistel(x, a, b, keys, inverse)
+    todo = np.flatnonzero(y >= nn)
+    while len(todo):
+        if scalar:
+            z = _feistel(y[todo], a, b, keys, inverse)
+            y[todo] = z
+            todo = todo[z >= nn]
+        else:
+            z = _feistel(y[todo], a[todo], b[todo], [k[todo] for k in keys], inverse)
+            y[todo] = z
+            todo = todo[z >= nn[todo]]
+    return y.astype(np.int64).reshape(shape)
+
+
+def epoch_key(seed: int, epoch: int) -> np.ndarray:
+    return hash64(seed, TAG_EPOCH, epoch)
+
+
+# -- class balance -------------------------------------------------------------------------
+
+
+class ClassBalance:
+    """Draw classes with weight ``count ** temperature`` and then a uniform read of the class.
+
+    ``select(classes, ranks)`` returns the read index of the ``ranks[i]``-th read of class
+    ``classes[i]`` (the store answers it from its per-bucket class tables). Temperature 0 gives
+    every non-empty class the same weight; 1 reproduces the natural class frequencies.
+    """
+
+    def __init__(self, counts: np.ndarray, temperature: float,
+                 select: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        if not np.isfinite(temperature) or temperature < 0:
+            raise UsageError(f"balance temperature must be a number >= 0, got {temperature!r}")
+        self.counts = np.asarray(counts, dtype=np.int64)
+        present = self.counts > 0
+        if not present.any():
+            raise UsageError("class-balanced sampling needs at least one class with reads")
+        w = np.zeros(len(self.counts), dtype=np.float64)
+        w[present] = self.counts[present].astype(np.float64) ** float(temperature)
+        self.weights = w / w.sum()
+        self.cum = np.cumsum(self.weights)
+        self.cum[-1] = 1.0
+        self.temperature = float(temperature)
+        self.select = select
+
+    def draw(self, seed: int, epoch: int, slots: np.ndarray) -> np.ndarray:
+        """Read indices for the global batch slots ``slots`` of ``epoch`` (pure function)."""
+        slots = np.asarray(slots, dtype=np.uint64)
+        u = uniform(seed, TAG_CLASS, epoch, slots)
+        cls = np.searchsorted(self.cum, u, side="right")
+        cls = np.minimum(cls, len(self.cum) - 1)
+        # Guard against a zero-weight class at a float boundary: step to the next present one.
+        empty = self.counts[cls] == 0
+        if empty.any():
+            cls[empty] = np.searchsorted(self.cum, self.cum[cls[empty]], side="right")
+        v = uniform(seed, TAG_READ, epoch, slots)
+        rank = np.minimum((v * self.counts[cls]).astype(np.int64), self.counts[cls] - 1)
+        return np.asarray(self.select(cls.astype(np.int64), rank), dtype=np.int64)
+
+
+# -- batches -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: the next global batch to produce is ``batch`` of ``epoch``."""
+
+    seed: int
+    epoch: int
+    batch: int
+
+
+class BatchSampler:
+    """Global batches of ``batch_size * world_size`` positions; rank r takes its share.
+
+    Global batch t of an epoch covers epoch positions ``[t*G, min((t+1)*G, n))``; rank r takes
+    the contiguous part ``[floor(r*m/R), floor((r+1)*m/R))`` of its m positions, so a final
+    partial batch is split as evenly as possible and nothing is repeated or padded (ranks can
+    then disagree about the number of batches by one: use ``drop_last`` for multi-rank training).
+    Positions map to reads through the epoch permutation (``shuffle``), a class-balanced draw
+    (``balance``), or the identity; ``indices`` restricts an epoch to a subset of reads.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0, shuffle: bool = True,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 indices: np.ndarray | None = None, balance: ClassBalance | None = None) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise UsageError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self.n = int(n) if self.indices is None else len(self.indices)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.balance = balance
+        self.global_batch_size = self.batch_size * self.world_size
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Global batches per epoch (the same on every rank)."""
+        g = self.global_batch_size
+        return self.n // g if self.drop_last else -(-self.n // g)
+
+    def rank_range(self, t: int, rank: int | None = None) -> tuple[int, int]:
+        """Epoch positions ``[lo, hi)`` of global batch ``t`` that ``rank`` takes."""
+        r = self.rank if rank is None else rank
+        start = t * self.global_batch_size
+        m = max(0, min(self.global_batch_size, self.n - start))
+        return start + r * m // self.world_size, start + (r + 1) * m // self.world_size
+
+    def __len__(self) -> int:
+        """Non-empty batches of this rank per epoch."""
+        t = self.batches_per_epoch
+        if t == 0:
+            return 0
+        lo, hi = self.rank_range(t - 1)
+        return t if hi > lo else t - 1
+
+    def batch_indices(self, epoch: int, t: int) -> np.ndarray:
+        """Read indices of this rank's part of global batch ``t`` of ``epoch``."""
+        lo, hi = self.rank_range(t)
+        pos = np.arange(lo, hi, dtype=np.int64)
+        if self.balance is not None:
+            return self.balance.draw(self.seed, epoch, pos)
+        if self.shuffle and len(pos):
+            pos = permute(pos, self.n, epoch_key(self.seed, epoch))
+        return pos if self.indices is None else self.indices[pos]
+
+    def iter_batches(self, start: Position, epochs: int | None, worker: int = 0,
+                     num_workers: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(epoch, t, indices) from ``start`` on; worker w takes stream items k = w (mod W).
+
+        k counts the batches this rank yields from ``start`` (across epochs), so a DataLoader
+        that takes one batch from each worker in turn returns the same sequence for any W.
+        """
+        epoch, t = start.epoch, start.batch
+        per_epoch = self.batches_per_epoch
+        if per_epoch == 0:
+            return
+        if t >= per_epoch:
+            epoch, t = epoch + 1, 0
+        k = 0
+        while epochs is None or epoch < epochs:
+            while t < per_epoch:
+                lo, hi = self.rank_range(t)
+                if hi > lo:
+                    if k % num_workers == worker:
+                        yield epoch, t, self.batch_indices(epoch, t)
+                    k += 1
+                t += 1
+            epoch, t = epoch + 1, 0

@@ -1,0 +1,1606 @@
+"""The packed read store: ``pack``, ``verify``, ``unpack`` and random access (:class:`ReadStore`).
+
+A store is a directory of plain numpy-memmappable files described by ``manifest.json``.
+
+Layout (format version 1)
+-------------------------
+Reads are grouped into *buckets* (contiguous ranges of read indices). Within bucket ``b`` of
+``m`` reads, the reads have two orders:
+
+* the *id order*: sorted by class index, ties in input order. Read ids are stored in this order
+  (neighbouring ids of one species compress well) and ``bucket_classes[b, c]`` counts class ``c``
+  in the bucket, so "the k-th read of class c" is found by arithmetic (class-balanced sampling
+  needs no O(n) index);
+* the *physical order* in which bases, classes, lengths and N flags are stored. In a shuffled
+  store (the default) physical slot ``s`` holds id rank ``permute(s, m, key(seed, b), inverse)``;
+  reads are assigned to buckets by a seeded hash, so the store as a whole is in a seeded random
+  order and even sequential reading is well mixed. With ``--no-shuffle`` the physical order is
+  the input order, each bucket is one run of input, and ``order.u32`` lists the physical slot
+  of each id rank (ids are then stored in input order).
+
+Files (``n`` reads, ``T`` bases, ``C`` classes, ``B`` buckets):
+
+``bases.2bit``          2-bit codes A=0 C=1 T=2 G=3 (``(ascii >> 1) & 3``), 4 bases per byte, low
+                        bits first; reads are concatenated without padding (base ``g`` of the store
+                        is in byte ``g >> 2`` at bits ``2 * (g & 3)``). N positions hold an arbitrary
+                        code and are restored from the N runs.
+``offsets.u64``         n + 1 base offsets (variable-length stores only; a fixed-length store has
+                        ``fixed_length`` in the manifest and offset ``i * L``). Lengths are the
+                        differences.
+``classes.u16|u32``     class index per read (uint32 when C >= 65,536).
+``nflags.bits``         one bit per read (bit ``i & 7`` of byte ``i >> 3``): the read has an N.
+``nruns_start.u64``     sorted global base positions of runs of N (never crossing a read end)
+``nruns_length.u32``    and their lengths.
+``ids.zlib``            zlib blocks of newline-separated header lines in id order (at most
+                        65,536 per block; blocks never cross a bucket).
+``ids_index.u64``       (blocks + 1, 2): first id-order index and byte offset of each block.
+``buckets.u64``         B + 1 first read of each bucket.
+``bucket_classes.u32``  (B, C) reads of each class in each bucket.
+``order.u32``           (``--no-shuffle`` only) physical slot within its bucket of each id rank.
+
+``manifest.json`` holds the format version, counts, the label map, the seed, statistics and the
+size and BLAKE2b checksum of every file. It is written last, and the directory is built under a
+temporary name and renamed, so an interrupted ``pack`` leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .batch import SeqBatch
+from .errors import InputError, StoreError, UsageError
+from .fastx import is_gzip, ragged_index
+from .labels import Labeler, LabelMap, LabelScheme, make_scheme
+from .parallel import Unit, check_inputs, default_workers, map_units
+from .progress import Progress
+from .sampler import TAG_BUCKET, TAG_LAYOUT, hash64, permute
+
+log = logging.getLogger("readtax.store")
+
+FORMAT = "readtax-store"
+FORMAT_VERSION = 1
+ID_BLOCK = 65536
+UNIT_BYTES = 64 << 20  # fixed pass-1 byte ranges: the output must not depend on --workers
+RUN_BYTES = 48 << 20  # pass-1 input bytes buffered per temporary run file
+BUCKET_BYTES = 96 << 20  # input bytes per shuffle bucket (pass-2 memory is proportional)
+GZIP_RATIO = 4  # assumed expansion of gzip input when sizing buckets
+MAX_BUCKETS = 65535
+ID_LEVEL = 1  # on front-coded ids level 1 is within 15% of level 9 and 3x faster
+ID_PREFIX = 127  # longest shared prefix front coding records (bounds decoding memory)
+
+F_BASES = "bases.2bit"
+F_OFFSETS = "offsets.u64"
+F_NFLAGS = "nflags.bits"
+F_NSTART = "nruns_start.u64"
+F_NLEN = "nruns_length.u32"
+F_IDS = "ids.zlib"
+F_IDINDEX = "ids_index.u64"
+F_BUCKETS = "buckets.u64"
+F_BCLASS = "bucket_classes.u32"
+F_ORDER = "order.u32"
+
+_N = ord("N")
+
+# byte of 2-bit codes -> 4 bytes (as one little-endian uint32): ASCII letters or raw codes.
+_LETTERS = np.frombuffer(b"ACTG", dtype=np.uint8)
+_b = np.arange(256, dtype=np.uint32)
+_codes4 = np.stack([(_b >> (2 * t)) & 3 for t in range(4)], axis=1).astype(np.uint8)
+DEC_CODES4 = np.ascontiguousarray(_codes4).view("<u4").ravel()
+DEC_ASCII4 = np.ascontiguousarray(_LETTERS[_codes4]).view("<u4").ravel()
+del _b, _codes4
+
+
+# -- 2-bit packing helpers ------------------------------------------------------------------
+
+
+_GATHER = np.uint32(0x01041040)  # 2**24 + 2**18 + 2**12 + 2**6
+
+
+def _pack_words(x: np.ndarray) -> np.ndarray:
+    """uint32 words holding four codes (one per byte, 0..3) -> one packed byte per word.
+
+    Multiplying by 2**24 + 2**18 + 2**12 + 2**6 moves code t (at bit 8t) to bit 24 + 2t; the
+    other partial products land above bit 31 (dropped) or add up to less than 2**24, so the
+    top byte is exactly c0 | c1 << 2 | c2 << 4 | c3 << 6.
+    """
+    y = x * _GATHER
+    y >>= np.uint32(24)
+    return y.astype(np.uint8)
+
+
+def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """ASCII bases -> 2-bit bytes with every read starting at a byte boundary (pass-1 format)."""
+    m = len(lengths)
+    if m == 0:
+        return np.zeros(0, np.uint8)
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo == hi:
+        width = -(-lo // 4) * 4
+        if width == lo:
+            mat = seq.reshape(m, lo)
+        else:
+            mat = np.zeros((m, width), np.uint8)
+            mat[:, :lo] = seq.reshape(m, lo)
+        words = np.ascontiguousarray(mat).view("<u4").ravel()
+    else:
+        nb = (lengths + 3) >> 2
+        starts = np.zeros(m, np.int64)
+        np.cumsum(nb[:-1] * 4, out=starts[1:])
+        dest, _ = ragged_index(starts, lengths)
+        buf = np.zeros(int(nb.sum()) * 4, np.uint8)
+        buf[dest] = seq
+        words = buf.view("<u4")
+    # (ascii >> 1) & 3 maps A,C,T,G to 0,1,2,3; padding bytes (0) stay 0.
+    words = words >> np.uint32(1)
+    words &= np.uint32(0x03030303)
+    return _pack_words(words)
+
+
+def repack(reads: Records, order: np.ndarray, lengths: np.ndarray, lead: int) -> np.ndarray:
+    """Byte-aligned reads (``reads`` taken in ``order``; base ``lengths`` in that order) -> one
+    continuous 2-bit stream starting ``lead`` bases into its first byte."""
+    m = len(order)
+    if m == 0:
+        return np.zeros(0, np.uint8)
+    total = int(lengths.sum())
+    rows = reads.take(order)
+    fixed = int(lengths.min()) == int(lengths.max())
+    if rows.mat is not None:
+        width = rows.mat.shape[1]
+        if fixed and int(lengths[0]) == 4 * width and lead == 0:
+            return rows.mat.ravel()  # already the final bytes
+        codes = DEC_CODES4[rows.mat].view(np.uint8).reshape(m, 4 * width)
+        if fixed:
+            codes = codes[:, : int(lengths[0])]
+        else:
+            codes = codes[np.arange(4 * width)[None, :] < lengths[:, None]]
+    else:
+        codes4 = DEC_CODES4[rows.flat].view(np.uint8)
+        idx, _ = ragged_index(_exclusive_cumsum(rows.lengths)[:-1] * 4, lengths)
+        codes = codes4[idx]
+    out = np.zeros(-(-(lead + total) // 4) * 4, np.uint8)
+    out[lead : lead + total].reshape(codes.shape)[...] = codes
+    return _pack_words(out.view("<u4"))
+
+
+def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """ASCII bases of the reads at base ``offsets`` of a 2-bit stream, concatenated.
+
+    One vectorised gather for the whole batch: equal-length batches (the common case) take a
+    rectangular block of bytes per read and shift by the four possible sub-byte offsets;
+    mixed lengths use a ragged gather.
+    """
+    m = len(lengths)
+    if m == 0:
+        return np.zeros(0, np.uint8)
+    offsets = np.asarray(offsets, np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    shift = offsets & 3
+    first = offsets >> 2
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo == hi:
+        width = (hi + 6) >> 2
+        idx = first[:, None] + np.arange(width, dtype=np.int64)
+        raw = np.take(bases, idx, mode="clip")
+        text = DEC_ASCII4[raw].view(np.uint8).reshape(m, 4 * width)
+        out = np.empty((m, hi), np.uint8)
+        for s in range(4):
+            rows = np.flatnonzero(shift == s)
+            if len(rows) == m:
+                out[:] = text[:, s : s + hi]
+            elif len(rows):
+                out[rows] = text[rows, s : s + hi]
+        return out.ravel()
+    nb = (shift + lengths + 3) >> 2
+    idx, boff = ragged_index(first, nb)
+    text = DEC_ASCII4[np.take(bases, idx, mode="clip")].view(np.uint8)
+    pos, _ = ragged_index(boff[:-1] * 4 + shift, lengths)
+    return text[pos]
+
+
+# -- read ids: front coding + zlib --------------------------------------------------------
+
+
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x) + 1, np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+@dataclass
+class Records:
+    """Variable-length byte records: a zero-padded matrix (cheap row gathers) when the lengths
+    are regular, else flat bytes; ``lengths`` holds the true lengths either way."""
+
+    lengths: np.ndarray
+    mat: np.ndarray | None = None
+    flat: np.ndarray | None = None
+
+    @classmethod
+    def from_flat(cls, flat: np.ndarray, lengths: np.ndarray) -> Records:
+        lengths = np.asarray(lengths, np.int64)
+        m, total = len(lengths), int(lengths.sum())
+        width = int(lengths.max(initial=0))
+        if m == 0 or width * m > 2 * total + 4096:
+            return cls(lengths, None, flat)
+        if width * m == total:
+            return cls(lengths, flat.reshape(m, width), None)
+        mat = np.zeros((m, width), np.uint8)
+        mat[np.arange(width)[None, :] < lengths[:, None]] = flat
+        return cls(lengths, mat, None)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def stored(self) -> np.ndarray:
+        """Bytes as written to a run file (matrix rows or the flat bytes)."""
+        return self.flat if self.mat is None else self.mat.ravel()
+
+    def row_bytes(self) -> np.ndarray:
+        """Stored bytes per record."""
+        if self.mat is None:
+            return self.lengths
+        return np.full(len(self.lengths), self.mat.shape[1], np.int64)
+
+    def take(self, order: np.ndarray) -> Records:
+        if self.mat is not None:
+            return Records(self.lengths[order], np.take(self.mat, order, axis=0), None)
+        starts = _exclusive_cumsum(self.lengths)[:-1]
+        idx, _ = ragged_index(starts[order], self.lengths[order])
+        return Records(self.lengths[order], None, self.flat[idx])
+
+    def to_flat(self) -> np.ndarray:
+        if self.mat is None:
+            return self.flat
+        return self.mat[np.arange(self.mat.shape[1])[None, :] < self.lengths[:, None]]
+
+    @staticmethod
+    def concat(parts: list[Records]) -> Records:
+        if not parts:
+            return Records(np.zeros(0, np.int64), None, np.zeros(0, np.uint8))
+        lengths = np.concatenate([p.lengths for p in parts])
+        if all(p.mat is not None for p in parts):
+            width = max(p.mat.shape[1] for p in parts)
+            if all(p.mat.shape[1] == width for p in parts):
+                return Records(lengths, np.concatenate([p.mat for p in parts]), None)
+            mat = np.zeros((len(lengths), width), np.uint8)
+            row = 0
+            for p in parts:
+                mat[row : row + len(p), : p.mat.shape[1]] = p.mat
+                row += len(p)
+            return Records(lengths, mat, None)
+        return Records(lengths, None, np.concatenate([p.to_flat() for p in parts]))
+
+
+def encode_ids(ids: Records) -> bytes:
+    """Compress a block of ids (header lines without newlines).
+
+    Front coding: the block holds one byte per id with the length of the prefix it shares with
+    the previous id (at most ``ID_PREFIX``), then each id's remaining suffix ended by a newline;
+    zlib compresses the whole. Neighbouring ids in the id order share most of their prefix.
+    """
+    k = len(ids)
+    lengths = ids.lengths
+    w = min(ID_PREFIX, int(lengths.max(initial=0)))
+    if ids.mat is not None:
+        head = ids.mat[:, :w]
+    else:
+        cl = np.minimum(lengths, w)
+        head = np.zeros(k * w, np.uint8)
+        dest, _ = ragged_index(np.arange(k, dtype=np.int64) * w, cl)
+        src, _ = ragged_index(_exclusive_cumsum(lengths)[:-1], cl)
+        head[dest] = ids.flat[src]
+        head = head.reshape(k, w)
+    lcp = np.zeros(k, np.int64)
+    if k > 1 and w > 0:
+        neq = head[1:] != head[:-1]
+        first = np.where(neq.any(axis=1), neq.argmax(axis=1), w)
+        lcp[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
+    if ids.mat is not None:
+        width = ids.mat.shape[1]
+        ext = np.empty((k, width + 1), np.uint8)
+        ext[:, :width] = ids.mat
+        ext[np.arange(k), lengths] = 10
+        cols = np.arange(width + 1)[None, :]
+        body = ext[(cols >= lcp[:, None]) & (cols <= lengths[:, None])]
+    else:
+        suf = lengths - lcp
+        body = np.full(int(suf.sum()) + k, 10, np.uint8)
+        dest, _ = ragged_index(_exclusive_cumsum(suf + 1)[:-1], suf)
+        src, _ = ragged_index(_exclusive_cumsum(lengths)[:-1] + lcp, suf)
+        body[dest] = ids.flat[src]
+    return zlib.compress(lcp.astype(np.uint8).tobytes() + body.tobytes(), ID_LEVEL)
+
+
+def decode_ids(blob: bytes, k: int) -> tuple[bytes, np.ndarray]:
+    """Inverse of :func:`encode_ids`: newline-joined ids and their (start, end) bounds.
+
+    A prefix byte at position j of id i comes from the latest id at or before i whose own
+    suffix starts at or before j; a running maximum down the columns finds it for all ids at
+    once.
+    """
+    data = np.frombuffer(zlib.decompress(blob), np.uint8)
+    lcp = data[:k].astype(np.int64)
+    body = data[k:]
+    nl = np.flatnonzero(body == 10)
+    if len(nl) != k:
+        raise ValueError(f"id block holds {len(nl)} ids, expected {k}")
+    suf_start = np.concatenate([[0], nl[:-1] + 1]).astype(np.int64)
+    suf = nl - suf_start
+    lengths = lcp + suf
+    out_start = _exclusive_cumsum(lengths + 1)
+    out = np.full(int(out_start[-1]), 10, np.uint8)
+    dest, _ = ragged_index(out_start[:-1] + lcp, suf)
+    src, _ = ragged_index(suf_start, suf)
+    out[dest] = body[src]
+    w = int(lcp.max(initial=0))
+    if w > 0:
+        rows = np.arange(k, dtype=np.int32)
+        latest = np.where(lcp[:, None] <= np.arange(w)[None, :], rows[:, None], np.int32(-1))
+        np.maximum.accumulate(latest, axis=0, out=latest)
+        flat, _ = ragged_index(rows.astype(np.int64) * w, lcp)
+        row = np.repeat(rows.astype(np.int64), lcp)
+        j = flat - row * w
+        r = latest.ravel()[flat].astype(np.int64)
+        out[out_start[row] + j] = body[suf_start[r] + j - lcp[r]]
+    bounds = np.stack([out_start[:-1], out_start[:-1] + lengths], axis=1)
+    return out.tobytes(), bounds
+
+
+# -- the manifest and file checks -----------------------------------------------------------
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    return Path(path).is_dir() and (Path(path) / "manifest.json").is_file()
+
+
+def _class_file(manifest: dict) -> str:
+    return "classes.u32" if manifest["class_dtype"] == "uint32" else "classes.u16"
+
+
+def load_manifest(path: str | os.PathLike[str]) -> dict:
+    """Read and sanity-check ``manifest.json``; StoreError names what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError("no such store", path)
+    if not path.is_dir():
+        raise StoreError("not a store directory (a packed store is a directory made by "
+                         "'readtax pack')", path)
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        raise StoreError("manifest.json is missing: not a complete readtax store (was the "
+                         "pack interrupted? run 'readtax pack' again)", path)
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"manifest.json is not valid JSON ({exc})", path) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StoreError(f"manifest.json is not a {FORMAT} manifest", path)
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise StoreError("manifest.json has no integer format_version", path)
+    if version > FORMAT_VERSION:
+        raise StoreError(
+            f"store format version {version} is newer than this readtax supports "
+            f"({FORMAT_VERSION}); upgrade readtax", path)
+    required = ("read_count", "total_bases", "label_map", "class_counts", "class_dtype",
+                "files", "buckets", "shuffled", "seed", "max_length")
+    missing = [k for k in required if k not in manifest]
+    if missing:
+        raise StoreError(f"manifest.json lacks {', '.join(missing)}", path)
+    return manifest
+
+
+def _check_sizes(path: Path, manifest: dict) -> None:
+    for name, info in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            raise StoreError(f"file {name} is missing", path)
+        size = f.stat().st_size
+        if size != info["size"]:
+            what = "truncated" if size < info["size"] else "larger than recorded"
+            raise StoreError(f"file {name} is {what}: {size} bytes, expected {info['size']}", path)
+
+
+def check_label_map(store_map: LabelMap, mapping: LabelMap, where) -> None:
+    """StoreError unless ``mapping`` gives the same class order as the store's label map."""
+    if mapping == store_map:
+        return
+    if len(mapping) != len(store_map):
+        detail = f"the mapping has {len(mapping)} classes, the store {len(store_map)}"
+    else:
+        diff = np.flatnonzero((mapping.class_ids != store_map.class_ids)
+                              | (mapping.tax_ids != store_map.tax_ids)
+                              | np.array([a != b for a, b in zip(mapping.names, store_map.names)]))
+        i = int(diff[0])
+        detail = (f"class index {i} is {int(mapping.class_ids[i])} {mapping.names[i]!r} in the "
+                  f"mapping but {int(store_map.class_ids[i])} {store_map.names[i]!r} in the store")
+    raise StoreError(f"the mapping disagrees with the store's label map ({detail}); "
+                     "use the store's label map or repack with this mapping", where)
+
+
+# -- random access -------------------------------------------------------------------------
+
+
+class ReadStore:
+    """Random access to a packed store (memory-mapped; opening checks file sizes only).
+
+    ``read(i)`` returns one read; ``batch(indices)`` a whole :class:`SeqBatch` through one
+    vectorised gather. Read indices are physical positions ``0 .. len-1``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, mapping: LabelMap | None = None,
+                 id_cache_blocks: int = 32) -> None:
+        self.path = Path(path)
+        self.manifest = m = load_manifest(self.path)
+        _check_sizes(self.path, m)
+        self.n = int(m["read_count"])
+        self.total_bases = int(m["total_bases"])
+        self.label_map = LabelMap.from_rows(m["label_map"])
+        if mapping is not None:
+            check_label_map(self.label_map, mapping, self.path)
+        self.class_counts = np.asarray(m["class_counts"], dtype=np.int64)
+        self.fixed_length = m.get("fixed_length")
+        self.max_length = int(m["max_length"])
+        self.shuffled = bool(m["shuffled"])
+        self.seed = int(m["seed"])
+        self.class_file = _class_file(m)
+        self.bases = self._array(F_BASES, np.uint8)
+        self.offsets_ = None if self.fixed_length else self._array(F_OFFSETS, np.uint64)
+        self.classes = self._array(self.class_file, np.dtype(m["class_dtype"]))
+        self.nflags = self._array(F_NFLAGS, np.uint8)
+        self.nstart = self._array(F_NSTART, np.uint64)
+        self.nlen = self._array(F_NLEN, np.uint32)
+        self.id_index = self._array(F_IDINDEX, np.uint64).reshape(-1, 2)
+        self.bucket_starts = self._array(F_BUCKETS, np.uint64).astype(np.int64)
+        self.n_buckets = len(self.bucket_starts) - 1
+        self.bucket_classes = self._array(F_BCLASS, np.uint32).reshape(
+            self.n_buckets, len(self.label_map))
+        self.order = None if self.shuffled else self._array(F_ORDER, np.uint32)
+        self._id_cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
+        self._id_cache_blocks = id_cache_blocks
+        self._select_tables: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _array(self, name: str, dtype) -> np.ndarray:
+        f = self.path / name
+        if self.manifest["files"][name]["size"] == 0:
+            return np.zeros(0, dtype)
+        return np.memmap(f, dtype=dtype, mode="r")
+
+    def __reduce__(self):
+        # DataLoader workers started by spawn reopen the store instead of pickling maps.
+        return (_reopen, (str(self.path), self._id_cache_blocks))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"ReadStore({str(self.path)!r}, reads={self.n}, classes={len(self.label_map)})"
+
+    # -- per-read geometry --
+
+    def lengths(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        if self.fixed_length:
+            return np.full(idx.shape, int(self.fixed_length), np.int64)
+        return (self.offsets_[idx + 1] - self.offsets_[idx]).astype(np.int64)
+
+    def base_offsets(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        if self.fixed_length:
+            return idx * int(self.fixed_length)
+        return self.offsets_[idx].astype(np.int64)
+
+    def labels(self, indices) -> np.ndarray:
+        return self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+
+    def _check_indices(self, idx: np.ndarray) -> None:
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
+            bad = int(idx[(idx < 0) | (idx >= self.n)][0])
+            raise IndexError(f"read index {bad} out of range for a store of {self.n} reads")
+
+    # -- bases --
+
+    def sequences(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Flat ASCII bases and offsets of the reads ``indices`` (one gather)."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        self._check_indices(idx)
+        off = self.base_offsets(idx)
+        lengths = self.lengths(idx)
+        seq = unpack_bases(self.bases, off, lengths)
+        out_off = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(lengths, out=out_off[1:])
+        if len(self.nstart) and len(idx):
+            self._restore_n(seq, idx, off, lengths, out_off)
+        return seq, out_off
+
+    def _restore_n(self, seq, idx, off, lengths, out_off) -> None:
+        flags = (self.nflags[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1
+        sel = np.flatnonzero(flags)
+        if not len(sel):
+            return
+        lo = np.searchsorted(self.nstart, off[sel].astype(np.uint64), side="left")
+        hi = np.searchsorted(self.nstart, (off[sel] + lengths[sel]).astype(np.uint64), side="left")
+        cnt = (hi - lo).astype(np.int64)
+        runs, _ = ragged_index(lo.astype(np.int64), cnt)
+        owner = np.repeat(sel, cnt)
+        local = self.nstart[runs].astype(np.int64) - off[owner] + out_off[owner]
+        pos, _ = ragged_index(local, self.nlen[runs].astype(np.int64))
+        seq[pos] = _N
+
+    def batch(self, indices, *, with_ids: bool = False) -> SeqBatch:
+        """A :class:`SeqBatch` of the reads ``indices`` (labels = class indices)."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        seq, off = self.sequences(idx)
+        ids = self.ids(idx) if with_ids else None
+        return SeqBatch(seq, off, self.labels(idx), idx, ids)
+
+    def read(self, i: int) -> tuple[str, str, int]:
+        """(id, sequence, class index) of read ``i``; the id is the header's first word."""
+        seq, _ = self.sequences([int(i)])
+        return self.ids([int(i)])[0], seq.tobytes().decode("ascii"), int(self.classes[int(i)])
+
+    # -- buckets, id order and class selection --
+
+    def bucket_of(self, indices: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.bucket_starts, indices, side="right") - 1
+
+    def _layout_keys(self, buckets: np.ndarray) -> np.ndarray:
+        return hash64(self.seed, TAG_LAYOUT, buckets.astype(np.uint64))
+
+    def id_rank(self, indices) -> np.ndarray:
+        """Id-order position of the reads at physical ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        if not self.shuffled:
+            return idx
+        b = self.bucket_of(idx)
+        start = self.bucket_starts[b]
+        size = self.bucket_starts[b + 1] - start
+        return start + permute(idx - start, size, self._layout_keys(b), inverse=True)
+
+    def physical(self, id_ranks) -> np.ndarray:
+        """Physical index of the reads at id-order positions ``id_ranks``."""
+        q = np.asarray(id_ranks, dtype=np.int64).ravel()
+        if not self.shuffled:
+            return q
+        b = self.bucket_of(q)
+        start = self.bucket_starts[b]
+        size = self.bucket_starts[b + 1] - start
+        return start + permute(q - start, size, self._layout_keys(b))
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._select_tables is None:
+            bc = np.asarray(self.bucket_classes, dtype=np.int64)
+            nb, nc = bc.shape
+            # g[c, b] = class-sorted index of the first class-c read of bucket b (monotone
+            # when flattened), within[b, c] = id rank of that read inside bucket b.
+            cum = np.zeros((nc, nb + 1), np.int64)
+            np.cumsum(bc.T, axis=1, out=cum[:, 1:])
+            class_start = np.zeros(nc, np.int64)
+            np.cumsum(self.class_counts[:-1], out=class_start[1:])
+            g = (cum + class_start[:, None]).ravel()
+            within = np.zeros((nb, nc), np.int64)
+            np.cumsum(bc[:, :-1], axis=1, out=within[:, 1:])
+            self._select_tables = (g, within)
+        return self._select_tables
+
+    def class_select(self, classes, ranks) -> np.ndarray:
+        """Physical index of the ``ranks[i]``-th read (0-based) of class ``classes[i]``."""
+        c = np.asarray(classes, dtype=np.int64).ravel()
+        k = np.asarray(ranks, dtype=np.int64).ravel()
+        if len(c) and ((k < 0).any() or (k >= self.class_counts[c]).any()):
+            raise IndexError("class_select: rank outside the class")
+        g, within = self._tables()
+        nb = self.n_buckets
+        class_start = g[np.arange(len(self.label_map)) * (nb + 1)]
+        j = class_start[c] + k
+        row = np.searchsorted(g, j, side="right") - 1
+        b = row % (nb + 1)
+        r = within[b, c] + (j - g[row])
+        start = self.bucket_starts[b]
+        if self.shuffled:
+            size = self.bucket_starts[b + 1] - start
+            return start + permute(r, size, self._layout_keys(b))
+        return start + self.order[start + r].astype(np.int64)
+
+    # -- ids --
+
+    def _id_block(self, k: int) -> tuple[bytes, np.ndarray]:
+        hit = self._id_cache.get(k)
+        if hit is not None:
+            self._id_cache.move_to_end(k)
+            return hit
+        lo, hi = int(self.id_index[k, 1]), int(self.id_index[k + 1, 1])
+        count = int(self.id_index[k + 1, 0] - self.id_index[k, 0])
+        with open(self.path / F_IDS, "rb") as fh:
+            fh.seek(lo)
+            blob = fh.read(hi - lo)
+        try:
+            entry = decode_ids(blob, count)
+        except (zlib.error, ValueError) as exc:
+            raise StoreError(f"id block {k} is corrupt ({exc}); run 'readtax verify'",
+                             self.path) from None
+        self._id_cache[k] = entry
+        if len(self._id_cache) > self._id_cache_blocks:
+            self._id_cache.popitem(last=False)
+        return entry
+
+    def headers_by_rank(self, id_ranks) -> list[str]:
+        """Full header lines of the reads at id-order positions ``id_ranks``."""
+        q = np.asarray(id_ranks, dtype=np.int64).ravel()
+        blocks = np.searchsorted(self.id_index[:, 0].astype(np.int64), q, side="right") - 1
+        out: list[str] = [""] * len(q)
+        for k in np.unique(blocks).tolist():
+            raw, bounds = self._id_block(k)
+            first = int(self.id_index[k, 0])
+            for i in np.flatnonzero(blocks == k).tolist():
+                s, e = bounds[q[i] - first]
+                out[i] = raw[s:e].decode("utf-8", "replace")
+        return out
+
+    def headers(self, indices) -> list[str]:
+        """Full header lines of the reads at physical ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        self._check_indices(idx)
+        return self.headers_by_rank(self.id_rank(idx))
+
+    def ids(self, indices) -> list[str]:
+        """Read ids (first word of each header, as Kraken2 writes them)."""
+        return [h.split(None, 1)[0] if h.strip() else "" for h in self.headers(indices)]
+
+
+def _reopen(path: str, cache: int) -> ReadStore:
+    return ReadStore(path, id_cache_blocks=cache)
+
+
+def store_stats(store: ReadStore):
+    """:class:`readtax.stats.ReadStats` of a store, from its manifest (instant)."""
+    from .stats import ReadStats
+
+    m = store.manifest
+    st = m.get("stats", {})
+    hist = {int(k): int(v) for k, v in st.get("length_histogram", {}).items()}
+    counts = np.zeros(max(hist, default=-1) + 1, np.int64)
+    for k, v in hist.items():
+        counts[k] = v
+    return ReadStats(
+        reads=store.n, bases=store.total_bases, non_acgt=int(st.get("non_acgt", 0)),
+        min_len=int(m.get("min_length", 0)),
+        max_len=int(m["max_length"]), length_counts=counts,
+        class_counts={i: int(c) for i, c in enumerate(store.class_counts) if c},
+        skipped_unknown=int(m.get("skipped_unknown", 0)),
+        skipped_bad=dict(m.get("skipped_bad", {})), files=[str(store.path)],
+    )
+
+
+# -- pack, pass 1: parse and spread into temporary runs ------------------------------------
+
+
+@dataclass
+class _RunInfo:
+    path: str
+    unit: int
+    table: np.ndarray  # (B, 5): reads, n-runs, packed bytes, header bytes, bases per bucket
+    packed_width: int  # row width of the packed-bases matrix (0: stored flat)
+    header_width: int  # row width of the header matrix (0: stored flat)
+
+    def totals(self) -> np.ndarray:
+        return self.table.sum(axis=0)
+
+
+@dataclass
+class _UnitResult:
+    runs: list[_RunInfo]
+    keys: LabelMap | None  # discovered classes of this unit (local index order)
+    counts: np.ndarray  # reads per local class index
+    skipped: int
+    skipped_keys: dict
+    reads: int = 0
+    bases: int = 0
+    non_acgt: int = 0
+    skipped_bad: dict = field(default_factory=dict)
+    min_len: int = 0
+    max_len: int = 0
+    length_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+_CTX: dict = {}  # pack context shared with forked workers (set before each pool starts)
+
+_COLS = 5  # reads, n-runs, packed bytes, header bytes, bases
+
+
+def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
+    """(read, start within read, length) of every run of N bases of a batch."""
+    npos = np.flatnonzero(seq == _N)
+    if not len(npos):
+        z = np.zeros(0, np.uint32)
+        return z, z, z, 0
+    read = np.searchsorted(seq_offsets, npos, side="right") - 1
+    brk = np.ones(len(npos), bool)
+    brk[1:] = (np.diff(npos) != 1) | (np.diff(read) != 0)
+    first = np.flatnonzero(brk)
+    run_len = np.diff(np.append(first, len(npos)))
+    run_read = read[first]
+    run_start = npos[first] - seq_offsets[run_read]
+    return (run_read.astype(np.uint32), run_start.astype(np.uint32), run_len.astype(np.uint32),
+            len(npos))
+
+
+class _RunBuffer:
+    """Pass-1 reads of one unit, flushed to a run file grouped by bucket."""
+
+    def __init__(self, unit: int, tmp: Path, n_buckets: int) -> None:
+        self.unit = unit
+        self.tmp = tmp
+        self.n_buckets = n_buckets
+        self.runs: list[_RunInfo] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in (
+            "cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr", "bucket")}
+        self.m = 0
+        self.nbytes = 0
+
+    def add(self, cls, lengths, packed, headers, hlen, runs, bucket) -> None:
+        p = self.parts
+        rr, rs, rl = runs
+        p["cls"].append(cls.astype(np.uint32))
+        p["len"].append(lengths.astype(np.uint32))
+        p["hlen"].append(hlen.astype(np.uint32))
+        p["rr"].append(rr + np.uint32(self.m))
+        p["rs"].append(rs)
+        p["rl"].append(rl)
+        p["packed"].append(packed)
+        p["hdr"].append(headers)
+        p["bucket"].append(bucket)
+        self.m += len(cls)
+        self.nbytes += int(lengths.sum()) + len(headers)
+
+    def flush(self) -> None:
+        if not self.m:
+            return
+        cat = {k: np.concatenate(v) for k, v in self.parts.items()}
+        lengths = cat["len"].astype(np.int64)
+        packed = Records.from_flat(cat.pop("packed"), (lengths + 3) >> 2)
+        hdr = Records.from_flat(cat.pop("hdr"), cat["hlen"])
+        bucket = cat["bucket"]
+        nbk = self.n_buckets
+        if nbk > 1:
+            order = np.argsort(bucket, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            # N runs follow their reads; a stable sort keeps a read's runs in order.
+            new_read = rank[cat["rr"].astype(np.int64)]
+            rorder = np.argsort(new_read, kind="stable")
+            cat["rr"] = new_read[rorder].astype(np.uint32)
+            cat["rs"], cat["rl"] = cat["rs"][rorder], cat["rl"][rorder]
+            packed, hdr = packed.take(order), hdr.take(order)
+            for k in ("cls", "len", "hlen", "bucket"):
+                cat[k] = cat[k][order]
+            lengths, bucket = lengths[order], cat["bucket"]
+        b64 = bucket.astype(np.int64)
+        run_bucket = b64[cat["rr"].astype(np.int64)] if len(cat["rr"]) else np.zeros(0, np.int64)
+        table = np.stack([
+            np.bincount(b64, minlength=nbk),
+            np.bincount(run_bucket, minlength=nbk),
+            np.bincount(b64, weights=packed.row_bytes(), minlength=nbk),
+            np.bincount(b64, weights=hdr.row_bytes(), minlength=nbk),
+            np.bincount(b64, weights=lengths, minlength=nbk),
+        ], axis=1).astype(np.int64)
+        # Run read numbers become relative to the first read of their bucket section.
+        first_of_bucket = _exclusive_cumsum(table[:, 0])
+        if len(run_bucket):
+            cat["rr"] = (cat["rr"].astype(np.int64) - first_of_bucket[run_bucket]).astype(np.uint32)
+        path = self.tmp / f"u{self.unit:06d}-{len(self.runs):04d}.run"
+        with open(path, "wb") as fh:
+            for k in ("cls", "len", "hlen", "rr", "rs", "rl"):
+                fh.write(np.ascontiguousarray(cat[k]).tobytes())
+            fh.write(np.ascontiguousarray(packed.stored).tobytes())
+            fh.write(np.ascontiguousarray(hdr.stored).tobytes())
+        self.runs.append(_RunInfo(str(path), self.unit, table,
+                                  0 if packed.mat is None else packed.mat.shape[1],
+                                  0 if hdr.mat is None else hdr.mat.shape[1]))
+        self._reset()
+
+
+def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
+    unit_no, unit = item
+    ctx = _CTX
+    labeler = Labeler(ctx["scheme"], ctx["label_map"], skip_unknown=ctx["skip_unknown"],
+                      skip_bad=ctx["skip_bad"])
+    reader = unit.reader(skip_bad=ctx["skip_bad"])
+    buf = _RunBuffer(unit_no, ctx["tmp"], ctx["n_buckets"])
+    res = _UnitResult([], None, np.zeros(0, np.int64), 0, {})
+    kept = 0
+    hist = np.zeros(0, np.int64)
+    class_counts = np.zeros(0, np.int64)
+    for batch in reader:
+        cls = labeler.classes(batch)
+        if (cls < 0).any():
+            batch = batch.take(np.flatnonzero(cls >= 0))
+            cls = cls[cls >= 0]
+        m = len(batch)
+        if not m:
+            continue
+        lengths = batch.lengths
+        if batch.non_acgt == 0:  # the reader proved the batch is pure ACGT
+            rr = rs = rl = np.zeros(0, np.uint32)
+            n_count = 0
+        else:
+            rr, rs, rl, n_count = _n_runs(batch.seq, batch.seq_offsets)
+        packed = encode_reads(batch.seq, lengths)
+        if ctx["n_buckets"] > 1:
+            h = hash64(ctx["seed"], TAG_BUCKET, unit_no, np.arange(kept, kept + m, dtype=np.uint64))
+            bucket = (h % np.uint64(ctx["n_buckets"])).astype(np.uint16 if ctx["n_buckets"] < 65536
+                                                             else np.uint32)
+        else:
+            bucket = np.zeros(m, np.uint16)
+        kept += m
+        buf.add(cls, lengths, packed, batch.headers, np.diff(batch.header_offsets),
+                (rr, rs, rl), bucket)
+        _accumulate(res, lengths, n_count)
+        c = np.bincount(cls)
+        if len(c) > len(class_counts):
+            c[: len(class_counts)] += class_counts
+            class_counts = c
+        else:
+            class_counts[: len(c)] += c
+        hist = _add_hist(hist, lengths)
+        if buf.nbytes >= ctx["run_bytes"]:
+            buf.flush()
+    buf.flush()
+    res.runs = buf.runs
+    res.skipped = labeler.skipped
+    res.skipped_keys = dict(labeler.skipped_keys)
+    res.skipped_bad = dict(reader.skipped)
+    if labeler.skipped_bad:
+        res.skipped_bad["header does not fit the label scheme"] = labeler.skipped_bad
+    res.length_counts = hist
+    if ctx["label_map"] is None:
+        res.keys = labeler.discovered_map()
+        class_counts = np.concatenate([class_counts,
+                                       np.zeros(max(0, len(res.keys) - len(class_counts)),
+                                                np.int64)])
+    res.counts = class_counts
+    return res
+
+
+def _accumulate(res: _UnitResult, lengths: np.ndarray, n_count: int) -> None:
+    lo, hi = int(lengths.min()), int(lengths.max())
+    res.min_len = lo if res.reads == 0 else min(res.min_len, lo)
+    res.max_len = max(res.max_len, hi)
+    res.reads += len(lengths)
+    res.bases += int(lengths.sum())
+    res.non_acgt += n_count
+
+
+def _add_hist(hist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    c = np.bincount(lengths)
+    if len(c) > len(hist):
+        c[: len(hist)] += hist
+        return c
+    hist[: len(c)] += c
+    return hist
+
+
+def _units(paths: list[str], unit_bytes: int) -> list[Unit]:
+    """Fixed-size byte ranges of plain files (whole gzip files): independent of --workers."""
+    units = []
+    for p in paths:
+        size = os.path.getsize(p)
+        if is_gzip(p) or size <= unit_bytes:
+            units.append(Unit(p, 0, None, size))
+            continue
+        for start in range(0, size, unit_bytes):
+            end = min(start + unit_bytes, size)
+            units.append(Unit(p, start, end if end < size else None, end - start))
+    return units
+
+
+# -- pack, pass 2: one bucket at a time -----------------------------------------------------
+
+
+@dataclass
+class _Bucket:
+    """Everything pass 2 produced for one bucket, in the form the writer appends."""
+
+    reads: int
+    bases: int
+    classes: np.ndarray
+    offsets: np.ndarray | None
+    packed: np.ndarray
+    nstart: np.ndarray
+    nlen: np.ndarray
+    flags: np.ndarray
+    id_blocks: list[bytes]
+    id_counts: list[int]
+    class_row: np.ndarray
+    order: np.ndarray | None
+
+
+def _load_sections(b: int) -> dict:
+    """Bucket b's records from every run, in input order, with global class indices."""
+    ctx = _CTX
+    parts: dict[str, list] = {k: [] for k in (
+        "cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr")}
+    read_base = 0
+    for run in ctx["bucket_runs"](b):
+        tot = run.totals()
+        pre = run.table[:b].sum(axis=0) if ctx["shuffle"] else np.zeros(_COLS, np.int64)
+        row = run.table[b] if ctx["shuffle"] else tot
+        m, r, pk, hd = (int(x) for x in row[:4])
+        if m == 0:
+            continue
+        mm = np.memmap(run.path, dtype=np.uint8, mode="r")
+        tm, tr, tpk = int(tot[0]), int(tot[1]), int(tot[2])
+        seg = {"cls": 0, "len": 4 * tm, "hlen": 8 * tm, "rr": 12 * tm, "rs": 12 * tm + 4 * tr,
+               "rl": 12 * tm + 8 * tr, "packed": 12 * tm + 12 * tr,
+               "hdr": 12 * tm + 12 * tr + tpk}
+        for k, count, first in (("cls", m, pre[0]), ("len", m, pre[0]), ("hlen", m, pre[0]),
+                                ("rr", r, pre[1]), ("rs", r, pre[1]), ("rl", r, pre[1])):
+            start = seg[k] + 4 * int(first)
+            parts[k].append(np.frombuffer(mm[start : start + 4 * count], np.uint32).copy())
+        nb = (parts["len"][-1].astype(np.int64) + 3) >> 2
+        for k, size, width, lengths, first in (
+                ("packed", pk, run.packed_width, nb, pre[2]),
+                ("hdr", hd, run.header_width, parts["hlen"][-1].astype(np.int64), pre[3])):
+            start = seg[k] + int(first)
+            data = np.array(mm[start : start + size])
+            parts[k].append(Records(lengths, data.reshape(m, width), None) if width
+                            else Records(lengths, None, data))
+        del mm
+        parts["cls"][-1] = ctx["luts"][run.unit][parts["cls"][-1].astype(np.int64)]
+        parts["rr"][-1] = parts["rr"][-1].astype(np.int64) + read_base
+        read_base += m
+    out: dict = {k: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64))
+                 for k, v in parts.items() if k not in ("packed", "hdr")}
+    out["packed"] = Records.concat(parts["packed"])
+    out["hdr"] = Records.concat(parts["hdr"])
+    return out
+
+
+def _build_bucket(task: tuple[int, int, int]) -> _Bucket:
+    b, read_start, base_start = task
+    ctx = _CTX
+    d = _load_sections(b)
+    cls = d["cls"]
+    m = len(cls)
+    lengths = d["len"].astype(np.int64)
+    n_classes = ctx["n_classes"]
+    key_dtype = np.uint16 if n_classes < 65536 else np.uint32
+    by_class = np.argsort(cls.astype(key_dtype), kind="stable")
+    if ctx["shuffle"]:
+        layout_key = hash64(ctx["seed"], TAG_LAYOUT, b)[0]
+        rank_of_slot = permute(np.arange(m, dtype=np.int64), m, layout_key, inverse=True)
+        src = by_class[rank_of_slot]  # physical slot -> record (input order within bucket)
+        id_src = by_class
+        order = None
+    else:
+        src = np.arange(m, dtype=np.int64)
+        id_src = src
+        order = by_class.astype(np.uint32)
+    lp = lengths[src]
+    local_off = np.zeros(m + 1, np.int64)
+    np.cumsum(lp, out=local_off[1:])
+    packed = repack(d["packed"], src, lp, base_start & 3)
+    # N runs: records are sorted by read; regroup them in physical order.
+    rr = d["rr"]
+    run_count = np.bincount(rr, minlength=m) if len(rr) else np.zeros(m, np.int64)
+    run_first = np.zeros(m, np.int64)
+    np.cumsum(run_count[:-1], out=run_first[1:])
+    runs, _ = ragged_index(run_first[src], run_count[src])
+    slot_of_run = np.repeat(np.arange(m), run_count[src])
+    nstart = (base_start + local_off[slot_of_run] + d["rs"][runs].astype(np.int64)).astype(np.uint64)
+    nlen = d["rl"][runs].astype(np.uint32)
+    lead = read_start & 7
+    bits = np.zeros(lead + m, np.uint8)
+    bits[lead:] = run_count[src] > 0
+    flags = np.packbits(bits, bitorder="little")
+    offsets = None if ctx["fixed_length"] else (base_start + local_off[:-1]).astype(np.uint64)
+    blocks, counts = _id_blocks(d["hdr"], id_src)
+    return _Bucket(m, int(lp.sum()), cls[src].astype(ctx["class_dtype"]), offsets, packed,
+                   nstart, nlen, flags, blocks, counts,
+                   np.bincount(cls, minlength=n_classes).astype(np.uint32), order)
+
+
+def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]:
+    """Compressed blocks of the headers in ``order`` (at most ID_BLOCK per block)."""
+    blocks, counts = [], []
+    for lo in range(0, len(order), ID_BLOCK):
+        sel = order[lo : lo + ID_BLOCK]
+        blocks.append(encode_ids(hdr.take(sel)))
+        counts.append(len(sel))
+    return blocks, counts
+
+
+# -- pack, writing the final files ----------------------------------------------------------
+
+
+class _Out:
+    """An output file that records its size and BLAKE2b checksum as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.hash = hashlib.blake2b(digest_size=32)
+        self.size = 0
+
+    def write(self, data) -> None:
+        buf = memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) \
+            else memoryview(data)
+        if not len(buf):
+            return
+        self.fh.write(buf)
+        self.hash.update(buf)
+        self.size += len(buf)
+
+    def close(self) -> dict:
+        self.fh.close()
+        return {"size": self.size, "blake2b": self.hash.hexdigest()}
+
+
+class _PackedStream:
+    """Appends bit-packed pieces whose first byte may be shared with the previous piece."""
+
+    def __init__(self, out: _Out, per_byte: int) -> None:
+        self.out = out
+        self.per_byte = per_byte
+        self.pos = 0  # items written so far
+        self.tail: int | None = None  # the last, partial byte (held back)
+
+    def append(self, data: np.ndarray, items: int) -> None:
+        if items == 0:
+            return
+        data = np.array(data, dtype=np.uint8)
+        if self.pos % self.per_byte:
+            data[0] |= self.tail
+        self.pos += items
+        if self.pos % self.per_byte:
+            self.tail = int(data[-1])
+            data = data[:-1]
+        else:
+            self.tail = None
+        self.out.write(data)
+
+    def finish(self) -> None:
+        if self.tail is not None:
+            self.out.write(np.array([self.tail], np.uint8))
+            self.tail = None
+
+
+class _Writer:
+    def __init__(self, tmp: Path, class_file: str, fixed: bool, shuffle: bool) -> None:
+        self.tmp = tmp
+        names = [F_BASES, class_file, F_NFLAGS, F_NSTART, F_NLEN, F_IDS]
+        if not fixed:
+            names.append(F_OFFSETS)
+        if not shuffle:
+            names.append(F_ORDER)
+        self.files = {n: _Out(tmp / n) for n in names}
+        self.class_file = class_file
+        self.bases = _PackedStream(self.files[F_BASES], 4)
+        self.flags = _PackedStream(self.files[F_NFLAGS], 8)
+        self.id_index: list[tuple[int, int]] = []
+        self.id_pos = 0
+        self.id_bytes = 0
+        self.bucket_starts = [0]
+        self.class_rows: list[np.ndarray] = []
+        self.total_bases = 0
+
+    def add(self, bk: _Bucket) -> None:
+        f = self.files
+        self.bases.append(bk.packed, bk.bases)
+        self.flags.append(bk.flags, bk.reads)
+        f[self.class_file].write(bk.classes)
+        f[F_NSTART].write(bk.nstart)
+        f[F_NLEN].write(bk.nlen)
+        if bk.offsets is not None:
+            f[F_OFFSETS].write(bk.offsets)
+        if bk.order is not None:
+            f[F_ORDER].write(bk.order)
+        for blob, count in zip(bk.id_blocks, bk.id_counts):
+            self.id_index.append((self.id_pos, self.id_bytes))
+            f[F_IDS].write(blob)
+            self.id_pos += count
+            self.id_bytes += len(blob)
+        self.total_bases += bk.bases
+        self.bucket_starts.append(self.bucket_starts[-1] + bk.reads)
+        self.class_rows.append(bk.class_row)
+
+    def close(self, n_classes: int) -> dict[str, dict]:
+        self.bases.finish()
+        self.flags.finish()
+        if F_OFFSETS in self.files:
+            self.files[F_OFFSETS].write(np.array([self.total_bases], np.uint64))
+        self.id_index.append((self.id_pos, self.id_bytes))
+        extra = {
+            F_IDINDEX: np.array(self.id_index, np.uint64),
+            F_BUCKETS: np.array(self.bucket_starts, np.uint64),
+            F_BCLASS: (np.stack(self.class_rows) if self.class_rows
+                       else np.zeros((0, n_classes), np.uint32)).astype(np.uint32),
+        }
+        for name, arr in extra.items():
+            out = _Out(self.tmp / name)
+            out.write(arr)
+            self.files[name] = out
+        return {name: out.close() for name, out in sorted(self.files.items())}
+
+
+# -- pack, orchestration --------------------------------------------------------------------
+
+
+def _merge_label_map(results: list[_UnitResult], scheme: LabelScheme) -> LabelMap:
+    """Classes discovered by all units, sorted by class id (or by name for named labels)."""
+    if scheme.numeric:
+        tax: dict[int, int] = {}
+        for r in results:
+            for cid, t in zip(r.keys.class_ids.tolist(), r.keys.tax_ids.tolist()):
+                tax.setdefault(cid, t)
+        ids = sorted(tax)
+        return LabelMap(np.array(ids, np.int64), [str(i) for i in ids],
+                        np.array([tax[i] for i in ids], np.int64))
+    names = sorted({n for r in results for n in r.keys.names})
+    return LabelMap(np.arange(len(names), dtype=np.int64), names,
+                    np.full(len(names), -1, np.int64))
+
+
+def _unit_lut(res: _UnitResult, label_map: LabelMap, scheme: LabelScheme) -> np.ndarray:
+    if res.keys is None:
+        return np.arange(len(label_map), dtype=np.int64)
+    if scheme.numeric:
+        return label_map.index(res.keys.class_ids)
+    return label_map.index(np.array(res.keys.names, dtype=object))
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove temporary directories of earlier packs to ``out`` whose process is gone."""
+    for p in out.parent.glob(f"{out.name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+        except (ValueError, IndexError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` to ``out``, replacing an old store only at the very end."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.parent / f"{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+         mapping: LabelMap | None = None, labels: str | LabelScheme = "lbl",
+         skip_unknown: bool = False, skip_bad: bool = False, seed: int = 0,
+         workers: int | None = None, shuffle: bool = True, force: bool = False,
+         progress: bool | None = None,
+         unit_bytes: int = UNIT_BYTES, bucket_bytes: int = BUCKET_BYTES,
+         run_bytes: int = RUN_BYTES) -> dict:
+    """Pack FASTA/FASTQ ``inputs`` into the store directory ``out``; returns the manifest.
+
+    Memory is bounded by the buffer sizes (``run_bytes`` per worker in pass 1, one bucket of
+    about ``bucket_bytes`` of input per worker in pass 2), not by the input size. The result is
+    byte-identical for the same inputs, options and ``seed`` whatever ``workers`` is.
+    """
+    paths = check_inputs(inputs)
+    out = Path(out)
+    for p in paths:
+        with contextlib.suppress(OSError):
+            if out.resolve() == Path(p).resolve():
+                raise UsageError(f"output {out} is also an input")
+    if out.exists() and not force:
+        raise UsageError(f"output {out} exists (use --force to overwrite)")
+    scheme = make_scheme(labels) if isinstance(labels, str) or labels is None else labels
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"seed must be in [0, 2**63), got {seed}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out)
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad, seed,
+                              workers, shuffle, progress, unit_bytes, bucket_bytes, run_bytes)
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        _CTX.clear()
+    return manifest
+
+
+def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
+               mapping: LabelMap | None, skip_unknown: bool, skip_bad: bool, seed: int,
+               workers: int,
+               shuffle: bool, progress: bool | None, unit_bytes: int, bucket_bytes: int,
+               run_bytes: int) -> dict:
+    units = _units(paths, unit_bytes)
+    est = sum(u.size * (GZIP_RATIO if is_gzip(u.path) else 1) for u in units)
+    n_buckets = min(MAX_BUCKETS, max(1, math.ceil(est / bucket_bytes))) if shuffle else 1
+    runs_dir = tmp / "runs"
+    runs_dir.mkdir()
+    _CTX.clear()
+    _CTX.update(scheme=scheme, label_map=mapping, skip_unknown=skip_unknown, skip_bad=skip_bad,
+                seed=seed,
+                n_buckets=n_buckets, tmp=runs_dir, run_bytes=run_bytes)
+    total = sum(u.size for u in units)
+    bar = Progress(total, f"pack {out.name}: reading", enabled=progress)
+    results: list[_UnitResult] = []
+    done = 0
+    for unit, res in zip(units, map_units(_pack_unit, list(enumerate(units)), workers)):
+        results.append(res)
+        done += unit.size
+        bar.update(done)
+    bar.close()
+
+    label_map = mapping if mapping is not None else _merge_label_map(results, scheme)
+    n_classes = len(label_map)
+    luts = [_unit_lut(r, label_map, scheme) for r in results]
+    class_counts = np.zeros(n_classes, np.int64)
+    for r, lut in zip(results, luts):
+        nz = np.flatnonzero(r.counts)
+        np.add.at(class_counts, lut[nz], r.counts[nz])
+    n = int(sum(r.reads for r in results))
+    skipped = int(sum(r.skipped for r in results))
+    if n == 0:
+        raise InputError(f"no reads to pack ({skipped} skipped as unknown classes)", paths[0])
+    lengths = [r for r in results if r.reads]
+    min_len = min(r.min_len for r in lengths)
+    max_len = max(r.max_len for r in lengths)
+    fixed = min_len == max_len
+    class_dtype = "uint16" if n_classes < 65536 else "uint32"
+    runs = [run for r in results for run in r.runs]
+    if shuffle:
+        tables = np.stack([run.table for run in runs])  # (runs, B, 5)
+        sizes = tables.sum(axis=0)  # (B, 5)
+
+        def bucket_runs(b: int, _runs=runs, _tables=tables) -> list[_RunInfo]:
+            return [run for run, t in zip(_runs, _tables) if t[b, 0] > 0]
+    else:
+        sizes = np.stack([run.totals() for run in runs])
+
+        def bucket_runs(b: int, _runs=runs) -> list[_RunInfo]:
+            return [_runs[b]]
+    read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
+    base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
+    tasks = [(b, int(read_starts[b]), int(base_starts[b])) for b in range(len(sizes))
+             if sizes[b, 0] > 0]
+    _CTX.update(luts=luts, bucket_runs=bucket_runs, shuffle=shuffle, n_classes=n_classes,
+                class_dtype=np.dtype(class_dtype), fixed_length=fixed)
+
+    class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
+    writer = _Writer(tmp, class_file, fixed, shuffle)
+    bar = Progress(n, f"pack {out.name}: writing", unit="reads", enabled=progress)
+    written = 0
+    for bk in map_units(_build_bucket, tasks, workers):
+        writer.add(bk)
+        written += bk.reads
+        bar.update(written)
+    bar.close()
+    files = writer.close(n_classes)
+    shutil.rmtree(runs_dir)
+
+    hist = np.zeros(0, np.int64)
+    for r in results:
+        hist = _merge_hist(hist, r.length_counts)
+    skipped_keys: dict = {}
+    skipped_bad: dict = {}
+    for r in results:
+        for k, v in r.skipped_keys.items():
+            skipped_keys[str(k)] = skipped_keys.get(str(k), 0) + v
+        for k, v in r.skipped_bad.items():
+            skipped_bad[k] = skipped_bad.get(k, 0) + v
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_by": f"readtax {__version__}",
+        "read_count": n,
+        "total_bases": int(writer.total_bases),
+        "min_length": int(min_len),
+        "max_length": int(max_len),
+        "fixed_length": int(max_len) if fixed else None,
+        "base_codes": "ACTG",
+        "class_dtype": class_dtype,
+        "label_scheme": getattr(scheme, "name", "lbl"),
+        "label_map": label_map.to_rows(),
+        "class_counts": class_counts.tolist(),
+        "skipped_unknown": skipped,
+        "skipped_unknown_classes": dict(sorted(skipped_keys.items())[:100]),
+        "skipped_bad": dict(sorted(skipped_bad.items())),
+        "seed": int(seed),
+        "shuffled": bool(shuffle),
+        "buckets": int(len(writer.bucket_starts) - 1),
+        "id_block_reads": ID_BLOCK,
+        "id_codec": "frontcoded-zlib",
+        "stats": {
+            "non_acgt": int(sum(r.non_acgt for r in results)),
+            "length_histogram": {str(i): int(c) for i, c in enumerate(hist) if c},
+        },
+        "inputs": [{"path": Path(p).name, "size": os.path.getsize(p)} for p in paths],
+        "files": files,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n",
+                                       encoding="utf-8")
+    size = sum(f["size"] for f in files.values())
+    log.info("packed %d reads of %d classes into %s: %.1f bytes per read", n, n_classes, out,
+             size / n)
+    if skipped:
+        log.info("skipped %d reads of classes not in the mapping", skipped)
+    if skipped_bad:
+        log.warning("skipped %d malformed records: %s", sum(skipped_bad.values()),
+                    ", ".join(f"{v} {k}" for k, v in sorted(skipped_bad.items())))
+    return manifest
+
+
+def _merge_hist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(b) > len(a):
+        a, b = b.copy(), a
+    a[: len(b)] += b
+    return a
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+CHUNK = 1 << 20
+
+
+def _expected_files(manifest: dict) -> set[str]:
+    names = {F_BASES, _class_file(manifest), F_NFLAGS, F_NSTART, F_NLEN, F_IDS, F_IDINDEX,
+             F_BUCKETS, F_BCLASS}
+    if not manifest.get("fixed_length"):
+        names.add(F_OFFSETS)
+    if not manifest["shuffled"]:
+        names.add(F_ORDER)
+    return names
+
+
+def file_checksum(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as fh:
+        while block := fh.read(16 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: str | os.PathLike[str], *, progress: bool | None = None) -> dict:
+    """Check sizes, checksums and internal consistency; StoreError on the first problem."""
+    path = Path(path)
+    manifest = load_manifest(path)
+    missing = sorted(_expected_files(manifest) - set(manifest["files"]))
+    if missing:
+        raise StoreError(f"manifest.json does not list {', '.join(missing)}", path)
+    _check_sizes(path, manifest)
+    total = sum(info["size"] for info in manifest["files"].values())
+    bar = Progress(total, f"verify {path.name}: checksums", enabled=progress)
+    done = 0
+    for name, info in sorted(manifest["files"].items()):
+        if file_checksum(path / name) != info.get("blake2b"):
+            raise StoreError(f"checksum mismatch in {name}: the file is corrupt", path)
+        done += info["size"]
+        bar.update(done)
+    bar.close()
+    store = ReadStore(path)
+    _Consistency(store).run()
+    return {"reads": store.n, "classes": len(store.label_map), "bases": store.total_bases,
+            "bytes": total, "bytes_per_read": total / max(store.n, 1)}
+
+
+class _Consistency:
+    """Internal consistency of a store whose files have the recorded sizes and checksums."""
+
+    def __init__(self, store: ReadStore) -> None:
+        self.s = store
+
+    def fail(self, what: str) -> None:
+        raise StoreError(f"inconsistent store: {what}", self.s.path)
+
+    def run(self) -> None:
+        self.shapes()
+        self.offsets()
+        self.buckets()
+        self.n_runs()
+        self.ids()
+
+    def shapes(self) -> None:
+        s = self.s
+        n, nc = s.n, len(s.label_map)
+        if len(s.class_counts) != nc or int(s.class_counts.sum()) != n:
+            self.fail("class_counts do not add up to read_count")
+        if len(s.classes) != n:
+            self.fail(f"{s.class_file} holds {len(s.classes)} reads, expected {n}")
+        if len(s.bases) != -(-s.total_bases // 4):
+            self.fail(f"{F_BASES} does not hold {s.total_bases} bases")
+        if len(s.nflags) != -(-n // 8):
+            self.fail(f"{F_NFLAGS} does not hold {n} flags")
+        if len(s.nstart) != len(s.nlen):
+            self.fail("N run starts and lengths differ in number")
+        if s.n_buckets < 1 or int(s.bucket_starts[0]) != 0 or int(s.bucket_starts[-1]) != n \
+                or (np.diff(s.bucket_starts) <= 0).any():
+            self.fail(f"{F_BUCKETS} does not split the reads into non-empty buckets")
+        if s.bucket_classes.shape != (s.n_buckets, nc):
+            self.fail(f"{F_BCLASS} has the wrong shape")
+        bc = np.asarray(s.bucket_classes, np.int64)
+        if not np.array_equal(bc.sum(axis=0), s.class_counts) or \
+                not np.array_equal(bc.sum(axis=1), np.diff(s.bucket_starts)):
+            self.fail(f"{F_BCLASS} disagrees with class and bucket sizes")
+        if s.order is not None and len(s.order) != n:
+            self.fail(f"{F_ORDER} holds {len(s.order)} entries, expected {n}")
+        rest = n % 8
+        if rest and len(s.nflags) and int(s.nflags[-1]) >> rest:
+            self.fail(f"{F_NFLAGS} has flags beyond the last read")
+
+    def offsets(self) -> None:
+        s = self.s
+        if s.fixed_length:
+            if s.total_bases != s.n * int(s.fixed_length):
+                self.fail("total_bases is not read_count * fixed_length")
+            return
+        off = s.offsets_
+        if len(off) != s.n + 1 or int(off[0]) != 0 or int(off[-1]) != s.total_bases:
+            self.fail(f"{F_OFFSETS} does not span the bases")
+        for a in range(0, s.n, CHUNK):
+            d = np.diff(off[a : a + CHUNK + 1].astype(np.int64))
+            if (d < 1).any() or (d > s.max_length).any():
+                i = a + int(np.flatnonzero((d < 1) | (d > s.max_length))[0])
+                self.fail(f"read {i} has length {int(d[i - a])} (expected 1..{s.max_length})")
+
+    def buckets(self) -> None:
+        s = self.s
+        nc = len(s.label_map)
+        for b in range(s.n_buckets):
+            lo, hi = int(s.bucket_starts[b]), int(s.bucket_starts[b + 1])
+            cls = np.asarray(s.classes[lo:hi], np.int64)
+            if len(cls) and int(cls.max()) >= nc:
+                self.fail(f"a class index in bucket {b} is >= the {nc} classes")
+            if not np.array_equal(np.bincount(cls, minlength=nc), s.bucket_classes[b]):
+                self.fail(f"{F_BCLASS} row {b} does not count the classes of bucket {b}")
+            if s.shuffled:
+                in_id_order = cls[s.physical(np.arange(lo, hi)) - lo]
+            else:
+                order = np.asarray(s.order[lo:hi], np.int64)
+                if not np.array_equal(np.bincount(order, minlength=hi - lo), np.ones(hi - lo)):
+                    self.fail(f"{F_ORDER} is not a permutation within bucket {b}")
+                in_id_order = cls[order]
+            if (np.diff(in_id_order) < 0).any():
+                self.fail(f"the id order of bucket {b} is not sorted by class")
+
+    def n_runs(self) -> None:
+        s = self.s
+        if len(s.nstart) == 0:
+            if int(np.count_nonzero(s.nflags)):
+                self.fail("reads are flagged as having N but there are no N runs")
+            return
+        n_total = 0
+        prev_end = -1
+        for a in range(0, len(s.nstart), CHUNK):
+            st = s.nstart[a : a + CHUNK].astype(np.int64)
+            ln = s.nlen[a : a + CHUNK].astype(np.int64)
+            end = st + ln
+            if (ln < 1).any() or st[0] < prev_end or (st[1:] < end[:-1]).any() \
+                    or int(end[-1]) > s.total_bases:
+                self.fail("N runs are not sorted, disjoint and inside the bases")
+            prev_end = int(end[-1])
+            n_total += int(ln.sum())
+            first, last = self._read_of(st), self._read_of(end - 1)
+            if (first != last).any():
+                self.fail("an N run crosses the end of a read")
+        if n_total != int(s.manifest.get("stats", {}).get("non_acgt", n_total)):
+            self.fail("the N runs do not add up to the recorded N count")
+        for a in range(0, s.n, CHUNK * 8):
+            b = min(a + CHUNK * 8, s.n)
+            lo_base = int(s.base_offsets([a])[0])
+            hi_base = s.total_bases if b == s.n else int(s.base_offsets([b])[0])
+            r0, r1 = np.searchsorted(s.nstart, np.array([lo_base, hi_base], np.uint64))
+            has = np.zeros(b - a, bool)
+            has[self._read_of(s.nstart[r0:r1].astype(np.int64)) - a] = True
+            flags = np.unpackbits(np.asarray(s.nflags[a // 8 : -(-b // 8)]),
+                                  bitorder="little")[: b - a].astype(bool)
+            if not np.array_equal(has, flags):
+                i = a + int(np.flatnonzero(has != flags)[0])
+                self.fail(f"the N flag of read {i} disagrees with the N runs")
+
+    def _read_of(self, base: np.ndarray) -> np.ndarray:
+        s = self.s
+        if s.fixed_length:
+            return base // int(s.fixed_length)
+        return np.searchsorted(s.offsets_, base.astype(np.uint64), side="right") - 1
+
+    def ids(self) -> None:
+        s = self.s
+        idx = np.asarray(s.id_index, np.int64)
+        size = s.manifest["files"][F_IDS]["size"]
+        if len(idx) < 1 or idx[0, 0] != 0 or idx[-1, 0] != s.n or idx[0, 1] != 0 \
+                or idx[-1, 1] != size or (np.diff(idx, axis=0) < 0).any():
+            self.fail(f"{F_IDINDEX} does not cover the reads and {F_IDS}")
+        bucket = s.bucket_of(idx[:-1, 0])
+        if (idx[1:, 0] > s.bucket_starts[bucket + 1]).any():
+            self.fail("an id block crosses a bucket boundary")
+        with open(s.path / F_IDS, "rb") as fh:
+            for k in range(len(idx) - 1):
+                try:
+                    decode_ids(fh.read(int(idx[k + 1, 1] - idx[k, 1])),
+                               int(idx[k + 1, 0] - idx[k, 0]))
+                except (zlib.error, ValueError) as exc:
+                    self.fail(f"id block {k} does not decode ({exc})")
+
+
+# -- unpack ---------------------------------------------------------------------------------
+
+UNPACK_BASES = 32 << 20
+
+
+def unpack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False,
+           progress: bool | None = None) -> int:
+    """Write the store as FASTA (one line per sequence, headers as packed); returns reads.
+
+    Reads come in id order: the input order for ``--no-shuffle`` stores, otherwise grouped by
+    class within each bucket. Streams one id block at a time; the output is written atomically.
+    """
+    from .outputs import atomic_open, check_output_path
+
+    store = ReadStore(path)
+    target = check_output_path(out, force=force)
+    if target.is_dir():
+        raise UsageError(f"output {target} is a directory")
+    bar = Progress(store.n, f"unpack {store.path.name}", unit="reads", enabled=progress)
+    idx = np.asarray(store.id_index, np.int64)
+    step = max(1, UNPACK_BASES // max(store.max_length, 1))
+    with atomic_open(target, "wb") as fh:
+        for k in range(len(idx) - 1):
+            raw, bounds = store._id_block(k)
+            text = np.frombuffer(raw, np.uint8)
+            for lo in range(int(idx[k, 0]), int(idx[k + 1, 0]), step):
+                hi = min(lo + step, int(idx[k + 1, 0]))
+                seq, off = store.sequences(store.physical(np.arange(lo, hi)))
+                b = bounds[lo - int(idx[k, 0]) : hi - int(idx[k, 0])]
+                fh.write(_fasta_records(text, b, seq, off).tobytes())
+                bar.update(hi)
+    bar.close()
+    return store.n
+
+
+def _fasta_records(text: np.ndarray, bounds: np.ndarray, seq: np.ndarray, off: np.ndarray
+                   ) -> np.ndarray:
+    """``>header\\nSEQ\\n`` for each read, built with two ragged copies."""
+    hl = (bounds[:, 1] - bounds[:, 0]).astype(np.int64)
+    sl = np.diff(off)
+    rec = hl + sl + 3
+    start = np.zeros(len(rec) + 1, np.int64)
+    np.cumsum(rec, out=start[1:])
+    buf = np.full(int(start[-1]), 10, np.uint8)
+    buf[start[:-1]] = ord(">")
+    src, _ = ragged_index(bounds[:, 0].astype(np.int64), hl)
+    dest, _ = ragged_index(start[:-1] + 1, hl)
+    buf[dest] = text[src]
+    dest, _ = ragged_index(start[:-1] + hl + 2, sl)
+    buf[dest] = seq
+    return buf
