@@ -37,6 +37,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -44,6 +48,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _gzip_writer(raw: IO[bytes]):
+    try:
+        from isal import igzip
+
+        return igzip.IGzipFile(filename="", mode="wb", fileobj=raw, compresslevel=2, mtime=0)
+    except ImportError:  # pragma: no cover - isal is a dependency
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=5, mtime=0)
 
 
 @contextlib.contextmanager
@@ -57,8 +70,9 @@ def atomic_open(
     with atomic_path(path) as tmp:
         if compress:
             raw = open(tmp, "wb")  # noqa: SIM115 - closed below
-            # mtime=0 keeps gzip output byte-identical for the same content.
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=5, mtime=0)
+            # mtime=0 keeps gzip output byte-identical for the same content; ISA-L's deflate is
+            # several times faster than zlib at a similar ratio.
+            gz = _gzip_writer(raw)
             fh: IO = gz if binary else io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
             try:
                 yield fh
