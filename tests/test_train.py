@@ -1,0 +1,280 @@
+"""readtax train: learning, every family, exact resume, torchrun sharding, run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from helpers_train import make_task  # noqa: E402
+from readtax.cli import main  # noqa: E402
+from readtax.config import load_config  # noqa: E402
+from readtax.labels import load_mapping  # noqa: E402
+
+FAMILIES = ["kmer-cnn", "metagene", "dnabert2", "dnabert"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a small shared CPU it is several times faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """One tiny random stand-in per family (readtax init-model --size tiny)."""
+    from readtax.models import init_model
+
+    d = tmp_path_factory.mktemp("models")
+    return {a: init_model(a, "tiny", d / a, seed=0) for a in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def task(tmp_path_factory) -> dict[str, Path]:
+    return make_task(tmp_path_factory.mktemp("task"))
+
+
+def _args(task, model, out, *extra) -> list[str]:
+    return ["train", "-q", "--train", str(task["train"]), "--val", str(task["val"]),
+            "--mapping", str(task["mapping"]), "--model", str(model), "-o", str(out),
+            "--num-workers", "0", *extra]
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run: Path, step: int) -> dict:
+    blob = torch.load(run / "checkpoints" / f"checkpoint-{step}" / "readtax_weights.pt",
+                      weights_only=True)
+    return blob["state_dict"]
+
+
+def test_kmer_cnn_learns_easy_task(tmp_path, task, tiny_models):
+    run = tmp_path / "run"
+    rc = main(_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "40", "--batch-size",
+                    "32", "--lr", "2e-2", "--eval-steps", "20", "--save-steps", "20",
+                    "--set", "train.warmup_steps=3", "train.logging_steps=10"))
+    assert rc == 0
+    res = json.loads((run / "eval" / "metrics.json").read_text())
+    assert res["accuracy"] > 0.9, res["accuracy"]
+    assert res["reads"] == 4 * 20  # the fixed validation sample: 20 reads per class
+    # Run directory layout.
+    for rel in ("model/readtax_model.json", "label_map.tsv", "config.yaml", "metrics.jsonl",
+                "plots/loss.png", "plots/accuracy.png", "plots/macro_f1.png",
+                "eval/per_class.tsv", "eval/confusions.tsv", "eval/confusion.png",
+                "eval/reliability.png"):
+        assert (run / rel).is_file(), rel
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    assert load_mapping(run / "label_map.tsv") == load_mapping(task["mapping"])
+    cfg = load_config(run / "config.yaml")
+    assert cfg.train.max_steps == 40 and cfg.train.lr == pytest.approx(2e-2)
+    ev = _events(run)
+    train_logs = [e for e in ev if "loss" in e]
+    assert [e["step"] for e in train_logs] == [1, 10, 20, 30, 40]
+    assert train_logs[-1]["reads"] == 40 * 32 and train_logs[-1]["reads_per_s"] > 0
+    evals = [e for e in ev if "eval_macro_f1" in e]
+    assert [e["step"] for e in evals] == [20, 40]
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == ["checkpoint-20", "checkpoint-40"]
+
+
+@pytest.fixture(scope="session")
+def small_task(tmp_path_factory) -> dict[str, Path]:
+    """Two classes x 16 reads: a set every family can fit in a few steps."""
+    return make_task(tmp_path_factory.mktemp("small"), n_classes=2, train_per_class=16,
+                     val_per_class=4)
+
+
+@pytest.mark.parametrize("arch,lora", [("kmer-cnn", None), ("metagene", False),
+                                       ("metagene", True), ("dnabert2", None),
+                                       ("dnabert", None)])
+def test_every_family_trains_and_loss_goes_down(tmp_path, small_task, tiny_models, arch, lora):
+    """A few steps on a small set: the loss on that set falls (before: fresh seeded model)."""
+    from torch.utils.data import DataLoader
+
+    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.models import build_classifier, load_classifier
+    from readtax.train import DistInfo, _as_iterable_dataset
+
+    label_map = load_mapping(small_task["mapping"])
+
+    def loss_on_training_set(model) -> float:
+        ds, _ = open_eval_data([str(small_task["train"])], label_map, batch_size=32,
+                               dist=DistInfo(), per_class=100, seed=0)
+        loader = DataLoader(_as_iterable_dataset(ds), batch_size=None,
+                            collate_fn=Collate(model.collator, keep_batch=False))
+        return stream_eval(model, loader, len(label_map)).compute()["loss"]
+
+    from readtax.models import ModelOptions
+
+    before = loss_on_training_set(
+        build_classifier(tiny_models[arch], label_map, options=ModelOptions(lora=lora), seed=0))
+    run = tmp_path / "run"
+    flag = [] if lora is None else ["--lora" if lora else "--no-lora"]
+    args = ["train", "-q", "--train", str(small_task["train"]), "--val", str(small_task["train"]),
+            "--mapping", str(small_task["mapping"]), "--model", str(tiny_models[arch]),
+            "-o", str(run), "--num-workers", "0", "--max-steps", "8", "--batch-size", "16",
+            "--lr", "3e-3", "--eval-steps", "8", "--save-steps", "8", *flag,
+            "--set", "train.warmup_steps=0", "train.final_eval=false",
+            "data.val_per_class=100", "data.shuffle_buffer=64"]
+    assert main(args) == 0
+    after = loss_on_training_set(load_classifier(run / "model"))
+    assert after < 0.8 * before, (before, after)
+    kind = torch.load(run / "checkpoints" / "checkpoint-8" / "readtax_weights.pt",
+                      weights_only=True)
+    if lora:  # small checkpoints: adapters and head only
+        assert kind["kind"] == "trainable"
+        assert all("lora_" in k or k.startswith("head.") for k in kind["state_dict"])
+    else:
+        assert kind["kind"] == "full"
+
+
+def _resume_args(task, model, out, *extra):
+    return _args(task, model, out, "--max-steps", "8", "--batch-size", "16", "--eval-steps",
+                 "2", "--save-steps", "2", "--lr", "3e-3", "--set",
+                 "train.load_best_at_end=false", "train.early_stopping_patience=null",
+                 "data.augment_rc=true", "model.dropout=0.3", "train.logging_steps=1",
+                 "train.final_eval=false", *extra)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, task, tiny_models):
+    """8 steps straight == 4 steps, stop (cosine schedule of 8 kept), resume to 8."""
+    model = tiny_models["kmer-cnn"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_resume_args(task, model, a)) == 0
+    assert main(_resume_args(task, model, b, "--stop-after", "4")) == 0
+    assert not (b / "model").exists()  # paused, not finished
+    state = json.loads((b / "checkpoints" / "checkpoint-4" / "readtax_data_state.json")
+                       .read_text())
+    assert state["reads_seen"] == 4 * 16 and state["world_size"] == 1
+    assert main(["train", "-q", "--resume", str(b)]) == 0
+    wa, wb = _weights(a, 8), _weights(b, 8)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # The resumed run logged the same losses and evaluations (events after step 4 replaced).
+    ea = [e for e in _events(a) if "loss" in e or "eval_loss" in e]
+    eb = [e for e in _events(b) if "loss" in e or "eval_loss" in e]
+    assert [e["step"] for e in ea] == [e["step"] for e in eb]
+    for x, y in zip(ea, eb):
+        for k in ("loss", "eval_loss", "eval_macro_f1", "learning_rate", "reads"):
+            if k in x:
+                assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-9), (x["step"], k)
+    assert load_config(b / "config.yaml").train.stop_after is None
+
+
+def test_frozen_backbone_checkpoints_hold_only_trainable_weights(tmp_path, task, tiny_models):
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "2", "--batch-size",
+                      "8", "--eval-steps", "2", "--save-steps", "2", "--freeze-backbone",
+                      "--set", "train.final_eval=false")) == 0
+    blob = torch.load(run / "checkpoints" / "checkpoint-2" / "readtax_weights.pt",
+                      weights_only=True)
+    assert blob["kind"] == "trainable"
+    assert {k.split(".")[0] for k in blob["state_dict"]} == {"head"}
+
+
+def test_torchrun_two_processes_see_disjoint_reads(tmp_path, task, tiny_models):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "readtax", *_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "6",
+                                         "--batch-size", "16", "--eval-steps", "3",
+                                         "--save-steps", "3",
+                                         "--set", "train.record_reads=true")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = [(run / "debug" / f"reads_rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 6 * 16
+    assert len(set(seen[0])) == len(seen[0]) and not set(seen[0]) & set(seen[1])
+    state = json.loads((run / "checkpoints" / "checkpoint-6" / "readtax_data_state.json")
+                       .read_text())
+    assert state["world_size"] == 2 and len(state["states"]) == 2
+    assert state["reads_seen"] == 2 * 6 * 16
+    assert (run / "model" / "readtax_model.json").is_file()
+    assert json.loads((run / "eval" / "metrics.json").read_text())["reads"] == 80
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, task, tiny_models, capsys):
+    run = tmp_path / "run"
+    args = _args(task, tiny_models["kmer-cnn"], run, "--max-steps", "1", "--batch-size", "8",
+                 "--set", "train.final_eval=false")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0]
+    assert main([*args, "--force"]) == 0
+
+
+def test_config_problems_exit_2_on_one_line(tmp_path, task, tiny_models, capsys):
+    rc = main(["train", "--train", str(task["train"]), "--model", "m", "--batch-size", "0",
+               "--set", "train.schedule=wavy", "train.nope=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    for s in ("train.batch_size", "train.schedule", "train.nope", "data.val", "output"):
+        assert s in err[0]
+
+
+def test_resume_without_checkpoint_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_print_config_shows_overrides(task, capsys):
+    cfg = REPO / "configs" / "kmer-cnn.yaml"
+    assert main(["train", "--config", str(cfg), "--print-config", "--lr", "0.5",
+                 "--set", "train.schedule=linear"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.5" in out and "schedule: linear" in out
+
+
+def test_reads_file_validation_sample(task):
+    from readtax.evaluate import sample_reads_per_class
+
+    lm = load_mapping(task["mapping"])
+    a = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
+    assert np.bincount(a.labels).tolist() == [7, 7, 7, 7]
+    assert len(np.unique(a.index)) == 28
+    b = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
+    assert np.array_equal(a.index, b.index) and np.array_equal(a.seq, b.seq)
+    c = sample_reads_per_class([str(task["val"])], lm, 7, seed=2)
+    assert not np.array_equal(a.index, c.index)
+    big = sample_reads_per_class([str(task["val"])], lm, 1000, seed=1)
+    assert np.bincount(big.labels).tolist() == [60, 60, 60, 60]
+
+
+def test_sample_is_uniform_within_class(tmp_path):
+    """Every read of a class is equally likely to be drawn (chi-square over many seeds)."""
+    from helpers_train import make_genomes, write_mapping, write_reads
+    from readtax.evaluate import sample_reads_per_class
+
+    fa = write_reads(tmp_path / "r.fa", make_genomes(2, 500, 0), 20, 50, 0, [1, 2])
+    lm = load_mapping(write_mapping(tmp_path / "m.tsv", [1, 2]))
+    counts = np.zeros(40, np.int64)
+    for seed in range(300):
+        counts[sample_reads_per_class([str(fa)], lm, 5, seed).index] += 1
+    expected = 300 * 5 / 20
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 80, chi2  # 39 degrees of freedom: p ~ 1e-4 at 80
+
+
+def test_estimate_train_reads(task):
+    from readtax.train import estimate_train_reads
+
+    n, exact = estimate_train_reads([str(task["train"])])
+    assert not exact and 0.8 * 1600 < n < 1.2 * 1600
