@@ -46,6 +46,18 @@ def task(tmp_path_factory) -> dict[str, Path]:
     return make_task(tmp_path_factory.mktemp("task"))
 
 
+@pytest.fixture(scope="session")
+def stores(task, tmp_path_factory) -> dict[str, Path]:
+    """The task packed into stores (readtax pack)."""
+    from readtax.store import pack
+
+    d = tmp_path_factory.mktemp("stores")
+    lm = load_mapping(task["mapping"])
+    for name in ("train", "val"):
+        pack([str(task[name])], d / name, mapping=lm, seed=0, workers=1, progress=False)
+    return {"train": d / "train", "val": d / "val"}
+
+
 def _args(task, model, out, *extra) -> list[str]:
     return ["train", "-q", "--train", str(task["train"]), "--val", str(task["val"]),
             "--mapping", str(task["mapping"]), "--model", str(model), "-o", str(out),
@@ -187,25 +199,68 @@ def test_frozen_backbone_checkpoints_hold_only_trainable_weights(tmp_path, task,
     assert {k.split(".")[0] for k in blob["state_dict"]} == {"head"}
 
 
-def test_torchrun_two_processes_see_disjoint_reads(tmp_path, task, tiny_models):
+def test_torchrun_two_processes_see_disjoint_reads(tmp_path, stores, tiny_models):
+    """2 CPU processes (gloo) on a store: every rank trains on its own reads."""
+    from readtax.store import ReadStore
+
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           "2", "-m", "readtax", *_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "6",
-                                         "--batch-size", "16", "--eval-steps", "3",
-                                         "--save-steps", "3",
-                                         "--set", "train.record_reads=true")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+           "2", "-m", "readtax", "train", "-q", "--train", str(stores["train"]),
+           "--val", str(stores["val"]), "--model", str(tiny_models["kmer-cnn"]), "-o", str(run),
+           "--num-workers", "1", "--max-steps", "6", "--batch-size", "16", "--eval-steps", "3",
+           "--save-steps", "3", "--set", "train.record_reads=true"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    seen = [(run / "debug" / f"reads_rank{r}.txt").read_text().split() for r in (0, 1)]
+    seen = [np.loadtxt(run / "debug" / f"reads_rank{r}.txt", dtype=np.int64) for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 6 * 16
-    assert len(set(seen[0])) == len(seen[0]) and not set(seen[0]) & set(seen[1])
+    n = len(ReadStore(stores["train"]))
+    both = np.concatenate(seen)
+    assert len(np.unique(both)) == len(both) and both.min() >= 0 and both.max() < n
     state = json.loads((run / "checkpoints" / "checkpoint-6" / "readtax_data_state.json")
                        .read_text())
     assert state["world_size"] == 2 and len(state["states"]) == 2
     assert state["reads_seen"] == 2 * 6 * 16
     assert (run / "model" / "readtax_model.json").is_file()
+    # The validation sample is split between the ranks and summed: 20 per class in all.
     assert json.loads((run / "eval" / "metrics.json").read_text())["reads"] == 80
+
+
+def test_store_resume_equals_uninterrupted_run(tmp_path, stores, tiny_models):
+    def args(out, *extra):
+        return ["train", "-q", "--train", str(stores["train"]), "--val", str(stores["val"]),
+                "--model", str(tiny_models["kmer-cnn"]), "-o", str(out), "--num-workers", "2",
+                "--max-steps", "6", "--batch-size", "16", "--eval-steps", "3",
+                "--save-steps", "3", "--lr", "3e-3", "--set", "data.augment_rc=true",
+                "model.dropout=0.3", "train.final_eval=false", *extra]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(args(a)) == 0
+    assert main(args(b, "--stop-after", "3")) == 0
+    state = json.loads((b / "checkpoints" / "checkpoint-3" / "readtax_data_state.json")
+                       .read_text())
+    assert state["states"][0]["batch"] == 3 and state["states"][0]["epoch"] == 0
+    assert main(["train", "-q", "--resume", str(b)]) == 0
+    wa, wb = _weights(a, 6), _weights(b, 6)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ev = [e for e in _events(a) if "eval_reads" in e]
+    assert ev and ev[0]["eval_reads"] == 80  # stratified sample of the val store
+
+
+def test_remap_lut():
+    from readtax.errors import ModelError
+    from readtax.evaluate import remap_lut
+    from readtax.labels import LabelMap
+
+    model = LabelMap.from_ids([5, 6, 7], names=["a", "b", "c"])
+    assert remap_lut(model, model) is None
+    data = LabelMap.from_ids([7, 5], names=["c", "a"])
+    assert remap_lut(data, model).tolist() == [2, 0]
+    extra = LabelMap.from_ids([5, 9], names=["a", "z"])
+    with pytest.raises(ModelError, match=r"z \(class_id 9\)"):
+        remap_lut(extra, model, what="store S")
+    assert remap_lut(extra, model, counts=np.array([3, 0])).tolist() == [0, -1]
 
 
 def test_existing_run_needs_resume_or_force(tmp_path, task, tiny_models, capsys):

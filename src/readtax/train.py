@@ -639,13 +639,20 @@ class TrainRecipe:
                              "position")
         with open(path, encoding="utf-8") as fh:
             blob = json.load(fh)
-        if blob["world_size"] != self.dist.world_size:
-            raise UsageError(f"{ckpt} was written by {blob['world_size']} process(es); resume "
-                             f"with the same number (now {self.dist.world_size})")
-        if blob.get("batch_size", self.cfg.train.batch_size) != self.cfg.train.batch_size:
-            raise UsageError(f"{ckpt} was trained with batch_size {blob['batch_size']}; resume "
-                             "with the same batch size")
-        self.train_dataset.load_state_dict(blob["states"][self.dist.rank])
+        states = blob["states"]
+        rank_free = all(st.get("format", "").startswith("readtax.store/") for st in states)
+        if rank_free:
+            # A store position is (seed, epoch, global batches): any number of processes can
+            # continue it with the same global batch size (the loader checks that).
+            self.train_dataset.load_state_dict(states[0])
+        else:
+            if blob["world_size"] != self.dist.world_size:
+                raise UsageError(f"{ckpt} was written by {blob['world_size']} process(es); "
+                                 f"resume with the same number (now {self.dist.world_size})")
+            if blob.get("batch_size", self.cfg.train.batch_size) != self.cfg.train.batch_size:
+                raise UsageError(f"{ckpt} was trained with batch_size {blob['batch_size']}; "
+                                 "resume with the same batch size")
+            self.train_dataset.load_state_dict(states[self.dist.rank])
         self._reads_before = int(blob.get("reads_seen", 0))
 
     # -- throughput ------------------------------------------------------------------------------
