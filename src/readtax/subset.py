@@ -672,6 +672,51 @@ def _quota(available: np.ndarray, per_species: int | None, fraction: float | Non
     return req
 
 
+@dataclass
+class _ClassPlan:
+    status: np.ndarray  # object array of status words
+    requested: np.ndarray
+    requested_val: np.ndarray
+    take_train: np.ndarray
+    take_val: np.ndarray
+    unknown: list[str]
+    below: list[str]
+    short: int
+
+
+def _class_plan(label_map: LabelMap, available: np.ndarray, class_names: list[str] | None,
+                has_mapping: bool, numeric_ids: bool, min_reads: int, per_species: int | None,
+                fraction: float | None, val_per_species: int | None) -> _ClassPlan:
+    """Which classes are kept and how many train and validation reads each gets."""
+    status = np.array(["kept"] * len(label_map), dtype=object)
+    keep = np.ones(len(label_map), dtype=bool)
+    unknown: list[str] = []
+    if class_names is not None:
+        listed, unknown = _match_classes(class_names, label_map, numeric_ids)
+        if unknown:
+            where = "the mapping" if has_mapping else "the data"
+            log.warning("--classes: %d name(s) not found in %s: %s", len(unknown), where,
+                        _short_list(unknown))
+        status[~listed] = "excluded"
+        keep &= listed
+    low = keep & (available < min_reads)
+    below = [label_map.names[i] for i in np.flatnonzero(low)]
+    if below:
+        log.info("dropping %d class(es) with fewer than %d reads: %s", len(below), min_reads,
+                 _short_list(below))
+    status[low] = "below_min_reads"
+    keep &= ~low
+    requested = np.where(keep, _quota(available, per_species, fraction), 0)
+    take_train = np.minimum(requested, available)
+    requested_val = np.where(keep, val_per_species or 0, 0)
+    # Train is filled first; validation gets what is left, up to its request.
+    take_val = np.minimum(requested_val, available - take_train)
+    short = keep & ((take_train < requested) | (take_val < requested_val))
+    status[short] = "short"
+    return _ClassPlan(status, requested, requested_val, take_train, take_val, unknown, below,
+                      int(short.sum()))
+
+
 def _check_args(per_species, fraction, val_output, val_per_species, min_reads, seed, workers,
                 labels) -> None:
     def positive_int(v) -> bool:
@@ -788,32 +833,9 @@ def subset(
         for reason, n in p.skipped_bad.items():
             skipped_bad[reason] = skipped_bad.get(reason, 0) + n
 
-    # Which classes, how many reads each.
-    status = np.array(["kept"] * len(label_map), dtype=object)
-    keep = np.ones(len(label_map), dtype=bool)
-    unknown: list[str] = []
-    if class_names is not None:
-        listed, unknown = _match_classes(class_names, label_map, numeric_ids)
-        if unknown:
-            where = "the mapping" if mapping is not None else "the data"
-            log.warning("--classes: %d name(s) not found in %s: %s", len(unknown), where,
-                        _short_list(unknown))
-        status[~listed] = "excluded"
-        keep &= listed
-    low = keep & (available < min_reads)
-    below = [label_map.names[i] for i in np.flatnonzero(low)]
-    if below:
-        log.info("dropping %d class(es) with fewer than %d reads: %s", len(below), min_reads,
-                 _short_list(below))
-    status[low] = "below_min_reads"
-    keep &= ~low
-    requested = np.where(keep, _quota(available, per_species, fraction), 0)
-    take_train = np.minimum(requested, available)
-    requested_val = np.where(keep, val_per_species or 0, 0)
-    take_val = np.minimum(requested_val, available - take_train)
-    short = keep & ((take_train < requested) | (take_val < requested_val))
-    status[short] = "short"
-
+    plan_c = _class_plan(label_map, available, class_names, mapping is not None, numeric_ids,
+                         min_reads, per_species, fraction, val_per_species)
+    take_train, take_val = plan_c.take_train, plan_c.take_val
     rng = np.random.default_rng([seed, _TAG_QUOTA])
     train_units = split_quota(counts, take_train, rng)
     val_units = split_quota(counts - train_units, take_val, rng)
@@ -861,6 +883,8 @@ def subset(
             if buckets:
                 _shuffle_pieces(unit_pieces, plan, workers, handles, fmt == "fastq")
                 log.debug("shuffle (%d buckets): %.2f s", buckets, time.monotonic() - t0)
+            if not (np.array_equal(written_t, take_train) and np.array_equal(written_v, take_val)):
+                raise RuntimeError("subset wrote other counts than planned")  # pragma: no cover
             for s, fh in handles.items():
                 if compress[s] and fh.tell() == 0:
                     import gzip
@@ -870,14 +894,13 @@ def subset(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-    if not (np.array_equal(written_t, take_train) and np.array_equal(written_v, take_val)):
-        raise RuntimeError("subset wrote other counts than planned")  # pragma: no cover
-    result = SubsetSummary(label_map, available, requested, requested_val, written_t, written_v,
-                           status.tolist(), numeric_ids, unknown, below, skipped, skipped_bad, str(out),
+    result = SubsetSummary(label_map, available, plan_c.requested, plan_c.requested_val,
+                           written_t, written_v, plan_c.status.tolist(), numeric_ids,
+                           plan_c.unknown, plan_c.below, skipped, skipped_bad, str(out),
                            None if val_output is None else str(val_output), seed)
     if summary is not None:
         result.write_tsv(summary)
-    n_short = int(short.sum())
+    n_short = plan_c.short
     log.info("%s: %d reads of %d classes%s", out, result.total_train, int((written_t > 0).sum()),
              f"; {val_output}: {result.total_val} reads" if val_output is not None else "")
     if n_short:
