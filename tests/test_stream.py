@@ -15,8 +15,9 @@ import torch
 from conftest import random_reads, write_fasta, write_fastq, write_mapping
 from readtax import stream as stream_mod
 from readtax.errors import FormatError, LabelError, UsageError
+from readtax.fastx import FastxReader
 from readtax.labels import load_mapping
-from readtax.stream import StreamDataset
+from readtax.stream import StreamDataset, _flip_mask
 
 N_READS = 240
 
@@ -29,6 +30,12 @@ def _identity(batch):
 def reads():
     heads, seqs, classes = random_reads(N_READS, length=(1, 180), seed=3)
     return heads, seqs, classes
+
+
+@pytest.fixture(scope="module")
+def fixed_reads():
+    """Equal-length reads: blocks take the 2-D fast path (one row gather per block)."""
+    return random_reads(N_READS, length=30, seed=5)
 
 
 @pytest.fixture
@@ -270,6 +277,29 @@ def test_reverse_complement_is_keyed_by_position(tmp_path, reads):
     assert a != flips(list(StreamDataset(paths, seed=4, **kw)))
 
 
+@pytest.mark.parametrize("length", [30, 31])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_reverse_complement_of_equal_length_reads(tmp_path, length, shuffle):
+    heads, seqs, classes = random_reads(N_READS, length=length, seed=6)
+    paths = _write(tmp_path, (heads, seqs, classes), files=2)
+    orig = dict(zip(heads, seqs))
+    # Expected decisions straight from the keyed hash of (seed, epoch, file, byte offset).
+    want = {}
+    for f, p in enumerate(paths):
+        for rb in FastxReader(p):
+            flips = _flip_mask(11, 0, np.full(len(rb), f), rb.byte_offsets)
+            want.update(zip(rb.read_ids(), flips.tolist()))
+    ds = StreamDataset(paths, batch_size=16, labels=None, with_ids=True, augment_rc=True,
+                       seed=11, shuffle=shuffle, shuffle_buffer=50, range_size=600)
+    got = {}
+    for b in ds:
+        assert b.lengths.tolist() == [length] * len(b)
+        for rid, s in zip(b.ids, b.sequences()):
+            got[rid] = s
+    assert len(got) == N_READS
+    assert got == {r: _revcomp(s) if want[r] else s for r, s in orig.items()}
+
+
 # -- resume --------------------------------------------------------------------------------------
 
 
@@ -288,10 +318,12 @@ def _signature(batches):
     return [(tuple(b.ids), b.seq.tobytes(), b.labels.tobytes()) for b in batches]
 
 
-@pytest.mark.parametrize("compress", [False, True])
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_resume_continues_exactly(tmp_path, reads, label_map, compress, shuffle):
-    paths = _write(tmp_path, reads, files=2, compress=compress)
+@pytest.mark.parametrize(("compress", "shuffle", "fixed"), [
+    (False, False, False), (False, True, False), (True, False, False), (True, True, False),
+    (False, True, True)])
+def test_resume_continues_exactly(tmp_path, reads, fixed_reads, label_map, compress, shuffle,
+                                  fixed):
+    paths = _write(tmp_path, fixed_reads if fixed else reads, files=2, compress=compress)
     kw = dict(batch_size=12, label_map=label_map, with_ids=True, range_size=450, shuffle=shuffle,
               shuffle_buffer=25, open_ranges=3, epochs=2, augment_rc=True, seed=9)
     full, _ = _consume(StreamDataset(paths, **kw), 2)

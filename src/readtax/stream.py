@@ -70,6 +70,10 @@ _MASK64 = (1 << 64) - 1
 _COMPLEMENT = np.full(256, ord("N"), dtype=np.uint8)
 for _a, _b in zip(b"ACGTN", b"TGCAN"):
     _COMPLEMENT[_a] = _b
+# The same on byte pairs: a 16-bit unit maps to its two bases swapped and complemented, so
+# reversing a row of units and looking them up reverse-complements two bases per lookup.
+_PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+_COMPLEMENT16 = np.ascontiguousarray(_COMPLEMENT[_PAIRS[:, ::-1]]).view(np.uint16).reshape(-1)
 _warned_gzip: set[str] = set()
 
 
@@ -648,9 +652,8 @@ def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.nda
         width = block.width
         mat = block.seq.reshape(-1, width)[rows]
         if flip is not None and flip.any():
-            if isinstance(rows, slice):
-                mat = mat.copy()
-            mat[flip] = _COMPLEMENT[mat[flip, ::-1]]
+            mat = np.array(mat)  # a copy: never write into the block
+            _revcomp_rows(mat, np.flatnonzero(flip))
         n = len(labels)
         return mat.reshape(-1), np.arange(0, (n + 1) * width, width, dtype=np.int64), labels
     if isinstance(rows, slice):
@@ -661,6 +664,15 @@ def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.nda
     if flip is not None and flip.any():
         seq = reverse_complement(SeqBatch(seq, offsets, labels), flip).seq
     return seq, offsets, labels
+
+
+def _revcomp_rows(mat: np.ndarray, rows: np.ndarray) -> None:
+    """Reverse-complement ``rows`` of a C-contiguous ``[n, width]`` base matrix in place."""
+    if mat.shape[1] % 2 == 0:
+        units = mat.view(np.uint16)
+        units[rows] = _COMPLEMENT16[units[rows, ::-1]]
+    else:
+        mat[rows] = _COMPLEMENT[mat[rows, ::-1]]
 
 
 def _splitmix(x: int) -> int:
