@@ -3,7 +3,7 @@
 How reads are chosen (memory O(classes x work units), never O(reads)):
 
 1. The inputs are cut into *work units*: byte ranges of a fixed size for plain files (64 MB,
-   or more for inputs over 64 GB so that there are at most 1,024 units), whole files for gzip.
+   or more for inputs over 32 GB so that there are at most 512 units), whole files for gzip.
    Units depend on the inputs only, never on the number of workers, so the result for a seed
    is the same byte for byte with any ``--workers``.
 2. Pass 1 counts reads per class in every unit, in parallel.
@@ -55,7 +55,7 @@ from .progress import Progress
 log = logging.getLogger(__name__)
 
 UNIT_BYTES = 64 << 20
-MAX_UNITS = 1024
+MAX_UNITS = 512  # bounds the units x classes count matrices (512 x 3,507 x 8 B = 14 MB)
 READ_CHUNK = 4 << 20  # fixed so that batch boundaries (and so the draws) never change
 SHUFFLE_BUCKET_BYTES = 32 << 20  # target bucket size (grows past MAX_BUCKETS x this)
 MAX_BUCKETS = 1024
@@ -825,6 +825,8 @@ def subset(
     bar.close()
     log.debug("pass 1 (count): %.2f s over %d units", time.monotonic() - t0, len(units))
     label_map, counts = _merge_counts(parts, scheme, label_map)
+    for p in parts:  # the merged matrix holds them now
+        p.counts = p.keys = p.tax = None
     numeric_ids = mapping is not None or scheme.numeric
     available = counts.sum(axis=0)
     skipped = sum(p.skipped for p in parts)
