@@ -191,7 +191,16 @@ class TwoBitCollator:
 
     def __call__(self, batch: SeqBatch) -> dict:
         torch = require("torch")
-        ids, lengths = batch.padded(self.max_length, pad=self.PAD, lut=self.lut)
+        lengths = batch.lengths
+        n = len(lengths)
+        if n and int(lengths.min()) == int(lengths.max()):
+            # Equal lengths (the usual case): a reshape instead of a ragged scatter.
+            width = int(lengths[0]) if self.max_length is None else min(int(lengths[0]),
+                                                                        self.max_length)
+            ids = self.lut[batch.seq.reshape(n, -1)[:, :width]]
+            lengths = np.full(n, width, np.int64)
+        else:
+            ids, lengths = batch.padded(self.max_length, pad=self.PAD, lut=self.lut)
         mask = np.arange(ids.shape[1])[None, :] < lengths[:, None]
         labels = np.where(batch.labels >= 0, batch.labels, -100)
         out = {"attention_mask": torch.from_numpy(mask.astype(np.int64)),

@@ -71,8 +71,18 @@ def splitmix_int(x: int) -> int:
 
 def hash64(*parts) -> np.ndarray:
     """A 64-bit hash of the coordinates ``parts`` (ints or arrays, broadcast together)."""
-    h = splitmix64(parts[0])
-    for p in parts[1:]:
+    k = 0
+    while k < len(parts) and isinstance(parts[k], int):
+        k += 1
+    if k:  # a leading run of Python ints is hashed without numpy (cheap scalar keys)
+        h_int = splitmix_int(parts[0] & _MASK64)
+        for p in parts[1:k]:
+            h_int = splitmix_int(h_int ^ (p & _MASK64))
+        h = np.array([h_int], dtype=np.uint64)
+    else:
+        h = splitmix64(parts[0])
+        k = 1
+    for p in parts[k:]:
         h = splitmix64(h ^ _u64(p))
     return h
 
@@ -158,11 +168,11 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
     """
     x = _u64(x)
     shape = np.broadcast_shapes(x.shape, np.shape(n), np.shape(key))
-    scalar = np.ndim(n) == 0 and np.ndim(key) == 0
+    scalar = np.size(n) == 1 and np.size(key) == 1
     if scalar:
         x = np.broadcast_to(x, shape).ravel().copy()
-        nn = np.uint64(int(n))
-        kk = int(_u64(key)[0])
+        nn = np.uint64(int(np.asarray(n).ravel()[0]))
+        kk = int(_u64(key).ravel()[0])
         keys = [np.uint64(splitmix_int(kk ^ (0x100 + r))) for r in range(rounds)]
     else:
         x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
@@ -187,8 +197,8 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
     return y.astype(np.int64).reshape(shape)
 
 
-def epoch_key(seed: int, epoch: int) -> np.ndarray:
-    return hash64(seed, TAG_EPOCH, epoch)
+def epoch_key(seed: int, epoch: int) -> int:
+    return int(hash64(seed, TAG_EPOCH, epoch)[0])
 
 
 # -- class balance -------------------------------------------------------------------------

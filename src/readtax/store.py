@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from . import __version__
 from .batch import SeqBatch
@@ -101,7 +102,11 @@ _b = np.arange(256, dtype=np.uint32)
 _codes4 = np.stack([(_b >> (2 * t)) & 3 for t in range(4)], axis=1).astype(np.uint8)
 DEC_CODES4 = np.ascontiguousarray(_codes4).view("<u4").ravel()
 DEC_ASCII4 = np.ascontiguousarray(_LETTERS[_codes4]).view("<u4").ravel()
-del _b, _codes4
+# 16 bits (8 bases) -> 8 ASCII letters as one little-endian uint64 (512 KB table).
+_w = np.arange(65536, dtype=np.uint32)
+DEC_ASCII16 = np.ascontiguousarray(
+    _LETTERS[np.stack([(_w >> (2 * t)) & 3 for t in range(8)], axis=1)]).view("<u8").ravel()
+del _b, _codes4, _w
 
 
 # -- 2-bit packing helpers ------------------------------------------------------------------
@@ -177,12 +182,22 @@ def repack(reads: Records, order: np.ndarray, lengths: np.ndarray, lead: int) ->
     return _pack_words(out.view("<u4"))
 
 
+def _windows(bases: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
+    """``bases[first[i] : first[i] + width]`` for every i as rows (zero past the end)."""
+    n = len(bases)
+    if n >= width and int(first.max()) <= n - width:
+        # Row gathers from a sliding-window view copy whole rows; no per-byte index array.
+        return sliding_window_view(bases, width)[first]
+    return np.take(bases, first[:, None] + np.arange(width), mode="clip")
+
+
 def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """ASCII bases of the reads at base ``offsets`` of a 2-bit stream, concatenated.
 
-    One vectorised gather for the whole batch: equal-length batches (the common case) take a
-    rectangular block of bytes per read and shift by the four possible sub-byte offsets;
-    mixed lengths use a ragged gather.
+    One vectorised gather for the whole batch: a row of bytes per read, shifted per row (as
+    64-bit words) so that every read starts at bit 0, expanded 8 bases at a time through a
+    16-bit lookup table, then cut to length. Batches of very uneven lengths use a ragged gather
+    instead, so the work stays proportional to the bases.
     """
     m = len(lengths)
     if m == 0:
@@ -192,24 +207,26 @@ def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) ->
     shift = offsets & 3
     first = offsets >> 2
     lo, hi = int(lengths.min()), int(lengths.max())
+    if hi * m > 2 * int(lengths.sum()) + 64:
+        nb = (shift + lengths + 3) >> 2
+        idx, boff = ragged_index(first, nb)
+        text = DEC_ASCII4[np.take(bases, idx, mode="clip")].view(np.uint8)
+        pos, _ = ragged_index(boff[:-1] * 4 + shift, lengths)
+        return text[pos]
+    width = (hi + 6) >> 2  # bytes covering a read that starts up to 3 bases into a byte
+    words = -(-(width + 1) // 8)
+    rows = np.zeros((m, 8 * words), np.uint8)
+    rows[:, :width] = _windows(bases, first, width)
+    x = rows.view("<u8")
+    if shift.any():
+        s2 = (2 * shift).astype(np.uint64)[:, None]
+        nxt = np.zeros_like(x)
+        nxt[:, :-1] = x[:, 1:]
+        x = (x >> s2) | ((nxt << (np.uint64(63) - s2)) << np.uint64(1))
+    text = DEC_ASCII16[x.view("<u2").astype(np.intp)].view(np.uint8).reshape(m, 32 * words)
     if lo == hi:
-        width = (hi + 6) >> 2
-        idx = first[:, None] + np.arange(width, dtype=np.int64)
-        raw = np.take(bases, idx, mode="clip")
-        text = DEC_ASCII4[raw].view(np.uint8).reshape(m, 4 * width)
-        out = np.empty((m, hi), np.uint8)
-        for s in range(4):
-            rows = np.flatnonzero(shift == s)
-            if len(rows) == m:
-                out[:] = text[:, s : s + hi]
-            elif len(rows):
-                out[rows] = text[rows, s : s + hi]
-        return out.ravel()
-    nb = (shift + lengths + 3) >> 2
-    idx, boff = ragged_index(first, nb)
-    text = DEC_ASCII4[np.take(bases, idx, mode="clip")].view(np.uint8)
-    pos, _ = ragged_index(boff[:-1] * 4 + shift, lengths)
-    return text[pos]
+        return np.ascontiguousarray(text[:, :hi]).ravel()
+    return text[np.arange(32 * words)[None, :] < lengths[:, None]]
 
 
 # -- read ids: front coding + zlib --------------------------------------------------------
@@ -475,6 +492,7 @@ class ReadStore:
         self._id_cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
         self._id_cache_blocks = id_cache_blocks
         self._select_tables: tuple[np.ndarray, np.ndarray] | None = None
+        self._keys: np.ndarray | None = None
 
     def _array(self, name: str, dtype) -> np.ndarray:
         f = self.path / name
@@ -561,7 +579,9 @@ class ReadStore:
         return np.searchsorted(self.bucket_starts, indices, side="right") - 1
 
     def _layout_keys(self, buckets: np.ndarray) -> np.ndarray:
-        return hash64(self.seed, TAG_LAYOUT, buckets.astype(np.uint64))
+        if self._keys is None:
+            self._keys = hash64(self.seed, TAG_LAYOUT, np.arange(self.n_buckets, dtype=np.uint64))
+        return self._keys[buckets]
 
     def id_rank(self, indices) -> np.ndarray:
         """Id-order position of the reads at physical ``indices``."""
@@ -644,13 +664,23 @@ class ReadStore:
         """Full header lines of the reads at id-order positions ``id_ranks``."""
         q = np.asarray(id_ranks, dtype=np.int64).ravel()
         blocks = np.searchsorted(self.id_index[:, 0].astype(np.int64), q, side="right") - 1
-        out: list[str] = [""] * len(q)
+        order = np.argsort(blocks, kind="stable")
+        parts = []
         for k in np.unique(blocks).tolist():
             raw, bounds = self._id_block(k)
-            first = int(self.id_index[k, 0])
-            for i in np.flatnonzero(blocks == k).tolist():
-                s, e = bounds[q[i] - first]
-                out[i] = raw[s:e].decode("utf-8", "replace")
+            rows = q[order[np.searchsorted(blocks[order], k):
+                           np.searchsorted(blocks[order], k, side="right")]]
+            b = bounds[rows - int(self.id_index[k, 0])]
+            # One ragged copy and one decode per block, newline-separated, then split in C.
+            idx, _ = ragged_index(b[:, 0], b[:, 1] - b[:, 0] + 1)
+            parts.append(np.frombuffer(raw, np.uint8)[idx])
+        if not parts:
+            return []
+        text = np.concatenate(parts).tobytes().decode("utf-8", "replace")
+        grouped = text.split("\n")[:-1]
+        out: list[str] = [""] * len(q)
+        for pos, h in zip(order.tolist(), grouped):
+            out[pos] = h
         return out
 
     def headers(self, indices) -> list[str]:

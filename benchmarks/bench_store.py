@@ -1,0 +1,237 @@
+"""Packed-store benchmark: pack speed against `seqkit stats`, size, memory, loader speed, mixing.
+
+Prints one figure per line. Default: 1M synthetic 150 bp reads (a few minutes on 2 cores);
+``--reads 6000000`` gives the full 1.15 GB figure. Figures:
+
+* pack wall time with 1 and 2 workers against ``seqkit stats`` on the same file (same run);
+* bytes per read, in total and per file;
+* peak RSS of the largest pack process on 1x and 4x the input (should be flat);
+* loader: gather + 2-bit unpack of random batches of 1024 (one core), a StoreDataset in one
+  process (sampler included), and a 2-worker DataLoader with a plain 2-bit collator;
+* shuffle quality: distinct classes per batch of 256 when reading a store packed from a
+  class-sorted input sequentially, and through the epoch permutation, against a true random
+  permutation of the same labels;
+* sequential against random batches with the store's pages evicted from the page cache
+  (``posix_fadvise(DONTNEED)``, no root needed; it cannot evict pages other processes pin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synth import make_fasta  # noqa: E402
+
+_MEASURE = """
+import resource, subprocess, sys, time
+t = time.perf_counter()
+rc = subprocess.run(sys.argv[1:]).returncode
+wall = time.perf_counter() - t
+print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
+"""
+
+
+def measured(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB of the largest process of the tree) of ``cmd``."""
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], check=True,
+                         capture_output=True, text=True).stdout.split()
+    wall, rss, rc = float(out[0]), int(out[1]), int(out[2])
+    if rc != 0:
+        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
+    return wall, rss / 1024
+
+
+def seqkit_seconds(path: Path, threads: int) -> float | None:
+    exe = shutil.which("seqkit")
+    if exe is None:
+        return None
+    best = None
+    for _ in range(2):  # the second run has a warm page cache, like the pack runs
+        t = time.perf_counter()
+        subprocess.run([exe, "stats", "-j", str(threads), str(path)], check=True,
+                       capture_output=True)
+        dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def pack_cmd(inp: Path, out: Path, workers: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "readtax", "pack", "-q", str(inp), "-o", str(out),
+            "--workers", str(workers), "--force", *extra]
+
+
+def evict(path: Path) -> bool:
+    ok = True
+    for f in path.iterdir():
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            ok = False
+        finally:
+            os.close(fd)
+    return ok
+
+
+def distinct_per_batch(labels: np.ndarray, size: int = 256) -> float:
+    m = len(labels) // size
+    rows = np.sort(labels[: m * size].reshape(m, size), axis=1)
+    return float(((np.diff(rows, axis=1) != 0).sum(axis=1) + 1).mean())
+
+
+def loader_figures(store_path: Path, batch: int = 1024) -> None:
+    from readtax.loader import StoreDataset, TwoBitCollator
+    from readtax.store import ReadStore
+
+    st = ReadStore(store_path)
+    rng = np.random.default_rng(0)
+    n_batches = max(20, min(300, len(st) // batch))
+    idx = [rng.integers(0, len(st), batch) for _ in range(n_batches)]
+    st.batch(idx[0])
+    t = time.perf_counter()
+    for i in idx:
+        st.batch(i)
+    dt = time.perf_counter() - t
+    print(f"gather+unpack, random batches of {batch} (1 core): "
+          f"{n_batches * batch / dt / 1e6:.2f} M reads/s")
+    t = time.perf_counter()
+    for k in range(n_batches):
+        st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
+    dt = time.perf_counter() - t
+    print(f"gather+unpack, sequential batches of {batch} (1 core): "
+          f"{n_batches * batch / dt / 1e6:.2f} M reads/s")
+
+    ds = StoreDataset(st, batch_size=batch, seed=1)
+    t = time.perf_counter()
+    reads = sum(len(b) for _, b in zip(range(n_batches), ds))
+    dt = time.perf_counter() - t
+    print(f"StoreDataset, shuffled epoch, 1 process (sampler + gather): "
+          f"{reads / dt / 1e6:.2f} M reads/s")
+    bal = StoreDataset(st, batch_size=batch, seed=1, balance_temperature=0.5)
+    t = time.perf_counter()
+    reads = sum(len(b) for _, b in zip(range(n_batches), bal))
+    dt = time.perf_counter() - t
+    print(f"StoreDataset, class-balanced (T=0.5), 1 process: {reads / dt / 1e6:.2f} M reads/s")
+
+    from torch.utils.data import DataLoader
+
+    collate = TwoBitCollator(max_length=150)
+    dl = DataLoader(StoreDataset(st, batch_size=batch, seed=1, epochs=None), batch_size=None,
+                    num_workers=2, collate_fn=collate, prefetch_factor=4)
+    it = iter(dl)
+    next(it)
+    t = time.perf_counter()
+    reads = 0
+    for _ in range(n_batches):
+        reads += next(it)["labels"].shape[0]
+    dt = time.perf_counter() - t
+    del it
+    print(f"DataLoader, 2 workers, batch {batch}, 2-bit collate to tensors: "
+          f"{reads / dt / 1e6:.2f} M reads/s")
+
+
+def shuffle_quality(path: Path, workdir: Path, n: int) -> None:
+    from readtax.loader import StoreDataset
+    from readtax.store import ReadStore
+
+    sorted_fa = make_fasta(path, n, sorted_by_class=True)
+    st_path = workdir / "sorted.store"
+    subprocess.run(pack_cmd(sorted_fa, st_path, 2), check=True)
+    st = ReadStore(st_path)
+    seq_labels = np.asarray(st.classes, np.int64)
+    rand = np.random.default_rng(5).permutation(seq_labels)
+    ds = StoreDataset(st, batch_size=256, seed=3)
+    epoch = np.concatenate([b.labels for _, b in zip(range(2000), ds)])
+    base = distinct_per_batch(rand)
+    for name, lab in (("store read sequentially", seq_labels),
+                      ("epoch permutation (StoreDataset)", epoch)):
+        got = distinct_per_batch(lab)
+        print(f"shuffle quality, class-sorted input, {name}: {got:.2f} distinct classes per "
+              f"batch of 256 vs {base:.2f} for a true random permutation "
+              f"({100 * (got - base) / base:+.2f}%)")
+    naive = distinct_per_batch(np.sort(seq_labels))
+    print(f"  (the class-sorted input itself: {naive:.2f})")
+
+
+def cold_cache(store_path: Path, batch: int = 1024) -> None:
+    from readtax.store import ReadStore
+
+    st = ReadStore(store_path)
+    n_batches = max(10, min(200, len(st) // batch))
+    rng = np.random.default_rng(1)
+    for name in ("sequential", "random"):
+        if not evict(store_path):
+            print("cold cache: posix_fadvise not available; skipped")
+            return
+        st = ReadStore(store_path)
+        t = time.perf_counter()
+        for k in range(n_batches):
+            if name == "sequential":
+                st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
+            else:
+                st.batch(rng.integers(0, len(st), batch))
+        dt = time.perf_counter() - t
+        print(f"cold page cache, {name} batches of {batch}: "
+              f"{n_batches * batch / dt / 1e6:.3f} M reads/s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reads", type=int, default=1_000_000)
+    ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--data", default=None, help="where synthetic FASTA files are kept/reused")
+    ap.add_argument("--no-rss", action="store_true", help="skip the 4x memory run")
+    a = ap.parse_args()
+    work = Path(a.dir or tempfile.mkdtemp(prefix="bench_store."))
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(a.data) if a.data else work
+    data.mkdir(parents=True, exist_ok=True)
+    n = a.reads
+    fa = make_fasta(data / f"reads_{n}.fa", n)
+    size = fa.stat().st_size
+    print(f"input: {n:,} reads x 150 bp, {size / 1e9:.3f} GB, 3,507 classes ({fa})")
+
+    sk = {j: seqkit_seconds(fa, j) for j in (1, 2)}
+    for j, s in sk.items():
+        if s is None:
+            print("seqkit not found (apt-get install -y seqkit): no reference figure")
+            break
+        print(f"seqkit stats -j {j}: {s:.2f} s ({size / s / 1e9:.2f} GB/s)")
+    store = work / "store"
+    rss = {}
+    for workers in (1, 2):
+        wall, rss[workers] = measured(pack_cmd(fa, store, workers))
+        ref = sk.get(1)
+        ratio = f", {ref / wall:.2f}x seqkit stats -j 1" if ref else ""
+        print(f"pack --workers {workers}: {wall:.2f} s ({size / wall / 1e6:.0f} MB/s{ratio}), "
+              f"peak RSS {rss[workers]:.0f} MB (largest process)")
+    man = json.loads((store / "manifest.json").read_text())
+    total = sum(f["size"] for f in man["files"].values())
+    print(f"store: {total / n:.2f} bytes per read ({total / 1e6:.1f} MB, "
+          f"{man['buckets']} buckets)")
+    for name, f in sorted(man["files"].items(), key=lambda kv: -kv[1]["size"]):
+        print(f"  {name:20s} {f['size'] / n:7.3f} bytes per read")
+    if not a.no_rss:
+        fa4 = make_fasta(data / f"reads_{4 * n}.fa", 4 * n)
+        wall4, rss4 = measured(pack_cmd(fa4, work / "store4", 2))
+        print(f"peak RSS, pack --workers 2: {rss[2]:.0f} MB on 1x, {rss4:.0f} MB on 4x input "
+              f"({4 * n:,} reads packed in {wall4:.1f} s)")
+        shutil.rmtree(work / "store4", ignore_errors=True)
+    loader_figures(store)
+    shuffle_quality(data / f"reads_{n}.sorted.fa", work, n)
+    cold_cache(store)
+
+
+if __name__ == "__main__":
+    main()
