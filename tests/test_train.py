@@ -333,3 +333,30 @@ def test_estimate_train_reads(task):
 
     n, exact = estimate_train_reads([str(task["train"])])
     assert not exact and 0.8 * 1600 < n < 1.2 * 1600
+
+
+def _gpu_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_train", REPO / "benchmarks" / "gpu_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_benchmark_set_up_path_on_cpu(tmp_path, capsys):
+    """benchmarks/gpu_train.py: exits cleanly without CUDA; its CPU path runs tiny models."""
+    bench = _gpu_bench()
+    if not torch.cuda.is_available():
+        assert bench.main([]) == 0
+        assert "no CUDA device" in capsys.readouterr().out
+    out = tmp_path / "res.json"
+    assert bench.main(["--allow-cpu", "--size", "tiny", "--reads", "3000", "--classes", "12",
+                       "--seconds", "1", "--warmup-steps", "1", "--batch-size", "8",
+                       "--workers", "0", "--workdir", str(tmp_path / "w"), "--json",
+                       str(out)]) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [r["model"] for r in res] == ["metagene", "dnabert2"]
+    for r in res:
+        assert r["reads_per_s"] > 0 and r["steps"] >= 1 and r["tokens_per_read"] > 10
+    assert res[0]["params_trainable"] < res[0]["params_non_embedding"]  # LoRA
