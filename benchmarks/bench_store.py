@@ -35,34 +35,45 @@ from synth import make_fasta  # noqa: E402
 _MEASURE = """
 import resource, subprocess, sys, time
 t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:]).returncode
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - t
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, rc)
 """
 
 
-def measured(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB of the largest process of the tree) of ``cmd``."""
+def measured(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall s, peak RSS in MB of the largest process of the tree, CPU s of the tree)."""
     out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], check=True,
                          capture_output=True, text=True).stdout.split()
-    wall, rss, rc = float(out[0]), int(out[1]), int(out[2])
+    wall, rss, cpu, rc = float(out[0]), int(out[1]), float(out[2]), int(out[3])
     if rc != 0:
         raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
-    return wall, rss / 1024
+    return wall, rss / 1024, cpu
 
 
-def seqkit_seconds(path: Path, threads: int) -> float | None:
+class Clock:
+    """Wall and CPU time of this process (CPU time is steadier on a shared machine)."""
+
+    def __enter__(self) -> Clock:
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.w
+        self.cpu = time.process_time() - self.c
+
+    def rates(self, reads: int) -> str:
+        return (f"{reads / self.wall / 1e6:.2f} M reads/s wall, "
+                f"{reads / self.cpu / 1e6:.2f} M reads/s per CPU second")
+
+
+def seqkit_seconds(path: Path, threads: int) -> tuple[float, float] | None:
+    """(wall s, CPU s) of ``seqkit stats``, best of two (the page cache is warm)."""
     exe = shutil.which("seqkit")
     if exe is None:
         return None
-    best = None
-    for _ in range(2):  # the second run has a warm page cache, like the pack runs
-        t = time.perf_counter()
-        subprocess.run([exe, "stats", "-j", str(threads), str(path)], check=True,
-                       capture_output=True)
-        dt = time.perf_counter() - t
-        best = dt if best is None else min(best, dt)
-    return best
+    return min(measured([exe, "stats", "-j", str(threads), str(path)])[::2] for _ in range(2))
 
 
 def pack_cmd(inp: Path, out: Path, workers: int, *extra: str) -> list[str]:
@@ -97,31 +108,24 @@ def loader_figures(store_path: Path, batch: int = 1024) -> None:
     rng = np.random.default_rng(0)
     n_batches = max(20, min(300, len(st) // batch))
     idx = [rng.integers(0, len(st), batch) for _ in range(n_batches)]
-    st.batch(idx[0])
-    t = time.perf_counter()
-    for i in idx:
+    for i in idx:  # map the pages once: later passes measure steady state
         st.batch(i)
-    dt = time.perf_counter() - t
-    print(f"gather+unpack, random batches of {batch} (1 core): "
-          f"{n_batches * batch / dt / 1e6:.2f} M reads/s")
-    t = time.perf_counter()
-    for k in range(n_batches):
-        st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
-    dt = time.perf_counter() - t
-    print(f"gather+unpack, sequential batches of {batch} (1 core): "
-          f"{n_batches * batch / dt / 1e6:.2f} M reads/s")
-
+    with Clock() as c:
+        for i in idx:
+            st.batch(i)
+    print(f"gather+unpack, random batches of {batch} (1 process): {c.rates(n_batches * batch)}")
+    with Clock() as c:
+        for k in range(n_batches):
+            st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
+    print(f"gather+unpack, sequential batches of {batch}: {c.rates(n_batches * batch)}")
     ds = StoreDataset(st, batch_size=batch, seed=1)
-    t = time.perf_counter()
-    reads = sum(len(b) for _, b in zip(range(n_batches), ds))
-    dt = time.perf_counter() - t
-    print(f"StoreDataset, shuffled epoch, 1 process (sampler + gather): "
-          f"{reads / dt / 1e6:.2f} M reads/s")
+    with Clock() as c:
+        reads = sum(len(b) for _, b in zip(range(n_batches), ds))
+    print(f"StoreDataset, shuffled epoch, 1 process (sampler + gather): {c.rates(reads)}")
     bal = StoreDataset(st, batch_size=batch, seed=1, balance_temperature=0.5)
-    t = time.perf_counter()
-    reads = sum(len(b) for _, b in zip(range(n_batches), bal))
-    dt = time.perf_counter() - t
-    print(f"StoreDataset, class-balanced (T=0.5), 1 process: {reads / dt / 1e6:.2f} M reads/s")
+    with Clock() as c:
+        reads = sum(len(b) for _, b in zip(range(n_batches), bal))
+    print(f"StoreDataset, class-balanced (T=0.5), 1 process: {c.rates(reads)}")
 
     from torch.utils.data import DataLoader
 
@@ -129,7 +133,8 @@ def loader_figures(store_path: Path, batch: int = 1024) -> None:
     dl = DataLoader(StoreDataset(st, batch_size=batch, seed=1, epochs=None), batch_size=None,
                     num_workers=2, collate_fn=collate, prefetch_factor=4)
     it = iter(dl)
-    next(it)
+    for _ in range(10):
+        next(it)
     t = time.perf_counter()
     reads = 0
     for _ in range(n_batches):
@@ -137,7 +142,7 @@ def loader_figures(store_path: Path, batch: int = 1024) -> None:
     dt = time.perf_counter() - t
     del it
     print(f"DataLoader, 2 workers, batch {batch}, 2-bit collate to tensors: "
-          f"{reads / dt / 1e6:.2f} M reads/s")
+          f"{reads / dt / 1e6:.2f} M reads/s wall")
 
 
 def shuffle_quality(path: Path, workdir: Path, n: int) -> None:
@@ -174,15 +179,13 @@ def cold_cache(store_path: Path, batch: int = 1024) -> None:
             print("cold cache: posix_fadvise not available; skipped")
             return
         st = ReadStore(store_path)
-        t = time.perf_counter()
-        for k in range(n_batches):
-            if name == "sequential":
-                st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
-            else:
-                st.batch(rng.integers(0, len(st), batch))
-        dt = time.perf_counter() - t
-        print(f"cold page cache, {name} batches of {batch}: "
-              f"{n_batches * batch / dt / 1e6:.3f} M reads/s")
+        with Clock() as c:
+            for k in range(n_batches):
+                if name == "sequential":
+                    st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))
+                else:
+                    st.batch(rng.integers(0, len(st), batch))
+        print(f"cold page cache, {name} batches of {batch}: {c.rates(n_batches * batch)}")
 
 
 def main() -> None:
@@ -200,22 +203,25 @@ def main() -> None:
     n = a.reads
     fa = make_fasta(data / f"reads_{n}.fa", n)
     size = fa.stat().st_size
-    print(f"input: {n:,} reads x 150 bp, {size / 1e9:.3f} GB, 3,507 classes ({fa})")
+    print(f"input: {n:,} reads x 150 bp, {size / 1e9:.3f} GB, 3,507 classes ({fa}); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     sk = {j: seqkit_seconds(fa, j) for j in (1, 2)}
-    for j, s in sk.items():
-        if s is None:
+    for j, r in sk.items():
+        if r is None:
             print("seqkit not found (apt-get install -y seqkit): no reference figure")
             break
-        print(f"seqkit stats -j {j}: {s:.2f} s ({size / s / 1e9:.2f} GB/s)")
+        print(f"seqkit stats -j {j}: {r[0]:.2f} s wall ({size / r[0] / 1e9:.2f} GB/s), "
+              f"{r[1]:.2f} CPU s")
     store = work / "store"
     rss = {}
     for workers in (1, 2):
-        wall, rss[workers] = measured(pack_cmd(fa, store, workers))
+        wall, rss[workers], cpu = measured(pack_cmd(fa, store, workers))
         ref = sk.get(1)
-        ratio = f", {ref / wall:.2f}x seqkit stats -j 1" if ref else ""
-        print(f"pack --workers {workers}: {wall:.2f} s ({size / wall / 1e6:.0f} MB/s{ratio}), "
-              f"peak RSS {rss[workers]:.0f} MB (largest process)")
+        ratio = (f"; {ref[0] / wall:.2f}x seqkit stats -j 1 wall, "
+                 f"{ref[1] / cpu:.2f}x its CPU time") if ref else ""
+        print(f"pack --workers {workers}: {wall:.2f} s wall ({size / wall / 1e6:.0f} MB/s), "
+              f"{cpu:.2f} CPU s{ratio}; peak RSS {rss[workers]:.0f} MB (largest process)")
     man = json.loads((store / "manifest.json").read_text())
     total = sum(f["size"] for f in man["files"].values())
     print(f"store: {total / n:.2f} bytes per read ({total / 1e6:.1f} MB, "
@@ -224,7 +230,7 @@ def main() -> None:
         print(f"  {name:20s} {f['size'] / n:7.3f} bytes per read")
     if not a.no_rss:
         fa4 = make_fasta(data / f"reads_{4 * n}.fa", 4 * n)
-        wall4, rss4 = measured(pack_cmd(fa4, work / "store4", 2))
+        wall4, rss4, _ = measured(pack_cmd(fa4, work / "store4", 2))
         print(f"peak RSS, pack --workers 2: {rss[2]:.0f} MB on 1x, {rss4:.0f} MB on 4x input "
               f"({4 * n:,} reads packed in {wall4:.1f} s)")
         shutil.rmtree(work / "store4", ignore_errors=True)

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import __version__
 from .batch import SeqBatch
@@ -155,6 +155,36 @@ def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return _pack_words(words)
 
 
+def _repack_fixed(rows: np.ndarray, length: int, lead: int) -> np.ndarray | None:
+    """Equal-length reads (byte-aligned rows) -> continuous stream, without expanding bases.
+
+    Read i starts at base ``lead + i*length``; the reads with i = r (mod 4) all start at the
+    same sub-byte position, ``length`` bytes apart. So each of the four groups is shifted once
+    (as 64-bit words) and OR-ed into a strided view of the output. None when rows would
+    overlap (reads shorter than about 40 bases): the caller expands bases instead.
+    """
+    m, nb = rows.shape
+    width = -(-(nb + 1) // 8) * 8
+    if width > length:
+        return None
+    nbytes = -(-(lead + m * length) // 4)
+    out = np.zeros(nbytes + width + 8, np.uint8)
+    for r in range(min(4, m)):
+        group = rows[r::4]
+        start = lead + r * length
+        buf = np.zeros((len(group), width), np.uint8)
+        buf[:, :nb] = group
+        x = buf.view("<u8")
+        sub = start & 3
+        if sub:
+            prev = np.zeros_like(x)
+            prev[:, 1:] = x[:, :-1]
+            x = (x << np.uint64(2 * sub)) | (prev >> np.uint64(64 - 2 * sub))
+        view = as_strided(out[start >> 2 :], shape=(len(group), width), strides=(length, 1))
+        view |= x.view(np.uint8)
+    return out[:nbytes]
+
+
 def repack(reads: Records, order: np.ndarray, lengths: np.ndarray, lead: int) -> np.ndarray:
     """Byte-aligned reads (``reads`` taken in ``order``; base ``lengths`` in that order) -> one
     continuous 2-bit stream starting ``lead`` bases into its first byte."""
@@ -168,13 +198,17 @@ def repack(reads: Records, order: np.ndarray, lengths: np.ndarray, lead: int) ->
         width = rows.mat.shape[1]
         if fixed and int(lengths[0]) == 4 * width and lead == 0:
             return rows.mat.ravel()  # already the final bytes
-        codes = DEC_CODES4[rows.mat].view(np.uint8).reshape(m, 4 * width)
+        if fixed and width == (int(lengths[0]) + 3) >> 2:
+            done = _repack_fixed(rows.mat, int(lengths[0]), lead)
+            if done is not None:
+                return done
+        codes = DEC_CODES4[rows.mat.astype(np.intp)].view(np.uint8).reshape(m, 4 * width)
         if fixed:
             codes = codes[:, : int(lengths[0])]
         else:
             codes = codes[np.arange(4 * width)[None, :] < lengths[:, None]]
     else:
-        codes4 = DEC_CODES4[rows.flat].view(np.uint8)
+        codes4 = DEC_CODES4[rows.flat.astype(np.intp)].view(np.uint8)
         idx, _ = ragged_index(_exclusive_cumsum(rows.lengths)[:-1] * 4, lengths)
         codes = codes4[idx]
     out = np.zeros(-(-(lead + total) // 4) * 4, np.uint8)
