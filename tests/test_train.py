@@ -360,3 +360,34 @@ def test_gpu_benchmark_set_up_path_on_cpu(tmp_path, capsys):
     for r in res:
         assert r["reads_per_s"] > 0 and r["steps"] >= 1 and r["tokens_per_read"] > 10
     assert res[0]["params_trainable"] < res[0]["params_non_embedding"]  # LoRA
+
+
+def test_default_max_steps_is_one_epoch(tmp_path, task, tiny_models):
+    from readtax.train import estimate_train_reads
+
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--batch-size", "64",
+                      "--stop-after", "1", "--set", "train.final_eval=false")) == 0
+    reads, _ = estimate_train_reads([str(task["train"])])
+    assert load_config(run / "config.yaml").train.max_steps == -(-reads // 64)
+
+
+def test_early_stopping_on_macro_f1(tmp_path, task, tiny_models):
+    """lr 0: macro-F1 never improves, so patience 1 stops at the second evaluation."""
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "20", "--batch-size",
+                      "8", "--lr", "0", "--eval-steps", "2", "--save-steps", "2",
+                      "--set", "train.early_stopping_patience=1", "train.final_eval=false")) == 0
+    evals = [e["step"] for e in _events(run) if "eval_macro_f1" in e]
+    assert evals == [2, 4]
+    state = json.loads((run / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_global_step"] == 2
+    assert (run / "model" / "readtax_model.json").is_file()
+
+
+def test_progress_bar_shows_reads_per_second(tmp_path, task, tiny_models, capsys):
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--max-steps", "3", "--batch-size",
+                      "8", "--set", "train.progress=true", "train.final_eval=false")) == 0
+    err = capsys.readouterr().err
+    assert "reads/s" in err and "3/3" in err

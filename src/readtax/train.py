@@ -35,7 +35,7 @@ import numpy as np
 
 from .batch import SeqBatch
 from .config import RunConfig, dump_config, load_config
-from .errors import ModelError, UsageError, require
+from .errors import ModelError, ReadtaxError, UsageError, require
 from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
 
@@ -131,7 +131,8 @@ def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | Non
     if store is not None:
         from .loader import StoreDataset
 
-        return StoreDataset(store, balance_temperature=d.balance_temperature, **common)
+        return StoreDataset(store, balance_temperature=d.balance_temperature,
+                            label_map=label_map, **common)
     from .stream import StreamDataset
 
     return StreamDataset(list(d.train), shuffle_buffer=d.shuffle_buffer, labels=d.labels,
@@ -397,12 +398,18 @@ class TrainRecipe:
         import torch
 
         cfg = self.cfg
+        cuda = torch.cuda.is_available()
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            # Join the process group now (the Trainer's arguments would do it later) so that
+            # ranks can synchronise around the run directory.
+            from accelerate import PartialState
+
+            PartialState(cpu=not cuda, backend=None if cuda else "gloo")
         self.dist = dist_info()
         if not self.dist.is_main:
             logging.getLogger("readtax").setLevel(logging.WARNING)
         self._prepare_run_dir()
         torch.manual_seed(cfg.seed)
-        cuda = torch.cuda.is_available()
         precision = self._precision(cuda)
 
         # Data: the training label map decides the classes.
@@ -506,7 +513,16 @@ class TrainRecipe:
         m = self.cfg.model
         dtype = m.dtype
         if dtype == "auto":
-            frozen = m.freeze_backbone or m.lora or (m.lora is None and m.arch == "metagene")
+            # A frozen (or LoRA) backbone can sit in bf16: it gets no optimiser updates.
+            lora = m.lora
+            if lora is None:
+                from .models import LORA_DEFAULTS, detect_arch
+
+                try:
+                    lora = LORA_DEFAULTS[m.arch or detect_arch(m.path)][0]
+                except (ReadtaxError, KeyError):
+                    lora = False  # build_classifier reports what is wrong with the directory
+            frozen = m.freeze_backbone or lora
             dtype = "bfloat16" if cuda and precision == "bf16" and frozen else "float32"
         opts = ModelOptions(
             pooling=m.pooling, dropout=m.dropout, freeze_backbone=m.freeze_backbone, lora=m.lora,
