@@ -1,22 +1,24 @@
 """The packed read store: ``pack``, ``verify``, ``unpack`` and random access (:class:`ReadStore`).
 
-A store is a directory of plain numpy-memmappable files described by ``manifest.json``.
+A store is a directory of plain numpy-memmappable files described by ``manifest.json``; on
+150 bp reads it takes about 42-44 bytes per read, ids included.
 
 Layout (format version 1)
 -------------------------
-Reads are grouped into *buckets* (contiguous ranges of read indices). Within bucket ``b`` of
-``m`` reads, the reads have two orders:
+Reads are grouped into *buckets*, contiguous ranges of read indices (the *physical order*, in
+which bases, classes, lengths and N flags are stored). Each bucket has a second order, the
+*class order*: its reads sorted by class index, ties in input order. ``bucket_classes[b, c]``
+counts class ``c`` in bucket ``b``, so "the k-th read of class c" is a bucket and a class-order
+rank found by arithmetic, and class-balanced sampling needs no O(n) index.
 
-* the *id order*: sorted by class index, ties in input order. Read ids are stored in this order
-  (neighbouring ids of one species compress well) and ``bucket_classes[b, c]`` counts class ``c``
-  in the bucket, so "the k-th read of class c" is found by arithmetic (class-balanced sampling
-  needs no O(n) index);
-* the *physical order* in which bases, classes, lengths and N flags are stored. In a shuffled
-  store (the default) physical slot ``s`` holds id rank ``permute(s, m, key(seed, b), inverse)``;
-  reads are assigned to buckets by a seeded hash, so the store as a whole is in a seeded random
-  order and even sequential reading is well mixed. With ``--no-shuffle`` the physical order is
-  the input order, each bucket is one run of input, and ``order.u32`` lists the physical slot
-  of each id rank (ids are then stored in input order).
+* Shuffled store (the default): reads go to buckets by a seeded hash, and within bucket ``b``
+  of ``m`` reads, physical slot ``permute(r, m, key(seed, b))`` holds the read of class-order
+  rank ``r``. The store as a whole is in a seeded random order, so even sequential reading is
+  well mixed. Ids are stored in class order (the store's *id order*), where neighbouring ids
+  (same species, input order) share long prefixes.
+* ``--no-shuffle``: the physical order is the input order, each bucket is one run of input,
+  ``order.u32`` gives the physical slot of each class-order rank, and ids are stored in input
+  order (the id order is the physical order).
 
 Files (``n`` reads, ``T`` bases, ``C`` classes, ``B`` buckets):
 
@@ -31,16 +33,26 @@ Files (``n`` reads, ``T`` bases, ``C`` classes, ``B`` buckets):
 ``nflags.bits``         one bit per read (bit ``i & 7`` of byte ``i >> 3``): the read has an N.
 ``nruns_start.u64``     sorted global base positions of runs of N (never crossing a read end)
 ``nruns_length.u32``    and their lengths.
-``ids.zlib``            zlib blocks of newline-separated header lines in id order (at most
-                        65,536 per block; blocks never cross a bucket).
+``ids.zlib``            zlib blocks of front-coded header lines (:func:`encode_ids`), at most
+                        65,536 per block; blocks never cross a bucket.
 ``ids_index.u64``       (blocks + 1, 2): first id-order index and byte offset of each block.
 ``buckets.u64``         B + 1 first read of each bucket.
 ``bucket_classes.u32``  (B, C) reads of each class in each bucket.
-``order.u32``           (``--no-shuffle`` only) physical slot within its bucket of each id rank.
+``order.u32``           (``--no-shuffle`` only) physical slot within its bucket of each class rank.
 
 ``manifest.json`` holds the format version, counts, the label map, the seed, statistics and the
 size and BLAKE2b checksum of every file. It is written last, and the directory is built under a
 temporary name and renamed, so an interrupted ``pack`` leaves nothing that looks complete.
+
+Packing
+-------
+Pass 1 (parallel over fixed-size byte ranges of plain files, whole gzip files) parses, labels
+and 2-bit encodes reads and writes them to temporary *run* files grouped by bucket. Pass 2
+(parallel over buckets) loads one bucket from every run, maps class keys to the final label
+map, orders it and produces the final bytes; the main process appends buckets in order and
+checksums as it writes. Bucket assignment and layouts depend only on the inputs and the seed,
+never on the number of workers, so the output is byte-identical for any ``--workers``.
+Memory is one run buffer per pass-1 worker and one bucket per pass-2 worker.
 """
 
 from __future__ import annotations
@@ -80,6 +92,7 @@ RUN_BYTES = 48 << 20  # pass-1 input bytes buffered per temporary run file
 BUCKET_BYTES = 96 << 20  # input bytes per shuffle bucket (pass-2 memory is proportional)
 GZIP_RATIO = 4  # assumed expansion of gzip input when sizing buckets
 MAX_BUCKETS = 65535
+HIST_MAX = 100_000  # the read-length histogram's last bin (as in readtax.stats)
 ID_LEVEL = 1  # on front-coded ids level 1 is within 15% of level 9 and 3x faster
 ID_PREFIX = 127  # longest shared prefix front coding records (bounds decoding memory)
 
@@ -642,13 +655,14 @@ class ReadStore:
             bc = np.asarray(self.bucket_classes, dtype=np.int64)
             nb, nc = bc.shape
             # g[c, b] = class-sorted index of the first class-c read of bucket b (monotone
-            # when flattened), within[b, c] = id rank of that read inside bucket b.
+            # when flattened), within[b, c] = class-order rank of that read inside bucket b.
             cum = np.zeros((nc, nb + 1), np.int64)
             np.cumsum(bc.T, axis=1, out=cum[:, 1:])
             class_start = np.zeros(nc, np.int64)
             np.cumsum(self.class_counts[:-1], out=class_start[1:])
             g = (cum + class_start[:, None]).ravel()
-            within = np.zeros((nb, nc), np.int64)
+            small = int(bc.sum(axis=1).max(initial=0)) < 2**31
+            within = np.zeros((nb, nc), np.int32 if small else np.int64)
             np.cumsum(bc[:, :-1], axis=1, out=within[:, 1:])
             self._select_tables = (g, within)
         return self._select_tables
@@ -757,14 +771,20 @@ def store_stats(store: ReadStore):
 
 @dataclass
 class _RunInfo:
+    """A pass-1 run file. ``cum[b]`` sums, over the buckets before b, its reads, N runs, packed
+    bytes, header bytes and bases (shape (B + 1, 5)): bucket b's section starts there."""
+
     path: str
     unit: int
-    table: np.ndarray  # (B, 5): reads, n-runs, packed bytes, header bytes, bases per bucket
+    cum: np.ndarray
     packed_width: int  # row width of the packed-bases matrix (0: stored flat)
     header_width: int  # row width of the header matrix (0: stored flat)
 
     def totals(self) -> np.ndarray:
-        return self.table.sum(axis=0)
+        return self.cum[-1]
+
+    def section(self, b: int) -> np.ndarray:
+        return self.cum[b + 1] - self.cum[b]
 
 
 @dataclass
@@ -877,7 +897,9 @@ class _RunBuffer:
                 fh.write(np.ascontiguousarray(cat[k]).tobytes())
             fh.write(np.ascontiguousarray(packed.stored).tobytes())
             fh.write(np.ascontiguousarray(hdr.stored).tobytes())
-        self.runs.append(_RunInfo(str(path), self.unit, table,
+        cum = np.zeros((nbk + 1, _COLS), np.int64)
+        np.cumsum(table, axis=0, out=cum[1:])
+        self.runs.append(_RunInfo(str(path), self.unit, cum,
                                   0 if packed.mat is None else packed.mat.shape[1],
                                   0 if hdr.mat is None else hdr.mat.shape[1]))
         self._reset()
@@ -955,7 +977,7 @@ def _accumulate(res: _UnitResult, lengths: np.ndarray, n_count: int) -> None:
 
 
 def _add_hist(hist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    c = np.bincount(lengths)
+    c = np.bincount(np.minimum(lengths, HIST_MAX))  # as readtax.stats: long reads share a bin
     if len(c) > len(hist):
         c[: len(hist)] += hist
         return c
@@ -1006,8 +1028,8 @@ def _load_sections(b: int) -> dict:
     read_base = 0
     for run in ctx["bucket_runs"](b):
         tot = run.totals()
-        pre = run.table[:b].sum(axis=0) if ctx["shuffle"] else np.zeros(_COLS, np.int64)
-        row = run.table[b] if ctx["shuffle"] else tot
+        pre = run.cum[b] if ctx["shuffle"] else np.zeros(_COLS, np.int64)
+        row = run.section(b) if ctx["shuffle"] else tot
         m, r, pk, hd = (int(x) for x in row[:4])
         if m == 0:
             continue
@@ -1164,7 +1186,7 @@ class _Writer:
         self.id_pos = 0
         self.id_bytes = 0
         self.bucket_starts = [0]
-        self.class_rows: list[np.ndarray] = []
+        self.class_rows = _Out(tmp / F_BCLASS)
         self.total_bases = 0
 
     def add(self, bk: _Bucket) -> None:
@@ -1185,9 +1207,9 @@ class _Writer:
             self.id_bytes += len(blob)
         self.total_bases += bk.bases
         self.bucket_starts.append(self.bucket_starts[-1] + bk.reads)
-        self.class_rows.append(bk.class_row)
+        self.class_rows.write(bk.class_row)
 
-    def close(self, n_classes: int) -> dict[str, dict]:
+    def close(self) -> dict[str, dict]:
         self.bases.finish()
         self.flags.finish()
         if F_OFFSETS in self.files:
@@ -1196,9 +1218,8 @@ class _Writer:
         extra = {
             F_IDINDEX: np.array(self.id_index, np.uint64),
             F_BUCKETS: np.array(self.bucket_starts, np.uint64),
-            F_BCLASS: (np.stack(self.class_rows) if self.class_rows
-                       else np.zeros((0, n_classes), np.uint32)).astype(np.uint32),
         }
+        self.files[F_BCLASS] = self.class_rows
         for name, arr in extra.items():
             out = _Out(self.tmp / name)
             out.write(arr)
@@ -1344,11 +1365,12 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     class_dtype = "uint16" if n_classes < 65536 else "uint32"
     runs = [run for r in results for run in r.runs]
     if shuffle:
-        tables = np.stack([run.table for run in runs])  # (runs, B, 5)
-        sizes = tables.sum(axis=0)  # (B, 5)
+        sizes = np.zeros((n_buckets, _COLS), np.int64)
+        for run in runs:
+            sizes += np.diff(run.cum, axis=0)
 
-        def bucket_runs(b: int, _runs=runs, _tables=tables) -> list[_RunInfo]:
-            return [run for run, t in zip(_runs, _tables) if t[b, 0] > 0]
+        def bucket_runs(b: int, _runs=runs) -> list[_RunInfo]:
+            return [run for run in _runs if run.cum[b + 1, 0] > run.cum[b, 0]]
     else:
         sizes = np.stack([run.totals() for run in runs])
 
@@ -1370,7 +1392,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
         written += bk.reads
         bar.update(written)
     bar.close()
-    files = writer.close(n_classes)
+    files = writer.close()
     shutil.rmtree(runs_dir)
 
     hist = np.zeros(0, np.int64)
@@ -1555,7 +1577,7 @@ class _Consistency:
                     self.fail(f"{F_ORDER} is not a permutation within bucket {b}")
                 in_id_order = cls[order]
             if (np.diff(in_id_order) < 0).any():
-                self.fail(f"the id order of bucket {b} is not sorted by class")
+                self.fail(f"the class order of bucket {b} is not sorted by class")
 
     def n_runs(self) -> None:
         s = self.s
