@@ -1,10 +1,13 @@
-"""A small convolutional read encoder that trains from scratch on a CPU in minutes.
+"""A small k-mer read encoder that trains from scratch on a CPU in minutes (the baseline).
 
 Input: one code per base (pad 0, A C G T 1..4, N 5; see :class:`~.tokenizers.BaseCollator`).
 The model forms the k-mer starting at every position (canonical by default, so a read and its
-reverse complement share k-mers), embeds it, and refines the embeddings with a few residual 1D
-convolutions. Hidden states are zeroed at padding after every layer, so a read gives the same
-output alone or inside a padded batch.
+reverse complement share k-mers), looks up its embedding, and optionally refines the embeddings
+with residual 1D convolutions. With ``num_layers`` 0 (the tiny default) it is a bag of k-mer
+embeddings: under the classifier's mean pooling and linear head, a linear model of the read's
+k-mer profile (fastText-like), which learns species from a few thousand reads and costs one
+embedding lookup per base. Hidden states are zero at padding after every layer, so a read gives
+the same output alone or inside a padded batch.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ CONFIG_KEYS = ("k", "embed_dim", "hidden_size", "num_layers", "kernel_size", "dr
                "canonical", "max_length")
 
 SIZES = {
-    "tiny": {"k": 6, "embed_dim": 64, "hidden_size": 128, "num_layers": 2, "kernel_size": 5,
+    "tiny": {"k": 8, "embed_dim": 32, "hidden_size": 32, "num_layers": 0, "kernel_size": 3,
              "dropout": 0.0, "canonical": True, "max_length": 2048},
-    "full": {"k": 8, "embed_dim": 128, "hidden_size": 256, "num_layers": 4, "kernel_size": 5,
+    "full": {"k": 10, "embed_dim": 64, "hidden_size": 256, "num_layers": 3, "kernel_size": 5,
              "dropout": 0.1, "canonical": True, "max_length": 4096},
 }
+MAX_K = 11  # the k-mer index table has 4^k entries
 
 
 def make_config(size: str = "tiny", **overrides) -> dict:
@@ -42,8 +46,12 @@ def check_config(cfg: dict, path: Path | None = None) -> dict:
     missing = [k for k in CONFIG_KEYS if k not in cfg]
     if missing:
         raise ModelError(f"k-mer CNN config lacks {', '.join(missing)}", path)
-    if not 1 <= int(cfg["k"]) <= 12:
-        raise ModelError(f"k-mer CNN k must be 1..12, got {cfg['k']}", path)
+    if not 1 <= int(cfg["k"]) <= MAX_K:
+        raise ModelError(f"k-mer CNN k must be 1..{MAX_K}, got {cfg['k']}", path)
+    if int(cfg["kernel_size"]) % 2 == 0:
+        raise ModelError(f"k-mer CNN kernel_size must be odd, got {cfg['kernel_size']}", path)
+    if int(cfg["num_layers"]) == 0 and int(cfg["embed_dim"]) != int(cfg["hidden_size"]):
+        raise ModelError("a k-mer CNN without conv layers needs embed_dim == hidden_size", path)
     return cfg
 
 
@@ -58,30 +66,37 @@ class KmerCnn(nn.Module):
         self.hidden_size = int(config["hidden_size"])
         ks = int(config["kernel_size"])
         # Row 0: incomplete window or one holding N (zero vector, no gradient); row 1+c: k-mer c.
-        self.embed = nn.Embedding(4**k + 1, int(config["embed_dim"]), padding_idx=0)
-        self.conv_in = nn.Conv1d(int(config["embed_dim"]), self.hidden_size, ks, padding=ks // 2)
+        embed_dim = int(config["embed_dim"])
+        layers = int(config["num_layers"])
+        index = self._kmer_index(k, bool(config["canonical"]))
+        self.embed = nn.Embedding(int(index.max()) + 1, embed_dim, padding_idx=0)
+        # num_layers 0: a bag of k-mer embeddings (fastText-like); else convolutions on top.
+        self.conv_in = nn.Conv1d(embed_dim, self.hidden_size, ks, padding=ks // 2) if layers else None
         self.convs = nn.ModuleList(
             nn.Conv1d(self.hidden_size, self.hidden_size, ks, padding=(ks // 2) * 2 ** (i + 1),
                       dilation=2 ** (i + 1))
-            for i in range(int(config["num_layers"]) - 1)
+            for i in range(layers - 1)
         )
-        self.norm = nn.LayerNorm(self.hidden_size)
+        self.norm = nn.LayerNorm(self.hidden_size) if layers else None
         self.dropout = nn.Dropout(float(config["dropout"]))
         self.gradient_checkpointing = False
-        self.register_buffer("canon", self._canonical_table(k, bool(config["canonical"])),
-                             persistent=False)
+        self.register_buffer("kmer_index", index, persistent=False)
 
     @staticmethod
-    def _canonical_table(k: int, canonical: bool) -> torch.Tensor:
+    def _kmer_index(k: int, canonical: bool) -> torch.Tensor:
+        """Embedding row (1-based) of each k-mer code; a k-mer and its reverse complement share
+        one row when ``canonical``, and rows are numbered compactly."""
         codes = torch.arange(4**k, dtype=torch.int64)
         if not canonical:
-            return codes
+            return (codes + 1).to(torch.int32)
         rc = torch.zeros_like(codes)
         x = codes.clone()
         for _ in range(k):  # reverse the digits and complement each (c -> 3 - c)
             rc = rc * 4 + (3 - x % 4)
             x = x // 4
-        return torch.minimum(codes, rc)
+        canon = torch.minimum(codes, rc)
+        rows = torch.unique(canon)  # sorted
+        return (torch.searchsorted(rows, canon) + 1).to(torch.int32)
 
     def kmer_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         b, n = input_ids.shape
@@ -96,7 +111,7 @@ class KmerCnn(nn.Module):
         for j in range(k):
             code = code * 4 + base[:, j : j + n]
             ok &= valid[:, j : j + n]
-        return torch.where(ok, self.canon[code] + 1, torch.zeros_like(code))
+        return torch.where(ok, self.kmer_index[code].long(), torch.zeros_like(code))
 
     def _block(self, conv: nn.Module, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return h + self.dropout(F.gelu(conv(h))) * m
@@ -105,8 +120,11 @@ class KmerCnn(nn.Module):
                 ) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
+        ids = self.kmer_ids(input_ids) * attention_mask.long()
+        if self.conv_in is None:  # padding and N-holding windows use the zero row
+            return self.embed(ids)
         m = attention_mask.to(self.embed.weight.dtype).unsqueeze(1)  # [B, 1, L]
-        h = self.embed(self.kmer_ids(input_ids)).transpose(1, 2) * m
+        h = self.embed(ids).transpose(1, 2)
         h = F.gelu(self.conv_in(h)) * m
         for conv in self.convs:
             if self.gradient_checkpointing and self.training:

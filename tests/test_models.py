@@ -1,0 +1,506 @@
+"""Model families: stand-ins, DNABERT-2 against the official outputs, tokenizers, save/load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from readtax.batch import SeqBatch
+from readtax.cli import main
+from readtax.errors import ModelError, UsageError
+from readtax.labels import LabelMap
+from readtax.models import (
+    ARCHS,
+    ModelOptions,
+    build_classifier,
+    count_parameters,
+    detect_arch,
+    init_model,
+    load_classifier,
+    load_trainable_state_dict,
+    model_config,
+    resolve_model_dir,
+    save_classifier,
+    trainable_state_dict,
+)
+from readtax.models.dnabert2 import alibi_slopes, load_model
+from readtax.models.registry import load_backbone
+from readtax.models.tokenizers import (
+    BaseCollator,
+    HFCollator,
+    KmerCollator,
+    dnabert_vocab,
+    packaged_tokenizer_dir,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DNABERT2_FIXTURES = ("dnabert2-tiny", "dnabert2-tiny-h12")
+BATCHES = ("b0_padded_3rows", "b1_single_row_nopad", "b2_two_rows_len33_len2",
+           "b3_single_row_padded", "b4_typical_read_len32_x4", "b5_longer_than_alibi_512")
+LABELS = LabelMap.from_ids([3, 7, 11], names=["a", "b", "c"], tax_ids=[30, 70, 110])
+
+
+def _reads(n: int = 6, seed: int = 0) -> SeqBatch:
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list("ACGT"), size=int(rng.integers(40, 151)))) for _ in range(n)]
+    seqs[1] = seqs[1][:20] + "N" + seqs[1][21:]
+    return SeqBatch.from_strings(seqs, np.array([0, 1, 2, -1, 0, 1][:n]))
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("standins")
+    return {arch: init_model(arch, "tiny", root / arch, seed=1) for arch in ARCHS}
+
+
+# -- DNABERT-2 against the official code -------------------------------------------------------
+
+
+def _fixture(name: str):
+    d = FIXTURES / name
+    cfg = json.loads((d / "config.json").read_text())
+    inputs = {b["name"]: b for b in json.loads((d / "inputs.json").read_text())["batches"]}
+    return d, cfg, inputs, load_file(str(d / "expected.safetensors"))
+
+
+@pytest.fixture(scope="module", params=DNABERT2_FIXTURES)
+def dnabert2_fixture(request):
+    d, cfg, inputs, expected = _fixture(request.param)
+    model = load_model(cfg, load_file(str(d / "model.safetensors"))).eval()
+    return model, cfg, inputs, expected
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_dnabert2_matches_official_outputs(dnabert2_fixture, batch):
+    model, _, inputs, expected = dnabert2_fixture
+    ids = torch.tensor(inputs[batch]["input_ids"])
+    mask = torch.tensor(inputs[batch]["attention_mask"])
+    with torch.no_grad():
+        hidden = model(ids, mask)
+    want = expected[f"{batch}.last_hidden_state"]
+    real = mask.bool()
+    torch.testing.assert_close(hidden[real], want[real], atol=1e-5, rtol=1e-5)
+    assert torch.equal(hidden[~real], torch.zeros_like(hidden[~real]))  # official: exact zeros
+    pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    torch.testing.assert_close(pooled, expected[f"{batch}.mean_pooled_masked"],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_dnabert2_rows_alone_match_padded_batch(dnabert2_fixture):
+    """Every row of the padded batches, run unpadded on its own, matches the official output."""
+    model, _, inputs, expected = dnabert2_fixture
+    for batch in ("b0_padded_3rows", "b2_two_rows_len33_len2", "b4_typical_read_len32_x4"):
+        ids = torch.tensor(inputs[batch]["input_ids"])
+        mask = torch.tensor(inputs[batch]["attention_mask"])
+        for r in range(len(ids)):
+            n = int(mask[r].sum())
+            with torch.no_grad():
+                alone = model(ids[r : r + 1, :n])
+            torch.testing.assert_close(alone[0], expected[f"{batch}.last_hidden_state"][r, :n],
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_alibi_slopes_follow_the_official_schedule():
+    d, cfg, _, expected = _fixture("dnabert2-tiny-h12")
+    assert torch.equal(torch.tensor(alibi_slopes(12), dtype=torch.float32),
+                       expected["alibi_slopes"])
+    assert alibi_slopes(12)[8:] == pytest.approx([2**-0.5, 2**-1.5, 2**-2.5, 2**-3.5])
+    assert alibi_slopes(4) == [0.25, 0.0625, 0.015625, 0.00390625]
+    assert torch.equal(torch.tensor(alibi_slopes(4), dtype=torch.float32),
+                       _fixture("dnabert2-tiny")[3]["alibi_slopes"])
+
+
+def test_dnabert2_checkpoint_with_tied_decoder_as_torch_pickle(tmp_path):
+    """A real checkpoint is a torch pickle keeping cls.predictions.decoder.weight: both load."""
+    d, cfg, inputs, expected = _fixture("dnabert2-tiny")
+    state = load_file(str(d / "model.safetensors"))
+    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    for name in ("config.json",):
+        shutil.copy(d / name, tmp_path / name)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(packaged_tokenizer_dir("dnabert-2") / name, tmp_path / name)
+    assert detect_arch(tmp_path) == "dnabert2"
+    backbone = load_backbone("dnabert2", tmp_path)
+    b = inputs["b0_padded_3rows"]
+    mask = torch.tensor(b["attention_mask"])
+    with torch.no_grad():
+        hidden = backbone.module.eval()(torch.tensor(b["input_ids"]), mask)
+    real = mask.bool()
+    torch.testing.assert_close(hidden[real], expected["b0_padded_3rows.last_hidden_state"][real],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_dnabert2_classifier_on_fixture_saves_official_key_names(tmp_path):
+    d = FIXTURES / "dnabert2-tiny"
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(d / name, model_dir / name)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(packaged_tokenizer_dir("dnabert-2") / name, model_dir / name)
+    clf = build_classifier(model_dir, LABELS)
+    save_classifier(clf, tmp_path / "clf")
+    saved = load_file(str(tmp_path / "clf" / "model.safetensors"))
+    original = {k: v for k, v in load_file(str(d / "model.safetensors")).items()
+                if k.startswith("bert.")}
+    assert sorted(saved) == sorted(original)
+    assert all(torch.equal(saved[k], original[k]) for k in original)
+    assert json.loads((tmp_path / "clf" / "config.json").read_text()) == json.loads(
+        (d / "config.json").read_text())
+
+
+# -- tokenizers --------------------------------------------------------------------------------
+
+
+SHA256 = {
+    "dnabert-2/tokenizer.json": "5d178e8ce2ba55df97fff197f4b30f40133b95d7096be398c2df6b526c5d8cd3",
+    "dnabert-2/tokenizer_config.json":
+        "f9d18c81f4dd9dd7db02e9f27cc1203228147d890bfce9167c3af6465ff5b769",
+    "metagene-1/tokenizer.json":
+        "3fd754434de0e3aa76ad233e1bcbe1562a21a91a4e13dda947fd7dce401f0b88",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHA256))
+def test_packaged_tokenizer_files_are_the_real_ones(name):
+    family, file = name.split("/")
+    data = (packaged_tokenizer_dir(family) / file).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SHA256[name]
+    assert data == (FIXTURES / "tokenizers" / family / file).read_bytes()
+
+
+def _hf_collator(family: str) -> HFCollator:
+    from readtax.models.tokenizers import hf_collator
+
+    return hf_collator(packaged_tokenizer_dir(family), None)
+
+
+@pytest.mark.parametrize("family", ["dnabert-2", "metagene-1"])
+def test_real_tokenizers_reproduce_expected_ids(family):
+    expected = json.loads((FIXTURES / "tokenizers" / family / "expected_ids.json").read_text())
+    col = _hf_collator(family)
+    names = list(expected["reads"])
+    reads = [expected["reads"][n] for n in names]
+    with_special = col.encode_ids(reads)
+    without = col.encode_ids(reads, add_special_tokens=False)
+    for i, n in enumerate(names):
+        assert with_special[i] == expected["per_read"][n]["ids_with_special"], n
+        assert without[i] == expected["per_read"][n]["ids_without_special"], n
+
+
+def test_metagene_special_tokens_and_padding():
+    col = _hf_collator("metagene-1")
+    assert col.pad_id == 0
+    cfg = json.loads((packaged_tokenizer_dir("metagene-1") / "tokenizer_config.json").read_text())
+    ids = {t: col.tokenizer.token_to_id(cfg[f"{t}_token"])
+           for t in ("pad", "unk", "sep", "bos", "eos", "mask")}
+    assert ids == {"pad": 0, "unk": 1, "sep": 2, "bos": 3, "eos": 4, "mask": 5}
+    out = col(SeqBatch.from_strings(["ACGTACGTAC", "acgtACGTACGTACGTAAAAT"]))
+    ids = out["input_ids"]
+    assert ids[0, 0] != 3  # no BOS
+    lengths = out["attention_mask"].sum(1)
+    assert [int(ids[r, lengths[r] - 1]) for r in range(2)] == [4, 4]  # EOS last
+    assert int(ids[0, -1]) == 0 and int(out["attention_mask"][0, -1]) == 0
+    # lower case reaches the tokenizer upper-cased (SeqBatch), so no [UNK]
+    assert 1 not in ids[1, : lengths[1]].tolist()
+
+
+def test_dnabert2_collator_matches_padded_batch():
+    expected = json.loads((FIXTURES / "tokenizers" / "dnabert-2" / "expected_ids.json").read_text())
+    pb = expected["padded_batch"]["AutoTokenizer.from_pretrained(folder)"]
+    reads = [expected["reads"][n] for n in pb["reads"]]
+    out = _hf_collator("dnabert-2")(SeqBatch.from_strings(reads))
+    assert out["input_ids"].tolist() == pb["input_ids"]
+    assert out["attention_mask"].tolist() == pb["attention_mask"]
+
+
+@pytest.mark.parametrize("k", [3, 6])
+def test_kmer_collator_equals_bert_wordpiece_on_spaced_kmers(k, tmp_path):
+    from transformers import AutoTokenizer
+
+    init_model("dnabert", "tiny", tmp_path / "m", k=k)
+    vocab = (tmp_path / "m" / "vocab.txt").read_text().splitlines()
+    assert vocab == dnabert_vocab(k)
+    assert len(vocab) == 4**k + 5 and vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert vocab[5:9] == ["A" * k, "A" * (k - 1) + "T", "A" * (k - 1) + "C", "A" * (k - 1) + "G"]
+    ref = AutoTokenizer.from_pretrained(str(tmp_path / "m"))  # what the model dir declares
+    reads = ["ACGTACGTTTGACA", "ACGNTTGACCATGA", "AC", "", "GATTACA" * 5]
+    out = KmerCollator(vocab, k, max_length=20)(SeqBatch.from_strings(reads))
+    for r, read in enumerate(reads):
+        kmers = " ".join(read[i : i + k] for i in range(len(read) - k + 1))
+        want = ref(kmers, truncation=True, max_length=20)["input_ids"]
+        n = int(out["attention_mask"][r].sum())
+        assert out["input_ids"][r, :n].tolist() == want, read
+        assert out["input_ids"][r, n:].tolist() == [0] * (out["input_ids"].shape[1] - n)
+
+
+def test_base_collator_codes_labels_and_truncation():
+    b = SeqBatch.from_strings(["ACGTN", "TT", ""], np.array([2, -1, 0]))
+    out = BaseCollator(max_length=4)(b)
+    assert out["input_ids"].tolist() == [[1, 2, 3, 4], [4, 4, 0, 0], [0, 0, 0, 0]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]
+    assert out["labels"].tolist() == [2, -100, 0]
+    assert all(v.dtype == torch.int64 for v in out.values())
+
+
+# -- every family ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_family_builds_trains_saves_and_reloads(arch, standins, tmp_path):
+    d = standins[arch]
+    assert detect_arch(d) == arch
+    model = build_classifier(d, LABELS, options=ModelOptions(dropout=0.0), seed=3)
+    batch = _reads()
+    inputs = model.collator(batch)
+    assert inputs["labels"].tolist() == [0, 1, 2, -100, 0, 1]
+    model.train()
+    out = model(**inputs)
+    assert out.logits.shape == (6, 3) and torch.isfinite(out.loss)
+    out.loss.backward()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trained)
+    assert model.head.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        before = model(**inputs).logits
+    save_classifier(model, tmp_path / "run" / "model")
+    assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    assert detect_arch(tmp_path / "run" / "model") == arch
+    again = load_classifier(tmp_path / "run")
+    assert again.label_map == LABELS and again.arch == arch
+    with torch.no_grad():
+        after = again(**again.collator(batch)).logits
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+    # same seed, same head
+    twin = build_classifier(d, LABELS, options=ModelOptions(dropout=0.0), seed=3)
+    assert torch.equal(twin.head.weight, build_classifier(d, LABELS, seed=3).head.weight)
+
+
+@pytest.mark.parametrize("arch", ["kmer-cnn", "dnabert2", "dnabert"])
+def test_read_alone_equals_read_in_padded_batch(arch, standins):
+    model = build_classifier(standins[arch], LABELS).eval()
+    batch = _reads()
+    with torch.no_grad():
+        together = model(**model.collator(batch)).logits
+        for pooling in ("mean",):
+            assert model.options.pooling == pooling
+        for r in range(len(batch)):
+            alone = model(**model.collator(batch.take(np.array([r])))).logits
+            torch.testing.assert_close(alone[0], together[r], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "max"])
+def test_other_poolings(pooling, standins, tmp_path):
+    model = build_classifier(standins["dnabert2"], LABELS,
+                             options=ModelOptions(pooling=pooling, dropout=0.0)).eval()
+    batch = _reads(3)
+    with torch.no_grad():
+        inputs = model.collator(batch)
+        hidden = model.backbone(inputs["input_ids"], inputs["attention_mask"])
+        logits = model(**inputs).logits
+    r = 2
+    n = int(inputs["attention_mask"][r].sum())
+    pooled = hidden[r, 0] if pooling == "cls" else hidden[r, :n].amax(0)
+    torch.testing.assert_close(logits[r], model.head(pooled))
+    save_classifier(model, tmp_path / "m")
+    assert load_classifier(tmp_path / "m").options.pooling == pooling
+
+
+def test_lora_trainable_parameters_match_rank(standins, tmp_path):
+    model = build_classifier(standins["metagene"], LABELS)  # LoRA on by default (paper)
+    assert model.options.lora and model.options.lora_targets == ["q_proj", "k_proj", "v_proj",
+                                                                   "o_proj"]
+    cfg = model.backbone_config
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+    per_layer = sum(8 * (i + o) for i, o in ((h, h), (h, kv), (h, kv), (h, h)))
+    head = h * 3 + 3
+    assert sum(p.numel() for p in trainable_state_dict(model).values()) == layers * per_layer + head
+    for r in (4, 16):
+        m = build_classifier(standins["dnabert2"], LABELS,
+                             options=ModelOptions(lora=True, lora_r=r))
+        c = m.backbone_config
+        h, n = c["hidden_size"], c["num_hidden_layers"]
+        expect = n * (r * (h + 3 * h) + r * (h + h)) + h * 3 + 3  # Wqkv and attention.output.dense
+        assert sum(p.numel() for p in m.parameters() if p.requires_grad) == expect
+    # adapter-only checkpoint state round trip
+    state = {k: v.clone() + 1 for k, v in trainable_state_dict(model).items()}
+    load_trainable_state_dict(model, state)
+    assert all(torch.equal(trainable_state_dict(model)[k], v) for k, v in state.items())
+    save_classifier(model, tmp_path / "m")
+    assert (tmp_path / "m" / "adapter.safetensors").is_file()
+    reloaded = load_classifier(tmp_path / "m")
+    assert all(torch.equal(trainable_state_dict(reloaded)[k], v) for k, v in state.items())
+
+
+def test_frozen_backbone_and_gradient_checkpointing(standins):
+    frozen = build_classifier(standins["dnabert2"], LABELS,
+                              options=ModelOptions(freeze_backbone=True))
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad} == {"head.weight",
+                                                                          "head.bias"}
+    inputs = frozen.collator(_reads())
+    plain = build_classifier(standins["dnabert2"], LABELS, options=ModelOptions(dropout=0.0))
+    ckpt = build_classifier(standins["dnabert2"], LABELS,
+                            options=ModelOptions(dropout=0.0, gradient_checkpointing=True))
+    plain.eval()
+    ckpt.eval()
+    ckpt.training = True  # checkpointing only acts in training mode; keep dropout off
+    ckpt.backbone.training = True
+    a, b = plain(**inputs), ckpt(**inputs)
+    a.loss.backward()
+    b.loss.backward()
+    torch.testing.assert_close(a.logits, b.logits)
+    g1 = plain.backbone.embeddings.word_embeddings.weight.grad
+    g2 = ckpt.backbone.embeddings.word_embeddings.weight.grad
+    torch.testing.assert_close(g1, g2)
+
+
+def test_bfloat16_backbone(standins):
+    model = build_classifier(standins["kmer-cnn"], LABELS, options=ModelOptions(dtype="bfloat16"))
+    assert model.backbone.embed.weight.dtype == torch.bfloat16
+    assert model.head.weight.dtype == torch.float32
+    out = model(**model.collator(_reads()))
+    assert out.logits.dtype == torch.float32 and torch.isfinite(out.loss)
+
+
+def test_kmer_cnn_learns_species_quickly(standins):
+    rng = np.random.default_rng(5)
+    genomes = [rng.choice(list("ACGT"), size=4000) for _ in range(3)]
+
+    def sample(n):
+        cls = rng.integers(0, 3, n)
+        starts = rng.integers(0, 4000 - 100, n)
+        seqs = ["".join(genomes[c][s : s + 100]) for c, s in zip(cls, starts)]
+        return SeqBatch.from_strings(seqs, cls)
+
+    torch.manual_seed(0)
+    model = build_classifier(standins["kmer-cnn"], LABELS)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        out = model(**model.collator(sample(64)))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    model.eval()
+    test = model.collator(sample(300))
+    with torch.no_grad():
+        acc = (model(**test).logits.argmax(1) == test["labels"]).float().mean().item()
+    assert acc > 0.9
+
+
+# -- init-model, detection, bad input ----------------------------------------------------------
+
+
+def test_init_model_cli_and_determinism(tmp_path, capsys):
+    assert main(["init-model", "--arch", "dnabert2", "--size", "tiny", "-o",
+                 str(tmp_path / "a"), "--seed", "5"]) == 0
+    init_model("dnabert2", "tiny", tmp_path / "b", seed=5)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    keys = set(load_file(str(tmp_path / "a" / "model.safetensors")))
+    official = {line.split("\t")[0] for line in
+                (FIXTURES / "dnabert2-tiny" / "keys.txt").read_text().splitlines()
+                if line and not line.startswith("#")}
+    assert keys == official  # same file layout as the official checkpoint
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    real = json.loads((FIXTURES / "dnabert2-tiny" / "config.json").read_text())
+    assert list(cfg) == list(real)
+    assert main(["init-model", "--arch", "dnabert2", "-o", str(tmp_path / "a")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["init-model", "--arch", "dnabert", "--k", "8", "-o", str(tmp_path / "c")]) == 2
+
+
+def test_full_configs_and_parameter_counts():
+    meta = model_config("metagene", "full")
+    assert (meta["num_hidden_layers"], meta["hidden_size"], meta["vocab_size"],
+            meta["max_position_embeddings"], meta["intermediate_size"]) == (32, 4096, 1024, 512,
+                                                                          11008)
+    n = count_parameters("metagene", "full")
+    assert 6.4e9 < n < 6.6e9
+    db2 = model_config("dnabert2", "full")
+    assert {k: db2[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                 "intermediate_size", "vocab_size")} == {
+        "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "vocab_size": 4096}
+    assert 116e6 < count_parameters("dnabert2", "full") < 119e6
+    assert model_config("dnabert", "full", k=4)["vocab_size"] == 4**4 + 5
+
+
+def test_detect_arch_of_fixtures_and_configs(tmp_path):
+    for name in DNABERT2_FIXTURES:
+        assert detect_arch(FIXTURES / name) == "dnabert2"
+    cases = {
+        "metagene": {"model_type": "llama", "vocab_size": 1024},
+        "auto": {"model_type": "llama", "vocab_size": 32000},
+        "dnabert": {"model_type": "bert", "vocab_size": 4**5 + 5},
+    }
+    for arch, cfg in cases.items():
+        (tmp_path / arch).mkdir()
+        (tmp_path / arch / "config.json").write_text(json.dumps(cfg))
+        assert detect_arch(tmp_path / arch) == arch
+    (tmp_path / "bert4096" / "").mkdir()
+    (tmp_path / "bert4096" / "config.json").write_text('{"model_type": "bert", "vocab_size": 4096}')
+    assert detect_arch(tmp_path / "bert4096") == "auto"
+
+
+def test_bad_model_directories(tmp_path, standins):
+    with pytest.raises(ModelError, match="missing config.json"):
+        detect_arch(tmp_path)
+    with pytest.raises(ModelError, match="does not exist"):
+        build_classifier(tmp_path / "nowhere", LABELS)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('{"model_type": "no-such-model"}')
+    with pytest.raises(ModelError, match="unknown model family"):
+        detect_arch(tmp_path / "odd")
+    with pytest.raises(ModelError, match="unknown model family"):
+        build_classifier(standins["kmer-cnn"], LABELS, arch="gpt5")
+    notok = tmp_path / "notok"
+    shutil.copytree(standins["dnabert2"], notok)
+    (notok / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match="tokenizer.json"):
+        build_classifier(notok, LABELS)
+    noweights = tmp_path / "noweights"
+    shutil.copytree(standins["kmer-cnn"], noweights)
+    (noweights / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing weights"):
+        build_classifier(noweights, LABELS)
+    with pytest.raises(ModelError, match="LoRA target module.*nope"):
+        build_classifier(standins["dnabert2"], LABELS,
+                         options=ModelOptions(lora=True, lora_targets=["Wqkv", "nope"]))
+    with pytest.raises(UsageError, match="lora_targets"):
+        build_classifier(standins["kmer-cnn"], LABELS, options=ModelOptions(lora=True))
+    with pytest.raises(ModelError, match="not a readtax run or model directory"):
+        load_classifier(standins["kmer-cnn"])
+    model = build_classifier(standins["kmer-cnn"], LABELS)
+    other = LabelMap.from_ids([3, 7, 12], names=["a", "b", "d"], tax_ids=[30, 70, 120])
+    with pytest.raises(ModelError, match="class 2 is 11 'c' in the model but 12 'd'"):
+        model.check_label_map(other, "data.store")
+    model.check_label_map(LabelMap.from_ids([3, 7, 11], ["a", "b", "c"], [30, 70, 110]))
+    bad = tmp_path / "badweights"
+    shutil.copytree(standins["dnabert2"], bad)
+    state = load_file(str(bad / "model.safetensors"))
+    state.pop("bert.encoder.layer.0.mlp.wo.bias")
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(ModelError, match="missing.*mlp.wo.bias"):
+        build_classifier(bad, LABELS)
+
+
+def test_model_options_validation_names_bad_values():
+    with pytest.raises(UsageError) as err:
+        ModelOptions(pooling="median", dtype="float8", lora_r=0, max_length=0)
+    msg = str(err.value)
+    for part in ("pooling 'median'", "mean, cls, max", "dtype 'float8'", "lora_r 0",
+                 "max_length 0"):
+        assert part in msg
+    with pytest.raises(UsageError, match="unknown option.*poolin"):
+        ModelOptions.from_dict({"poolin": "mean"})
+    assert ModelOptions(lora_targets="q_proj, v_proj").lora_targets == ["q_proj", "v_proj"]
