@@ -148,6 +148,19 @@ def test_class_select_and_id_order(messy, tmp_path):
             s.class_select([0], [s.class_counts[0]])
 
 
+def test_many_buckets_some_empty(tmp_path):
+    heads, seqs, classes = random_reads(60, n_classes=4, seed=2)
+    fa = write_fasta(tmp_path / "r.fa", heads, seqs)
+    man = pack([fa], tmp_path / "st", bucket_bytes=200)
+    assert man["buckets"] < 60  # of 61 hash buckets some stayed empty and were dropped
+    verify(tmp_path / "st")
+    s = ReadStore(tmp_path / "st")
+    for c, count in enumerate(s.class_counts):
+        assert (s.labels(s.class_select(np.full(count, c), np.arange(count))) == c).all()
+    assert sorted(zip(s.headers(np.arange(60)), s.batch(np.arange(60)).sequences())) == \
+        sorted(zip(heads, seqs))
+
+
 def test_multi_file_gzip_and_fastq(tmp_path):
     h1, s1, c1 = random_reads(300, length=(20, 200), n_classes=4, seed=1)
     h2, s2, c2 = random_reads(200, length=150, n_classes=4, seed=2)

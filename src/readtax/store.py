@@ -1061,8 +1061,9 @@ def _load_sections(b: int) -> dict:
     return out
 
 
-def _build_bucket(task: tuple[int, int, int]) -> _Bucket:
-    b, read_start, base_start = task
+def _build_bucket(task: tuple[int, int, int, int]) -> _Bucket:
+    """Pass 2 for pack bucket ``b``, which becomes bucket ``j`` of the store."""
+    b, j, read_start, base_start = task
     ctx = _CTX
     d = _load_sections(b)
     cls = d["cls"]
@@ -1072,7 +1073,7 @@ def _build_bucket(task: tuple[int, int, int]) -> _Bucket:
     key_dtype = np.uint16 if n_classes < 65536 else np.uint32
     by_class = np.argsort(cls.astype(key_dtype), kind="stable")
     if ctx["shuffle"]:
-        layout_key = hash64(ctx["seed"], TAG_LAYOUT, b)[0]
+        layout_key = hash64(ctx["seed"], TAG_LAYOUT, j)[0]
         rank_of_slot = permute(np.arange(m, dtype=np.int64), m, layout_key, inverse=True)
         src = by_class[rank_of_slot]  # physical slot -> record (input order within bucket)
         id_src = by_class
@@ -1378,8 +1379,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
             return [_runs[b]]
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
-    tasks = [(b, int(read_starts[b]), int(base_starts[b])) for b in range(len(sizes))
-             if sizes[b, 0] > 0]
+    # Empty buckets are dropped: the store numbers the others 0, 1, ... and keys layouts by it.
+    nonempty = np.flatnonzero(sizes[:, 0] > 0)
+    tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]))
+             for j, b in enumerate(nonempty)]
     _CTX.update(luts=luts, bucket_runs=bucket_runs, shuffle=shuffle, n_classes=n_classes,
                 class_dtype=np.dtype(class_dtype), fixed_length=fixed)
 
