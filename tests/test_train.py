@@ -362,14 +362,16 @@ def test_gpu_benchmark_set_up_path_on_cpu(tmp_path, capsys):
     assert res[0]["params_trainable"] < res[0]["params_non_embedding"]  # LoRA
 
 
-def test_default_max_steps_is_one_epoch(tmp_path, task, tiny_models):
+def test_defaults_one_epoch_and_family_lr(tmp_path, task, tiny_models):
     from readtax.train import estimate_train_reads
 
     run = tmp_path / "run"
     assert main(_args(task, tiny_models["kmer-cnn"], run, "--batch-size", "64",
                       "--stop-after", "1", "--set", "train.final_eval=false")) == 0
     reads, _ = estimate_train_reads([str(task["train"])])
-    assert load_config(run / "config.yaml").train.max_steps == -(-reads // 64)
+    saved = load_config(run / "config.yaml").train
+    assert saved.max_steps == -(-reads // 64)
+    assert saved.lr == pytest.approx(2e-3)  # the kmer-cnn default learning rate
 
 
 def test_early_stopping_on_macro_f1(tmp_path, task, tiny_models):

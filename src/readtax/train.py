@@ -434,6 +434,9 @@ class TrainRecipe:
 
         max_steps = self._resolve_max_steps()
         self.model = self._build_model(precision, cuda)
+        if cfg.train.lr is None:
+            cfg.train.lr = default_lr(self.model.arch, bool(self.model.options.lora))
+            log.info("learning rate %g (the %s default)", cfg.train.lr, self.model.arch)
         if self.resume_from is not None:
             self._load_data_state(Path(self.resume_from))
 
@@ -739,6 +742,13 @@ class TrainRecipe:
         dump_config(self.cfg, self.run / "config.yaml",
                     header="readtax train: the configuration this run used")
         self.label_map.write_tsv(self.run / "label_map.tsv")
+
+
+def default_lr(arch: str, lora: bool) -> float:
+    """Peak learning rate for a family when none is configured (see configs/)."""
+    if arch == "metagene":
+        return 1e-4 if lora else 1e-5  # LoRA rate from the METAGENE-1 paper
+    return {"kmer-cnn": 2e-3, "dnabert2": 3e-5}.get(arch, 5e-5)
 
 
 def torch_supports_tf32() -> bool:
