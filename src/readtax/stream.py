@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 
 RANGE_SIZE = 64 << 20  # largest byte range of a plain file
 MIN_RANGE = 1 << 20  # ranges are made smaller (down to this) so every stream can open many
-OPEN_RANGES = 32  # ranges a shuffling stream reads at once
-CURSOR_MEMORY = 16 << 20  # read-chunk bytes per stream, shared by its open ranges (the reader holds ~5x)
+OPEN_RANGES = 128  # ranges a shuffling stream reads at once
+CURSOR_MEMORY = 64 << 20  # read-chunk bytes per stream, shared by its open ranges
 SEQUENTIAL_BLOCK = 16384  # reads per block when not shuffling (only bounds resume work)
 GZIP_WEIGHT = 3  # a gzip file holds about this many times its size in FASTA text
 STATE_FORMAT = "readtax.stream/1"
@@ -459,26 +459,29 @@ class StreamDataset(torch_data.IterableDataset):
 
 
 class _Cursor:
-    """An open range: its reader and the parsed chunk holding the next unread record.
+    """An open range and the parsed chunk holding its next unread record.
 
     Invariant: while ``live``, ``reads[i]`` is the next record, so ``offset()`` is exact.
+    A plain range is read one chunk per short-lived reader, started just past the last record
+    parsed (the reader resynchronises to the next record start): an idle range then holds only
+    its parsed chunk, not the reader's raw buffers, which lets a stream keep many ranges open.
+    A gzip file cannot be entered in the middle, so it keeps one reader open.
     """
 
     def __init__(self, ds: StreamDataset, labeler: Labeler | None, rng: _Range, slot_id: int,
                  offset: int | None, chunk: int) -> None:
         self.slot_id = slot_id  # the range's number in its stream's list (saved in positions)
         self.file = rng.file
-        self._ds = ds
         self._labeler = labeler
-        path = ds.paths[rng.file]
+        self._path = ds.paths[rng.file]
+        self._end = rng.end
+        self._chunk = chunk
+        self._next = rng.start if offset is None else offset
+        self._gzip = None
         self._skip_before = 0
-        if rng.end is None:  # gzip: no seeking; decompress from the start and skip
-            reader = FastxReader(path, chunk_size=chunk)
+        if rng.end is None:  # gzip: decompress from the start, skip to the offset
+            self._gzip = iter(FastxReader(self._path, chunk_size=chunk))
             self._skip_before = offset or 0
-        else:
-            reader = FastxReader(path, start=rng.start if offset is None else offset,
-                                 end=rng.end, chunk_size=chunk)
-        self._it = iter(reader)
         self.reads: ReadBatch | None = None
         self.labels = np.zeros(0, np.int64)
         self.i = 0
@@ -491,36 +494,61 @@ class _Cursor:
     def offset(self) -> int:
         return int(self.reads.byte_offsets[self.i])
 
-    def _pull(self) -> None:
-        for rb in self._it:
+    def _chunk_of_plain(self) -> ReadBatch | None:
+        if self._next >= self._end:
+            return None
+        it = iter(FastxReader(self._path, start=self._next, end=self._end,
+                              chunk_size=self._chunk))
+        try:
+            rb = next(it, None)
+        finally:
+            it.close()
+        if rb is not None:
+            self._next = int(rb.byte_offsets[-1]) + 1
+        return rb
+
+    def _chunk_of_gzip(self) -> ReadBatch | None:
+        for rb in self._gzip:
             if self._skip_before:
                 cut = int(np.searchsorted(rb.byte_offsets, self._skip_before))
                 if cut == len(rb):
                     continue
                 rb = _tail(rb, cut)
                 self._skip_before = 0
-            if len(rb) == 0:
-                continue
-            self.reads, self.i = rb, 0
-            if self._labeler is None:
-                self.labels = np.full(len(rb), -1, dtype=np.int64)
-            else:
-                self.labels = self._labeler.classes(rb)
-            return
-        self.reads = None
-        self.close()
+            return rb
+        return None
+
+    def _pull(self) -> None:
+        while True:
+            rb = self._chunk_of_plain() if self._gzip is None else self._chunk_of_gzip()
+            if rb is None:
+                self.reads = None
+                self.close()
+                return
+            if len(rb):
+                break
+        rb.seq  # noqa: B018 - build lazily parsed bases now, releasing the raw chunk
+        self.reads, self.i = rb, 0
+        if self._labeler is None:
+            self.labels = np.full(len(rb), -1, dtype=np.int64)
+        else:
+            self.labels = self._labeler.classes(rb)
 
     def take(self, need: int) -> _Piece:
         lo = self.i
         hi = min(lo + need, len(self.reads))
-        piece = _Piece(self.reads, self.labels, lo, hi, self.file)
         self.i = hi
-        if hi == len(self.reads):
-            self._pull()
+        if hi < len(self.reads):
+            return _Piece(self.reads, self.labels, lo, hi, self.file)
+        # The chunk's last reads: copy them out so the chunk is freed before the next is read
+        # (open ranges tend to reach their chunk ends in the same fill).
+        piece = _Piece(_slice(self.reads, lo, hi), self.labels[lo:hi], 0, hi - lo, self.file)
+        self._pull()
         return piece
 
     def close(self) -> None:
-        self._it.close()
+        if self._gzip is not None:
+            self._gzip.close()
 
 
 class _Feed:
@@ -628,6 +656,14 @@ def _tail(rb: ReadBatch, i: int) -> ReadBatch:
     qual = None if rb.qual is None else rb.qual[so[i]:]
     return ReadBatch(rb.seq[so[i]:], so[i:] - so[i], rb.headers[ho[i]:], ho[i:] - ho[i], qual,
                      rb.source, -1, rb.byte_offsets[i:])
+
+
+def _slice(rb: ReadBatch, lo: int, hi: int) -> ReadBatch:
+    """A compact copy of records ``lo:hi`` (without qualities, which streaming never uses)."""
+    so, ho = rb.seq_offsets, rb.header_offsets
+    return ReadBatch(rb.seq[so[lo]:so[hi]].copy(), so[lo:hi + 1] - so[lo],
+                     rb.headers[ho[lo]:ho[hi]].copy(), ho[lo:hi + 1] - ho[lo], None, rb.source,
+                     -1, rb.byte_offsets[lo:hi].copy())
 
 
 def _first_words(headers: np.ndarray, offsets: np.ndarray, rows: np.ndarray | slice
