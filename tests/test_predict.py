@@ -390,3 +390,91 @@ def test_memory_flat_on_10x_input(tmp_path):
     a, b = peak(small), peak(big)
     # Holding the big input's reads, ids or output lines would add well over 40 MB.
     assert b - a < 25, (a, b)
+
+
+# -- the CLI with a real saved model (kmer-cnn tiny) -----------------------------------------
+
+FIXTURES = HERE / "fixtures" / "kraken2"
+DEMO_MAP = ["Simulibacter_alpha", "Simulibacter_beta", "Simulibacter_gamma", "Simulibacter_delta",
+            "Artefactomonas_alpha", "Artefactomonas_beta", "Artefactomonas_gamma",
+            "Syntheticoccus_alpha", "Syntheticoccus_beta", "Syntheticoccus_gamma"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from readtax.labels import LabelMap
+    from readtax.models import build_classifier, init_model, save_classifier
+
+    root = tmp_path_factory.mktemp("run")
+    lm = LabelMap(np.arange(10), DEMO_MAP, 10000001 + np.arange(10))
+    backbone = init_model("kmer-cnn", "tiny", root / "init", seed=0)
+    save_classifier(build_classifier(backbone, lm, seed=0), root / "run" / "model")
+    return root / "run"
+
+
+def test_cli_matches_direct_model_and_real_kraken2(tmp_path, run, run_dir):
+    from readtax.predict import load_model
+
+    model = load_model(run_dir)
+    out = tmp_path / "p.tsv"
+    fa = FIXTURES / "example.fa"
+    r = run("predict", run_dir, fa, "-o", out, "--num-workers", "0", "--batch-size", "3")
+    assert r.code == 0, r.err
+    _, rows = read_tsv(out)
+    seqs = [b.splitlines()[1] for b in fa.read_text().split(">")[1:]]
+    p = direct_probs(model, seqs)
+    assert [int(x[1]) for x in rows] == p.argmax(1).tolist()
+    np.testing.assert_allclose([float(x[4]) for x in rows], p.max(1), atol=6e-5)
+    # --with-kraken on the real tool's output: its six species calls are kept.
+    r = run("predict", run_dir, fa, "-o", tmp_path / "k.tsv", "--with-kraken",
+            FIXTURES / "example.kraken", "--report", tmp_path / "r.txt", "--kraken-out",
+            tmp_path / "k.out")
+    assert r.code == 0, r.err
+    _, krows = read_tsv(tmp_path / "k.tsv")
+    assert [x[-1] for x in krows] == ["kraken2"] * 6 + ["model"] * 2
+    assert [x[3] for x in krows[:6]] == [ln.split("\t")[2] for ln in
+                                          (FIXTURES / "example.kraken").read_text().splitlines()[:6]]
+    assert krows[6:] == [x[:5] + ["model"] for x in rows[6:]]
+    kl = (tmp_path / "k.out").read_text().splitlines()
+    theirs = (FIXTURES / "example.kraken").read_text().splitlines()
+    assert [ln.split("\t")[:4] for ln in kl[:6]] == [ln.split("\t")[:4] for ln in theirs[:6]]
+
+
+def test_cli_bad_input_exit_2(tmp_path, run, run_dir):
+    fa = FIXTURES / "example.fa"
+    notrun = tmp_path / "notrun"
+    notrun.mkdir()
+    r = run("predict", notrun, fa, "-o", tmp_path / "o.tsv")
+    assert r.code == 2 and "not a readtax run or model directory" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    r = run("predict", run_dir, FIXTURES / "example_1.fa", fa, "-o", tmp_path / "o.tsv",
+            "--paired", "on")
+    assert r.code == 2 and "mate" in r.err, r.err
+    sizes = tmp_path / "s.tsv"
+    sizes.write_text("Simulibacter_alpha\t1000\n")
+    r = run("predict", run_dir, fa, "-o", tmp_path / "o.tsv", "--abundance", tmp_path / "a.tsv",
+            "--genome-sizes", sizes)
+    assert r.code == 2 and "no genome size for 9 species" in r.err
+    bad = tmp_path / "bad.kraken"
+    bad.write_text("C\tx\t1\n")
+    r = run("predict", run_dir, fa, "-o", tmp_path / "o.tsv", "--with-kraken", bad)
+    assert r.code == 2 and "bad.kraken: line 1" in r.err
+    assert not (tmp_path / "o.tsv").exists()
+    (tmp_path / "o.tsv").write_text("x")
+    r = run("predict", run_dir, fa, "-o", tmp_path / "o.tsv")
+    assert r.code == 2 and "--force" in r.err
+    r = run("predict", run_dir, fa, "-o", tmp_path / "p.tsv", "--min-confidence", "2")
+    assert r.code == 2
+
+
+def test_cli_paired_files(tmp_path, run, run_dir):
+    r = run("predict", run_dir, FIXTURES / "example_1.fa", FIXTURES / "example_2.fa",
+            "-o", tmp_path / "p.tsv", "--kraken-out", tmp_path / "k.out",
+            "--abundance", tmp_path / "a.tsv", "--abundance-plot", tmp_path / "a.png")
+    assert r.code == 0, r.err
+    _, rows = read_tsv(tmp_path / "p.tsv")
+    theirs = (FIXTURES / "example_paired.kraken").read_text().splitlines()
+    assert [x[0] for x in rows] == [ln.split("\t")[1] for ln in theirs]
+    ours = (tmp_path / "k.out").read_text().splitlines()
+    assert [ln.split("\t")[3] for ln in ours] == ["150|150"] * len(theirs)
+    assert (tmp_path / "a.png").stat().st_size > 1000
