@@ -74,8 +74,7 @@ class StoreDataset(torch_data.IterableDataset):
         self.sampler = BatchSampler(len(self.store), batch_size, seed=seed, shuffle=shuffle,
                                     drop_last=drop_last, rank=rank, world_size=world_size,
                                     indices=indices, balance=balance)
-        self._start = Position(self.seed, 0, 0)
-        self._next = self._start
+        self._next = Position(self.seed, 0, 0)  # the next global batch to produce
 
     def _balance(self, temperature: float, indices: np.ndarray | None) -> ClassBalance:
         if indices is None:
