@@ -138,14 +138,15 @@ def test_every_family_trains_and_loss_goes_down(tmp_path, small_task, tiny_model
     flag = [] if lora is None else ["--lora" if lora else "--no-lora"]
     args = ["train", "-q", "--train", str(small_task["train"]), "--val", str(small_task["train"]),
             "--mapping", str(small_task["mapping"]), "--model", str(tiny_models[arch]),
-            "-o", str(run), "--num-workers", "0", "--max-steps", "8", "--batch-size", "16",
-            "--lr", "3e-3", "--eval-steps", "8", "--save-steps", "8", *flag,
+            "-o", str(run), "--num-workers", "0", "--max-steps", "12", "--batch-size", "16",
+            "--lr", "2e-2" if arch == "kmer-cnn" else "3e-3", "--eval-steps", "12",
+            "--save-steps", "12", *flag,
             "--set", "train.warmup_steps=0", "train.final_eval=false",
             "data.val_per_class=100", "data.shuffle_buffer=64"]
     assert main(args) == 0
     after = loss_on_training_set(load_classifier(run / "model"))
     assert after < 0.8 * before, (before, after)
-    kind = torch.load(run / "checkpoints" / "checkpoint-8" / "readtax_weights.pt",
+    kind = torch.load(run / "checkpoints" / "checkpoint-12" / "readtax_weights.pt",
                       weights_only=True)
     if lora:  # small checkpoints: adapters and head only
         assert kind["kind"] == "trainable"
