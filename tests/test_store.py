@@ -284,6 +284,9 @@ def _corrupt(st: Path, how: str) -> None:
         (st / "manifest.json").write_text("{not json")
     elif how == "no-manifest":
         (st / "manifest.json").unlink()
+    elif how == "unlisted":
+        del man["files"]["classes.u16"]
+        (st / "manifest.json").write_text(json.dumps(man))
     elif how == "inconsistent":
         # A valid checksum over wrong content: class 0 replaced by class 1 somewhere.
         cls = np.fromfile(st / "classes.u16", np.uint16)
@@ -300,6 +303,7 @@ def _corrupt(st: Path, how: str) -> None:
     ("version", "format version 99 is newer"),
     ("json", "not valid JSON"),
     ("no-manifest", "manifest.json is missing"),
+    ("unlisted", "manifest.json does not list classes.u16"),
     ("inconsistent", "inconsistent store"),
 ])
 def test_bad_store(tmp_path, run, how, message):

@@ -512,6 +512,9 @@ class ReadStore:
                  id_cache_blocks: int = 32) -> None:
         self.path = Path(path)
         self.manifest = m = load_manifest(self.path)
+        missing = sorted(_expected_files(m) - set(m["files"]))
+        if missing:
+            raise StoreError(f"manifest.json does not list {', '.join(missing)}", self.path)
         _check_sizes(self.path, m)
         self.n = int(m["read_count"])
         self.total_bases = int(m["total_bases"])
@@ -530,16 +533,20 @@ class ReadStore:
         self.nflags = self._array(F_NFLAGS, np.uint8)
         self.nstart = self._array(F_NSTART, np.uint64)
         self.nlen = self._array(F_NLEN, np.uint32)
-        self.id_index = self._array(F_IDINDEX, np.uint64).reshape(-1, 2)
         self.bucket_starts = self._array(F_BUCKETS, np.uint64).astype(np.int64)
         self.n_buckets = len(self.bucket_starts) - 1
-        self.bucket_classes = self._array(F_BCLASS, np.uint32).reshape(
-            self.n_buckets, len(self.label_map))
+        index, table = self._array(F_IDINDEX, np.uint64), self._array(F_BCLASS, np.uint32)
+        if len(index) % 2 or len(table) != self.n_buckets * len(self.label_map):
+            raise StoreError(f"inconsistent store: {F_IDINDEX} or {F_BCLASS} has the wrong "
+                             "size", self.path)
+        self.id_index = index.reshape(-1, 2)
+        self.bucket_classes = table.reshape(self.n_buckets, len(self.label_map))
         self.order = None if self.shuffled else self._array(F_ORDER, np.uint32)
         self._id_cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
         self._id_cache_blocks = id_cache_blocks
         self._select_tables: tuple[np.ndarray, np.ndarray] | None = None
         self._keys: np.ndarray | None = None
+        _Consistency(self).shapes()  # cheap: array lengths and the class table's sums
 
     def _array(self, name: str, dtype) -> np.ndarray:
         f = self.path / name
