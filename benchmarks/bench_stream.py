@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -48,6 +49,23 @@ def throughput(path: Path, limit: int | None, **kw) -> tuple[int, float, float]:
     t, c = time.perf_counter(), time.process_time()
     for b in ds:
         n += len(b)
+        if limit and n >= limit:
+            break
+    return n, time.perf_counter() - t, time.process_time() - c
+
+
+def reader_throughput(path: Path, limit: int | None) -> tuple[int, float, float]:
+    """The floor: FastxReader + label parsing alone, sequentially, no batching or shuffling."""
+    from readtax.fastx import FastxReader
+    from readtax.labels import Labeler, make_scheme
+
+    labeler = Labeler(make_scheme("lbl"), _label_map())
+    n = 0
+    t, c = time.perf_counter(), time.process_time()
+    for rb in FastxReader(path):
+        rb.seq  # noqa: B018 - the stream builds the bases too
+        labeler.classes(rb)
+        n += len(rb)
         if limit and n >= limit:
             break
     return n, time.perf_counter() - t, time.process_time() - c
@@ -156,25 +174,10 @@ def child(path: str) -> None:
     print(f"{n} reads in {dt:.1f}s", file=sys.stderr)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reads", type=int, default=6_000_000, help="reads at 1x (6M ≈ 1.1 GB)")
-    ap.add_argument("--scales", default="1,4", help="sizes for the RSS measurement")
-    ap.add_argument("--limit", type=int, default=3_000_000,
-                    help="reads per throughput/mixing run (0: whole file)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a.child:
-        child(a.child)
-        return
-    DATA.mkdir(parents=True, exist_ok=True)
-    limit = a.limit or None
-    path = make_fasta(DATA / f"synth_{a.reads}.fa", a.reads)
-    warm(path)
-    print(f"## stream ({now()}; {machine()})\n")
-
-    rows = []
+def speed(path: Path, limit: int | None) -> None:
+    n, dt, cpu = reader_throughput(path, limit)
+    rows = [["reference: FastxReader + labels alone", f"{n:,}", f"{n / dt / 1e6:.2f}",
+             f"{n / cpu / 1e6:.2f}"]]
     for name, kw in [("file order (shuffle=False)", dict(shuffle=False)),
                      ("shuffle (defaults)", {}),
                      ("shuffle + augment_rc", dict(augment_rc=True))]:
@@ -184,6 +187,8 @@ def main() -> None:
     print("### One worker, in process (labels parsed, no tokenisation)\n")
     print(table(rows, ["mode", "reads", "M reads/s (wall)", "M reads/s per CPU-second"]))
 
+
+def scaling(path: Path, limit: int | None) -> None:
     rows = []
     base = None
     for workers in (1, 2):
@@ -198,9 +203,11 @@ def main() -> None:
     print(table(rows, ["workers", "reads", "M reads/s", "vs 1 worker",
                        "DataLoader ceiling, constant batch (M reads/s)"]))
 
+
+def memory(reads: int, scales: str) -> None:
     rows = []
-    for scale in [int(s) for s in a.scales.split(",")]:
-        n = a.reads * scale
+    for scale in [int(s) for s in scales.split(",")]:
+        n = reads * scale
         p = make_fasta(DATA / f"synth_{n}.fa", n)
         warm(p)
         dt, rss = measure([sys.executable, __file__, "--child", str(p)])
@@ -210,9 +217,11 @@ def main() -> None:
     print("\n### Whole file, one process, default shuffle\n")
     print(table(rows, ["size", "reads", "GB", "s", "M reads/s", "peak RSS MB"]))
 
-    sorted_path = make_fasta(DATA / f"synth_sorted_{a.reads}.fa", a.reads, sorted_by_class=True)
+
+def mixing(reads: int, limit: int | None) -> None:
+    sorted_path = make_fasta(DATA / f"synth_sorted_{reads}.fa", reads, sorted_by_class=True)
     warm(sorted_path)
-    rows = [["random permutation (ideal global shuffle)", f"{random_mixing(a.reads):.1f}"],
+    rows = [["random permutation (ideal global shuffle)", f"{random_mixing(reads):.1f}"],
             ["packed store (readtax.loader.StoreDataset)", store_mixing(sorted_path, limit)]]
     for name, kw in [("stream, file order (shuffle=False)", dict(shuffle=False)),
                      ("stream, shuffle_buffer=0 (range order only)", dict(shuffle_buffer=0)),
@@ -225,9 +234,39 @@ def main() -> None:
         value = stream_mixing(sorted_path, limit, **kw)
         rows.append([name, f"{value:.1f}"])
         print(f"mixing {name}: {value:.1f}", file=sys.stderr)
-    print(f"\n### Class mixing on a class-sorted file ({a.reads:,} reads, 3,507 classes, "
-          f"mean {a.reads / 3507:,.0f} reads per class)\n")
+    print(f"\n### Class mixing on a class-sorted file ({reads:,} reads, 3,507 classes, "
+          f"mean {reads / 3507:,.0f} reads per class)\n")
     print(table(rows, ["order", f"mean distinct classes per batch of {BATCH}"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reads", type=int, default=6_000_000, help="reads at 1x (6M ≈ 1.1 GB)")
+    ap.add_argument("--scales", default="1,4", help="sizes for the RSS measurement")
+    ap.add_argument("--limit", type=int, default=3_000_000,
+                    help="reads per throughput/mixing run (0: whole file)")
+    ap.add_argument("--parts", default="speed,scaling,memory,mixing",
+                    help="which measurements to run (comma-separated)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child)
+        return
+    DATA.mkdir(parents=True, exist_ok=True)
+    limit = a.limit or None
+    parts = set(a.parts.split(","))
+    path = make_fasta(DATA / f"synth_{a.reads}.fa", a.reads)
+    warm(path)
+    print(f"## stream ({now()}; {machine()}; load average {os.getloadavg()[0]:.1f})\n")
+    if "speed" in parts:
+        speed(path, limit)
+    if "scaling" in parts:
+        scaling(path, limit)
+    if "memory" in parts:
+        memory(a.reads, a.scales)
+    if "mixing" in parts:
+        mixing(a.reads, limit)
 
 
 if __name__ == "__main__":
