@@ -337,6 +337,23 @@ def test_resume_continues_exactly(tmp_path, reads, fixed_reads, label_map, compr
         assert _signature(rest) == _signature(full[stop:]), stop
 
 
+@pytest.mark.parametrize(("fmt", "compress"), [("fasta", False), ("fastq", False),
+                                               ("fastq", True)])
+def test_small_chunks_within_ranges(tmp_path, reads, label_map, monkeypatch, fmt, compress):
+    # Chunks far smaller than ranges: each range is read by many short-lived readers, each
+    # resynchronising just past the last record parsed.
+    monkeypatch.setattr(stream_mod, "CURSOR_MEMORY", 1)
+    monkeypatch.setattr(stream_mod, "MIN_CHUNK", 4096)
+    paths = _write(tmp_path, reads, fmt=fmt, files=2, compress=compress)
+    kw = dict(batch_size=10, label_map=label_map, with_ids=True, range_size=20_000,
+              shuffle_buffer=40, open_ranges=2, seed=1)
+    full, state = _consume(StreamDataset(paths, **kw), 2, 9)
+    assert Counter(_reads_of(full)) == _expected(reads)
+    ds = StreamDataset(paths, **kw)
+    ds.load_state_dict(state)
+    assert _signature(_loader_order(ds, 2)) == _signature(full[9:])
+
+
 def test_resume_with_other_worker_counts_loses_and_repeats_nothing(tmp_path, reads, label_map):
     paths = _write(tmp_path, reads, files=2)
     kw = dict(batch_size=10, label_map=label_map, with_ids=True, range_size=400,

@@ -61,6 +61,7 @@ RANGE_SIZE = 64 << 20  # largest byte range of a plain file
 MIN_RANGE = 1 << 20  # ranges are made smaller (down to this) so every stream can open many
 OPEN_RANGES = 128  # ranges a shuffling stream reads at once
 CURSOR_MEMORY = 64 << 20  # read-chunk bytes per stream, shared by its open ranges
+MIN_CHUNK = 64 << 10  # smallest read chunk (smaller ones cost more per read than they save)
 SEQUENTIAL_BLOCK = 16384  # reads per block when not shuffling (only bounds resume work)
 GZIP_WEIGHT = 3  # a gzip file holds about this many times its size in FASTA text
 STATE_FORMAT = "readtax.stream/1"
@@ -363,7 +364,7 @@ class StreamDataset(torch_data.IterableDataset):
             rids = self._assign(epoch, ranges, total)[g]
             n_open = max(1, min(self._open, len(rids)))
             share = -(-self._block_reads // n_open)
-            chunk = max(64 << 10, min(4 << 20, CURSOR_MEMORY // n_open))
+            chunk = max(MIN_CHUNK, min(4 << 20, CURSOR_MEMORY // n_open))
             feed = _Feed(self, labeler, [ranges[r] for r in rids], n_open, chunk,
                          state["position"] if state else None)
             block_no = state["block"] if state else 0
