@@ -24,12 +24,14 @@ def make_run(out: Path, classes: int) -> Path:
     time: it takes a second, and a cached one may predate a change of the model code)."""
     import shutil
 
+    init = out.parent / "kmer-cnn-tiny-init"
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(init, ignore_errors=True)
     from readtax.labels import load_mapping
     from readtax.models import build_classifier, init_model, save_classifier
 
     mapping = make_mapping(out.parent / f"mapping_{classes}.tsv", classes)
-    backbone = init_model("kmer-cnn", "tiny", out.parent / "kmer-cnn-tiny-init", seed=0)
+    backbone = init_model("kmer-cnn", "tiny", init, seed=0)
     save_classifier(build_classifier(backbone, load_mapping(mapping), seed=0), out / "model")
     return out
 

@@ -22,12 +22,15 @@ Unclassified
     gap between the two best classes is below ``min_margin``. Reads from species outside the
     label map are the normal case in real samples and a softmax still spreads all their
     probability over known species, so leaving the thresholds at 0 forces a species on every
-    read. To choose ``min_confidence``: run ``readtax evaluate`` on held-out reads of known
-    species *and*, if you can, on reads of species the model never saw; then pick the smallest
-    threshold at which the precision of the remaining calls (or the share of unseen-species
-    reads that stay unclassified) is acceptable — the per-read confidences of the evaluation
-    output and its calibration (ECE) show how many known-species reads each threshold costs.
-    A well calibrated model at 0.5-0.9 is the usual range.
+    read. To choose ``min_confidence`` from ``readtax evaluate`` output on held-out reads:
+    ``EVAL_DIR/metrics.json`` holds ``calibration``, one entry per confidence bin with its
+    ``reads``, mean ``confidence`` and ``accuracy``. Summing the bins from a threshold X upward
+    gives the share of reads still called and their accuracy; take the smallest X whose kept
+    reads are accurate enough (``reliability.png`` shows the same). Then check the other side:
+    run ``readtax predict`` on reads of species outside the label map (e.g. simulated from
+    genomes you left out) and read the share whose ``confidence`` is still >= X — those would
+    be wrong calls in a real sample. ``min_margin`` (top-1 minus top-2 probability) helps when
+    unknown reads split between close relatives.
 
 Distributed (``torchrun``)
     Every rank reads the whole input (reading is cheap beside the model) and classifies batches
@@ -60,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ModelError, ReadtaxError, UsageError
-from .fastx import FastxReader, ReadBatch, concat_batches
+from .fastx import FastxReader, ReadBatch
 from .kraken import KrakenReader, format_kraken_lines, strip_mate
 from .labels import LabelMap
 
@@ -202,8 +205,10 @@ def pick_device(spec: str = "auto"):
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available")
-        if spec == "cuda":
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if spec == "cuda" \
+            else torch.device(spec)
+        torch.cuda.set_device(dev)  # NCCL collectives use the current device of each rank
+        return dev
     return torch.device(spec)
 
 
@@ -298,10 +303,32 @@ def _slice_chunk(c: _Chunk, a: int, b: int) -> _Chunk:
                   c.rec[a:b])
 
 
+def _lazy_concat(batches: list[ReadBatch]) -> ReadBatch:
+    """Join batches; the bases are joined only when first used (owned batches only)."""
+    if len(batches) == 1:
+        return batches[0]
+
+    def join(offs: list[np.ndarray]) -> np.ndarray:
+        out = [np.zeros(1, np.int64)]
+        base = 0
+        for o in offs:
+            out.append(o[1:] + base)
+            base += int(o[-1])
+        return np.concatenate(out)
+
+    def seq() -> np.ndarray:
+        return np.concatenate([b.seq for b in batches])
+
+    return ReadBatch(seq, join([b.seq_offsets for b in batches]),
+                     np.concatenate([b.headers for b in batches]),
+                     join([b.header_offsets for b in batches]), None, batches[0].source,
+                     batches[0].first_record)
+
+
 def _concat_chunks(chunks: list[_Chunk]) -> _Chunk:
     if len(chunks) == 1:
         return chunks[0]
-    return _Chunk(concat_batches([c.reads for c in chunks]),
+    return _Chunk(_lazy_concat([c.reads for c in chunks]),
                   *(np.concatenate([getattr(c, f) for c in chunks]) for f in ("nmates", "src", "rec")))
 
 
@@ -365,7 +392,7 @@ def _interleaved_chunks(k: int, s: _Source, chunk_size: int) -> Iterator[_Chunk]
     done = 0  # pairs so far
     for rb in FastxReader(s.paths[0], chunk_size=chunk_size):
         if carry is not None:
-            rb = concat_batches([carry, rb])
+            rb = _lazy_concat([carry, rb])
         even = len(rb) - len(rb) % 2
         carry = _slice_reads(rb, even, len(rb)) if even < len(rb) else None
         if even:
@@ -398,7 +425,7 @@ def _pair_chunks(k: int, s: _Source, chunk_size: int) -> Iterator[_Chunk]:
             raise InputError(f"mate files differ in length: {short} ends after {done} records "
                              f"but {long_} has more", long_, record=done + 1)
         m = min(len(b1), len(b2))
-        both = concat_batches([_slice_reads(b1, 0, m), _slice_reads(b2, 0, m)])
+        both = _lazy_concat([_slice_reads(b1, 0, m), _slice_reads(b2, 0, m)])
         order = np.stack([np.arange(m), np.arange(m) + m], axis=1).ravel()
         yield _Chunk(_lazy_take(both, order), np.full(m, 2, np.int64), np.full(m, k, np.int64),
                      np.arange(done, done + m, dtype=np.int64))
@@ -460,7 +487,6 @@ class _Item:
     nmates: np.ndarray
     lengths: np.ndarray
     mate_lengths: np.ndarray
-
 
     def tensors(self) -> _Item:
         """Turn numpy inputs (from a worker) back into tensors, without copying."""

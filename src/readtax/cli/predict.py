@@ -13,10 +13,11 @@ unclassified), confidence (top probability; NA where Kraken2's call was kept), t
 whatever the thresholds), then with --with-kraken: source (model or kraken2). A pair is one
 line whose id has no /1 /2; its probabilities combine both mates (log-probabilities summed).
 
-choosing --min-confidence: reads of species outside the label map still get a species with
-full softmax confidence spread over the known ones. Run `readtax evaluate` on held-out reads
-(ideally including species the model never saw) and take the smallest threshold whose
-remaining calls are precise enough; 0.5-0.9 is usual for a calibrated model.
+choosing --min-confidence: reads of species outside the label map still get a species, with
+full softmax confidence spread over the known ones. In `readtax evaluate` output
+(EVAL_DIR/metrics.json, "calibration": reads, mean confidence and accuracy per confidence bin)
+sum the bins from X upward: the smallest X whose kept reads are accurate enough is a good
+start; then check on reads of species the model never saw how many stay >= X.
 
 under torchrun every rank runs this command on the same arguments; rank 0 writes the outputs,
 in input order, from per-rank part files beside them (the output directory must be shared).
