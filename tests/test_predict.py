@@ -299,6 +299,27 @@ def test_outputs_report_and_abundance(tmp_path, model):
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_with_taxonomy(tmp_path, model):
+    from test_kraken import write_taxonomy
+
+    nodes = [(1, 1, "no rank"), (2, 1, "superkingdom"), (10, 2, "genus"), (20, 2, "genus")]
+    nodes += [(1000 + c, 10 if c < 3 else 20, "species") for c in range(5)]
+    names = {t: f"taxon {t}" for t, _, _ in nodes}
+    tax = write_taxonomy(tmp_path / "tax", nodes, names)
+    path, _ = _reads(tmp_path, n=60)
+    s = predict(model, [path], tmp_path / "p.tsv", report=tmp_path / "r.txt", taxonomy=tax)
+    from readtax.kraken import read_report
+
+    rows = read_report(tmp_path / "r.txt")
+    assert [(r.rank, r.tax_id) for r in rows[:3]] == [("R", 1), ("D", 2), ("G", 10)]
+    by_tax = {r.tax_id: r for r in rows}
+    assert by_tax[10].clade == int(s.counts[:3].sum()) and by_tax[1].clade == s.units
+    assert by_tax[1000].name == "taxon 1000" and by_tax[1000].depth == 3
+    (tax / "nodes.dmp").write_text("1\t|\t1\t|\tno rank\t|\n")
+    with pytest.raises(InputError, match="5 tax id"):
+        predict(model, [path], tmp_path / "q.tsv", report=tmp_path / "q.txt", taxonomy=tax)
+
+
 def test_bad_inputs(tmp_path, model):
     path, _ = _reads(tmp_path, n=5)
     sizes = tmp_path / "sizes.tsv"
