@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -262,6 +263,8 @@ def test_family_builds_trains_saves_and_reloads(arch, standins, tmp_path):
     batch = _reads()
     inputs = model.collator(batch)
     assert inputs["labels"].tolist() == [0, 1, 2, -100, 0, 1]
+    shipped = pickle.loads(pickle.dumps(model.collator))  # DataLoader workers under spawn
+    assert all(torch.equal(v, shipped(batch)[k]) for k, v in inputs.items())
     model.train()
     out = model(**inputs)
     assert out.logits.shape == (6, 3) and torch.isfinite(out.loss)

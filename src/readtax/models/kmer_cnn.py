@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -70,6 +71,9 @@ class KmerCnn(nn.Module):
         layers = int(config["num_layers"])
         index = self._kmer_index(k, bool(config["canonical"]))
         self.embed = nn.Embedding(int(index.max()) + 1, embed_dim, padding_idx=0)
+        with torch.no_grad():  # small init: the bag starts near a uniform prediction
+            self.embed.weight.normal_(0.0, 0.02)
+            self.embed.weight[0] = 0
         # num_layers 0: a bag of k-mer embeddings (fastText-like); else convolutions on top.
         self.conv_in = nn.Conv1d(embed_dim, self.hidden_size, ks, padding=ks // 2) if layers else None
         self.convs = nn.ModuleList(
@@ -86,17 +90,18 @@ class KmerCnn(nn.Module):
     def _kmer_index(k: int, canonical: bool) -> torch.Tensor:
         """Embedding row (1-based) of each k-mer code; a k-mer and its reverse complement share
         one row when ``canonical``, and rows are numbered compactly."""
-        codes = torch.arange(4**k, dtype=torch.int64)
+        # numpy, so that building the model on the meta device (parameter counting) works
+        codes = np.arange(4**k, dtype=np.int64)
         if not canonical:
-            return (codes + 1).to(torch.int32)
-        rc = torch.zeros_like(codes)
-        x = codes.clone()
+            return torch.from_numpy((codes + 1).astype(np.int32))
+        rc = np.zeros_like(codes)
+        x = codes.copy()
         for _ in range(k):  # reverse the digits and complement each (c -> 3 - c)
             rc = rc * 4 + (3 - x % 4)
-            x = x // 4
-        canon = torch.minimum(codes, rc)
-        rows = torch.unique(canon)  # sorted
-        return (torch.searchsorted(rows, canon) + 1).to(torch.int32)
+            x //= 4
+        canon = np.minimum(codes, rc)
+        rows = np.unique(canon)  # sorted
+        return torch.from_numpy((np.searchsorted(rows, canon) + 1).astype(np.int32))
 
     def kmer_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         b, n = input_ids.shape

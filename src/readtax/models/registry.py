@@ -226,7 +226,7 @@ def _load_auto(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | Non
 
     from .tokenizers import hf_collator
 
-    limit = max_length or cfg.get("max_position_embeddings")
+    limit = max_length or cfg.get("max_position_embeddings") or cfg.get("n_positions")
     if isinstance(limit, int) and cfg.get("model_type") in ("roberta", "xlm-roberta", "esm", "camembert"):
         limit = limit - 2  # these offset positions by padding_idx + 1
     collator = hf_collator(d, limit if isinstance(limit, int) else None, allow_auto=True)
