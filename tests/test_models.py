@@ -484,6 +484,8 @@ def test_bad_model_directories(tmp_path, standins):
     with pytest.raises(ModelError, match="not a readtax run or model directory"):
         load_classifier(standins["kmer-cnn"])
     model = build_classifier(standins["kmer-cnn"], LABELS)
+    with pytest.raises(UsageError, match="not a saved readtax model"):
+        save_classifier(model, standins["dnabert2"])
     other = LabelMap.from_ids([3, 7, 12], names=["a", "b", "d"], tax_ids=[30, 70, 120])
     with pytest.raises(ModelError, match="class 2 is 11 'c' in the model but 12 'd'"):
         model.check_label_map(other, "data.store")

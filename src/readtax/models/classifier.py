@@ -396,6 +396,9 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
     trained and is over 1 GiB; the classifier then refers to its base model directory).
     """
     out = Path(out_dir)
+    if out.exists() and not (out / MODEL_FILE).is_file() and (
+            not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not a saved readtax model: not replacing it")
     trained_backbone = not (model.options.lora or model.options.freeze_backbone)
     if backbone_weights is None:
         backbone_weights = trained_backbone or _backbone_bytes(model) <= COPY_FROZEN_BACKBONE_LIMIT

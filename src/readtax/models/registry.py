@@ -227,8 +227,9 @@ def _load_auto(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | Non
     from .tokenizers import hf_collator
 
     limit = max_length or cfg.get("max_position_embeddings") or cfg.get("n_positions")
-    if isinstance(limit, int) and cfg.get("model_type") in ("roberta", "xlm-roberta", "esm", "camembert"):
-        limit = limit - 2  # these offset positions by padding_idx + 1
+    offset_types = ("roberta", "xlm-roberta", "esm", "camembert")
+    if not max_length and isinstance(limit, int) and cfg.get("model_type") in offset_types:
+        limit = limit - 2  # these number positions from padding_idx + 1
     collator = hf_collator(d, limit if isinstance(limit, int) else None, allow_auto=True)
     module = _load_hf(_weights_view(d, wdir), AutoModel, dtype)
     hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd")
