@@ -21,6 +21,15 @@ class Result:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def _reset_readtax_logging():
+    """An in-process CLI run binds a handler to that test's captured stderr; drop it after."""
+    import logging
+
+    yield
+    logging.getLogger("readtax").handlers.clear()
+
+
 @pytest.fixture
 def run(capsys):
     """Call ``readtax.cli.main(argv)`` in-process; returns exit code, stdout and stderr."""

@@ -372,7 +372,7 @@ def test_defaults_one_epoch_and_family_lr(tmp_path, task, tiny_models):
     reads, _ = estimate_train_reads([str(task["train"])])
     saved = load_config(run / "config.yaml").train
     assert saved.max_steps == -(-reads // 64)
-    assert saved.lr == pytest.approx(2e-3)  # the kmer-cnn default learning rate
+    assert saved.lr == pytest.approx(2e-2)  # the kmer-cnn default learning rate
 
 
 def test_early_stopping_on_macro_f1(tmp_path, task, tiny_models):

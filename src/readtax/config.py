@@ -109,7 +109,7 @@ class TrainConfig:
     eval_batch_size: int | None = _f(None, "reads per evaluation batch (null: batch_size)", min=1)
     grad_accum: int = _f(1, "batches accumulated per optimiser step", min=1)
     lr: float | None = _f(None, "peak learning rate (null: the family's default: kmer-cnn "
-                                "2e-3, metagene 1e-4 with LoRA / 1e-5 without, dnabert2 3e-5, "
+                                "2e-2, metagene 1e-4 with LoRA / 1e-5 without, dnabert2 3e-5, "
                                 "dnabert and auto 5e-5)", min=0.0)
     weight_decay: float = _f(0.01, "AdamW weight decay", min=0.0)
     schedule: str = _f("cosine", "learning-rate schedule after warmup", choices=SCHEDULES)

@@ -748,7 +748,7 @@ def default_lr(arch: str, lora: bool) -> float:
     """Peak learning rate for a family when none is configured (see configs/)."""
     if arch == "metagene":
         return 1e-4 if lora else 1e-5  # LoRA rate from the METAGENE-1 paper
-    return {"kmer-cnn": 2e-3, "dnabert2": 3e-5}.get(arch, 5e-5)
+    return {"kmer-cnn": 2e-2, "dnabert2": 3e-5}.get(arch, 5e-5)
 
 
 def torch_supports_tf32() -> bool:
