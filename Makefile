@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/readtax demo -o demo-out
+	$(BIN)/readtax demo -o demo-out --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
