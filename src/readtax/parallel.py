@@ -46,23 +46,33 @@ def check_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-def make_units(paths: Iterable[str | os.PathLike[str]], workers: int,
-               min_range: int = MIN_RANGE) -> list[Unit]:
-    """Split plain files into about ``4 * workers`` ranges in total (each >= ``min_range``)."""
-    paths = check_inputs(paths)
-    sizes = [os.path.getsize(p) for p in paths]
-    total = max(sum(sizes), 1)
-    target = max(min_range, total // max(1, 4 * workers))
+def fixed_units(paths: Iterable[str | os.PathLike[str]], unit_bytes: int) -> list[Unit]:
+    """Plain files cut into equal parts of at most ``unit_bytes``; gzip files whole.
+
+    Depends only on the inputs, never on the worker count, so that work that draws random
+    numbers per unit gives the same result on any number of cores.
+    """
     units: list[Unit] = []
-    for p, size in zip(paths, sizes):
-        if workers <= 1 or size <= target or is_gzip(p):
+    for p in check_inputs(paths):
+        size = os.path.getsize(p)
+        if size <= unit_bytes or is_gzip(p):
             units.append(Unit(p, 0, None, size))
             continue
-        parts = -(-size // target)
+        parts = -(-size // unit_bytes)
         bounds = [size * k // parts for k in range(parts + 1)]
         units.extend(Unit(p, bounds[k], bounds[k + 1], bounds[k + 1] - bounds[k])
                      for k in range(parts))
     return units
+
+
+def make_units(paths: Iterable[str | os.PathLike[str]], workers: int,
+               min_range: int = MIN_RANGE) -> list[Unit]:
+    """About ``4 * workers`` ranges in total (each >= ``min_range``); whole files for 1 worker."""
+    paths = check_inputs(paths)
+    if workers <= 1:
+        return [Unit(p, 0, None, os.path.getsize(p)) for p in paths]
+    total = max(sum(os.path.getsize(p) for p in paths), 1)
+    return fixed_units(paths, max(min_range, total // (4 * workers)))
 
 
 def default_workers() -> int:

@@ -78,7 +78,7 @@ from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
 from .fastx import is_gzip, ragged_index
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme
-from .parallel import Unit, check_inputs, default_workers, map_units
+from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
 from .sampler import TAG_BUCKET, TAG_LAYOUT, hash64, permute
 
@@ -992,20 +992,6 @@ def _add_hist(hist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return hist
 
 
-def _units(paths: list[str], unit_bytes: int) -> list[Unit]:
-    """Fixed-size byte ranges of plain files (whole gzip files): independent of --workers."""
-    units = []
-    for p in paths:
-        size = os.path.getsize(p)
-        if is_gzip(p) or size <= unit_bytes:
-            units.append(Unit(p, 0, None, size))
-            continue
-        for start in range(0, size, unit_bytes):
-            end = min(start + unit_bytes, size)
-            units.append(Unit(p, start, end if end < size else None, end - start))
-    return units
-
-
 # -- pack, pass 2: one bucket at a time -----------------------------------------------------
 
 
@@ -1336,7 +1322,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
                workers: int,
                shuffle: bool, progress: bool | None, unit_bytes: int, bucket_bytes: int,
                run_bytes: int) -> dict:
-    units = _units(paths, unit_bytes)
+    units = fixed_units(paths, unit_bytes)
     est = sum(u.size * (GZIP_RATIO if is_gzip(u.path) else 1) for u in units)
     n_buckets = min(MAX_BUCKETS, max(1, math.ceil(est / bucket_bytes))) if shuffle else 1
     runs_dir = tmp / "runs"

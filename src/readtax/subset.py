@@ -46,10 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UsageError
-from .fastx import ReadBatch, gather_ragged, is_gzip, sniff_format
+from .fastx import ReadBatch, gather_ragged, sniff_format
 from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme
 from .outputs import atomic_path, check_output_path
-from .parallel import Unit, check_inputs, default_workers, map_units
+from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -228,19 +228,9 @@ def stratified_indices(classes, per_class: int | np.ndarray, seed: int = 0, *,
 def plan_units(paths: Iterable[str | os.PathLike[str]], unit_bytes: int | None = None) -> list[Unit]:
     """Fixed-size byte ranges of plain files, whole gzip files; independent of worker count."""
     paths = check_inputs(paths)
-    sizes = [os.path.getsize(p) for p in paths]
     if unit_bytes is None:
-        unit_bytes = max(UNIT_BYTES, -(-sum(sizes) // MAX_UNITS))
-    units: list[Unit] = []
-    for p, size in zip(paths, sizes):
-        if size <= unit_bytes or is_gzip(p):
-            units.append(Unit(p, 0, None, size))
-            continue
-        parts = -(-size // unit_bytes)
-        bounds = [size * k // parts for k in range(parts + 1)]
-        units.extend(Unit(p, bounds[k], bounds[k + 1], bounds[k + 1] - bounds[k])
-                     for k in range(parts))
-    return units
+        unit_bytes = max(UNIT_BYTES, -(-sum(os.path.getsize(p) for p in paths) // MAX_UNITS))
+    return fixed_units(paths, unit_bytes)
 
 
 def format_records(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
