@@ -59,8 +59,10 @@ class ReadBatch:
     def __init__(self, seq, seq_offsets: np.ndarray, headers: np.ndarray,
                  header_offsets: np.ndarray, qual: np.ndarray | None = None, source: str = "",
                  first_record: int = -1, byte_offsets: np.ndarray | None = None,
-                 non_acgt: int = -1) -> None:
+                 non_acgt: int = -1, count_non_acgt=None) -> None:
         self._seq = seq
+        self._non_acgt = non_acgt
+        self._count = count_non_acgt
         self.seq_offsets = seq_offsets
         self.headers = headers
         self.header_offsets = header_offsets
@@ -68,13 +70,26 @@ class ReadBatch:
         self.source = source
         self.first_record = first_record
         self.byte_offsets = byte_offsets
-        self.non_acgt = non_acgt
 
     @property
     def seq(self) -> np.ndarray:
         if callable(self._seq):
-            self._seq = self._seq()
+            self._seq, self._non_acgt = self._seq()
         return self._seq
+
+    @property
+    def non_acgt(self) -> int:
+        """Bases stored as N. Without the bases built, a cheap whole-chunk count proves zero."""
+        if self._non_acgt < 0 and callable(self._seq):
+            if self._count is not None and self._count() == 0:
+                self._non_acgt = 0
+            else:
+                _ = self.seq  # builds, validates and counts the bases
+        return self._non_acgt
+
+    @non_acgt.setter
+    def non_acgt(self, value: int) -> None:
+        self._non_acgt = value
 
     @seq.setter
     def seq(self, value: np.ndarray) -> None:
@@ -400,34 +415,41 @@ class FastxReader:
             is_hdr, seq_line, hdr_lines, rec_len = self._drop(
                 ~empty, is_hdr, seq_line, hdr_lines, rec_len, "header with no sequence")
         headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
-        # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included): zero
-        # proves every base is upper-case ACGT, so the bases can be built lazily, unchecked.
-        other = len(raw.translate(None, b"ACGT\r\n")) - len(headers.tobytes().translate(None, b"ACGT"))
-        other -= int(np.count_nonzero(first_byte == _GT))
         seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
         np.cumsum(rec_len, out=seq_off[1:])
-        if other == 0:
-            non_acgt = 0
+        n_gt = int(np.count_nonzero(first_byte == _GT))
+        clean: list[bool] = []
 
-            def seq():
-                return buf[_select_lines(ls, le, nxt, skip, seq_line)]
-        else:
+        def count() -> int:
+            # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included):
+            # zero proves every base is upper-case ACGT without building the bases.
+            other = len(raw.translate(None, b"ACGT\r\n"))
+            other -= len(headers.tobytes().translate(None, b"ACGT")) + n_gt
+            if other == 0:
+                clean.append(True)
+            return other
+
+        if self.skip_bad:
             mask = _select_lines(ls, le, nxt, skip, seq_line)
-            if self.skip_bad:
-                bad_rec = self._invalid_records(buf, mask, seq_off)
-                if bad_rec.any():
-                    is_hdr, seq_line, hdr_lines, rec_len = self._drop(
-                        ~bad_rec, is_hdr, seq_line, hdr_lines, rec_len,
-                        "invalid character in sequence")
-                    headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
-                    seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
-                    np.cumsum(rec_len, out=seq_off[1:])
-                    mask = _select_lines(ls, le, nxt, skip, seq_line)
-            seq, non_acgt = self._bases(buf, mask, pos)
+            bad_rec = self._invalid_records(buf, mask, seq_off)
+            if bad_rec.any():
+                is_hdr, seq_line, hdr_lines, rec_len = self._drop(
+                    ~bad_rec, is_hdr, seq_line, hdr_lines, rec_len, "invalid character in sequence")
+                headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
+                seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
+                np.cumsum(rec_len, out=seq_off[1:])
+                count = None  # dropped headers break the whole-chunk arithmetic
+
+        def seq():
+            mask = _select_lines(ls, le, nxt, skip, seq_line)
+            if clean:
+                return buf[mask], 0
+            return self._bases(buf, mask, pos)
+
         h_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
         np.cumsum(le[hdr_lines] - ls[hdr_lines] - 1, out=h_off[1:])
         return ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
-                         byte_offsets=pos + ls[hdr_lines], non_acgt=non_acgt)
+                         byte_offsets=pos + ls[hdr_lines], count_non_acgt=count)
 
     def _count_skip(self, reason: str, n: int) -> None:
         if n:

@@ -177,7 +177,7 @@ class LblScheme(LabelScheme):
     name = "lbl"
     numeric = True
 
-    def fields(self, batch: ReadBatch, allow_bad: bool = False):
+    def fields(self, batch: ReadBatch, allow_bad: bool = False, need_tax: bool = True):
         """(class_id, tax_id) per read, parsed with whole-batch numpy operations.
 
         With ``allow_bad`` returns (class_id, tax_id, bad) instead of raising on the first
@@ -212,7 +212,10 @@ class LblScheme(LabelScheme):
             self._fail(batch, int(np.flatnonzero(bad)[0]),
                        "expected 'lbl|<class_id>|<tax_id>|<field>|<name>'")
         cid, bad_c = _parse_ints(hdr, cols[0][0] + 1, cols[1][0])
-        tax, bad_t = _parse_ints(hdr, cols[1][0] + 1, cols[2][0])
+        if need_tax:
+            tax, bad_t = _parse_ints(hdr, cols[1][0] + 1, cols[2][0])
+        else:  # a label map already knows the tax ids
+            tax, bad_t = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
         if allow_bad:
             bad = bad | bad_c | bad_t
             return np.where(bad, -1, cid), np.where(bad, -1, tax), bad
@@ -357,12 +360,13 @@ class Labeler:
         """Class index per read (int64); -1 for reads skipped as unknown."""
         bad = None
         if isinstance(self.scheme, LblScheme):
+            need_tax = self.label_map is None
             if self.skip_bad:
-                keys, tax, bad = self.scheme.fields(batch, allow_bad=True)
+                keys, tax, bad = self.scheme.fields(batch, allow_bad=True, need_tax=need_tax)
                 if not bad.any():
                     bad = None
             else:
-                keys, tax = self.scheme.fields(batch)
+                keys, tax = self.scheme.fields(batch, need_tax=need_tax)
         else:
             keys, tax = self.scheme.keys(batch), None
         if bad is not None:
