@@ -158,3 +158,18 @@ def test_error_line_numbers_in_later_chunks(tmp_path):
         fh.write(b">bad\n")
     msg = _error(p, chunk_size=4096)
     assert f"line {2 * 2000 + 1}" in msg
+
+
+def test_raw_records_only_for_canonical_chunks(tmp_path):
+    heads, seqs, _ = random_reads(30, length=(5, 40), seed=9)
+    p = write_fasta(tmp_path / "c.fa", heads, seqs)
+    b = read_all(p)
+    buf, sizes = b.raw_records()
+    assert buf.tobytes() == p.read_bytes()
+    assert sizes.tolist() == [len(h) + len(s) + 3 for h, s in zip(heads, seqs)]
+    for kw, seq0 in [({"crlf": True}, None), ({"width": 7}, None), ({}, "acgt")]:
+        alt = list(seqs)
+        if seq0:
+            alt[0] = seq0
+        q = write_fasta(tmp_path / "x.fa", heads, alt, **kw)
+        assert read_all(q).raw_records() is None

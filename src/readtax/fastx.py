@@ -77,6 +77,11 @@ class ReadBatch:
             self._seq, self._non_acgt = self._seq()
         return self._seq
 
+    def raw_records(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(buffer, bytes per record) when the records, back to back, are exactly canonical FASTA
+        (``>header``, one line of upper-case ACGT, LF); else None. Readers set this per chunk."""
+        return None
+
     @property
     def non_acgt(self) -> int:
         """Bases stored as N. Without the bases built, a cheap whole-chunk count proves zero."""
@@ -419,15 +424,28 @@ class FastxReader:
         np.cumsum(rec_len, out=seq_off[1:])
         n_gt = int(np.count_nonzero(first_byte == _GT))
         clean: list[bool] = []
+        counted: list[int] = []
 
         def count() -> int:
             # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included):
             # zero proves every base is upper-case ACGT without building the bases.
-            other = len(raw.translate(None, b"ACGT\r\n"))
-            other -= len(headers.tobytes().translate(None, b"ACGT")) + n_gt
-            if other == 0:
-                clean.append(True)
-            return other
+            if not counted:
+                other = len(raw.translate(None, b"ACGT\r\n"))
+                other -= len(headers.tobytes().translate(None, b"ACGT")) + n_gt
+                counted.append(other)
+                if other == 0:
+                    clean.append(True)
+            return counted[0]
+
+        # Two lines per record, LF only, final newline: the chunk is already in canonical
+        # output form, so selected records can be copied byte for byte (raw_records).
+        canonical = (len(ls) == 2 * len(hdr_lines) and bool(is_hdr[0::2].all())
+                     and raw[-1:] == b"\n" and b"\r" not in raw)
+
+        def raw_records():
+            if not canonical or count() != 0:
+                return None
+            return buf, nxt[1::2] - ls[0::2]
 
         if self.skip_bad:
             mask = _select_lines(ls, le, nxt, skip, seq_line)
@@ -439,6 +457,7 @@ class FastxReader:
                 seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
                 np.cumsum(rec_len, out=seq_off[1:])
                 count = None  # dropped headers break the whole-chunk arithmetic
+                canonical = False
 
         def seq():
             mask = _select_lines(ls, le, nxt, skip, seq_line)
@@ -448,8 +467,10 @@ class FastxReader:
 
         h_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
         np.cumsum(le[hdr_lines] - ls[hdr_lines] - 1, out=h_off[1:])
-        return ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
-                         byte_offsets=pos + ls[hdr_lines], count_non_acgt=count)
+        batch = ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
+                          byte_offsets=pos + ls[hdr_lines], count_non_acgt=count)
+        batch.raw_records = raw_records
+        return batch
 
     def _count_skip(self, reason: str, n: int) -> None:
         if n:

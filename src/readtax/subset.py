@@ -238,6 +238,11 @@ def format_records(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
 
     ``rows`` is a boolean mask (records in batch order; the fast path) or an index array.
     """
+    if rows.dtype == bool:
+        raw = batch.raw_records()
+        if raw is not None:  # records already in output form: one byte-mask copy
+            buf, rec_bytes = raw
+            return buf[np.repeat(rows, rec_bytes)]
     h_len = np.diff(batch.header_offsets)
     s_len = np.diff(batch.seq_offsets)
     fastq = batch.qual is not None
