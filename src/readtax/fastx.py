@@ -74,7 +74,12 @@ class ReadBatch:
     @property
     def seq(self) -> np.ndarray:
         if callable(self._seq):
-            self._seq, self._non_acgt = self._seq()
+            # A lazy builder returns (bases, non_acgt), or the bases alone (count unknown).
+            built = self._seq()
+            if isinstance(built, tuple):
+                self._seq, self._non_acgt = built
+            else:
+                self._seq = built
         return self._seq
 
     def raw_records(self) -> tuple[np.ndarray, np.ndarray] | None:
