@@ -27,7 +27,18 @@ run() {
   local name=$1; shift
   case " $SKIP " in *" $name "*) echo "(skipped $name)" >&2; return 0;; esac
   echo ">> $name" >&2
-  if "$PY" "$@" >> "$tmp"; then echo >> "$tmp"; else echo "($name failed)" >> "$tmp"; echo >> "$tmp"; fi
+  local part
+  part=$(mktemp)
+  if "$PY" "$@" > "$part"; then
+    if grep -q '^## ' "$part"; then cat "$part" >> "$tmp"
+    else  # plain-text reports get a heading and a code fence
+      { echo "## $name"; echo; echo '```'; cat "$part"; echo '```'; } >> "$tmp"
+    fi
+  else
+    { cat "$part"; echo "($name failed)"; } >> "$tmp"
+  fi
+  echo >> "$tmp"
+  rm -f "$part"
 }
 run stats bench_stats.py --reads "$R"
 run subset bench_subset.py --reads "$R"

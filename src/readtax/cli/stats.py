@@ -35,7 +35,7 @@ def run(args) -> int:
     if len(args.inputs) == 1 and stats.is_store(args.inputs[0]):
         from ..store import ReadStore, store_stats
 
-        store = ReadStore(args.inputs[0])
+        store = ReadStore(args.inputs[0], mapping=label_map)
         st = store_stats(store)
         label_map = store.label_map
     else:
