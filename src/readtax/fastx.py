@@ -402,7 +402,7 @@ class FastxReader:
         return batch, cut, stop
 
     def _fasta_block(self, raw: bytes, buf: np.ndarray, pos: int) -> ReadBatch:
-        ls, le, nxt = _lines(buf)
+        ls, le, nxt = _lines(buf, raw=raw)
         nonempty = le > ls
         first_byte = np.zeros(len(ls), dtype=np.uint8)
         first_byte[nonempty] = buf[ls[nonempty]]
@@ -621,8 +621,11 @@ class FastxReader:
                          byte_offsets=pos + h, non_acgt=non_acgt)
 
 
-def _lines(buf: np.ndarray, nl: np.ndarray | None = None):
-    """Line starts, ends (without CR/LF) and next-line starts covering the whole buffer."""
+def _lines(buf: np.ndarray, nl: np.ndarray | None = None, raw: bytes | None = None):
+    """Line starts, ends (without CR/LF) and next-line starts covering the whole buffer.
+
+    ``raw`` (the same bytes) lets the CR test run as one memchr instead of a numpy pass.
+    """
     n = len(buf)
     if nl is None:
         nl = np.flatnonzero(buf == _NL)
@@ -634,7 +637,8 @@ def _lines(buf: np.ndarray, nl: np.ndarray | None = None):
     le = nl.astype(np.int64, copy=True)
     nxt = le + 1
     nxt[-1] = min(nxt[-1], n)
-    if _CR in buf[: min(n, 1 << 16)] or np.any(buf == _CR):
+    has_cr = (b"\r" in raw) if raw is not None else bool(np.any(buf == _CR))
+    if has_cr:
         ok = le > ls
         cr = np.zeros(len(nl), dtype=bool)
         cr[ok] = buf[le[ok] - 1] == _CR
