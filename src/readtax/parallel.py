@@ -82,15 +82,36 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def map_units(fn: Callable, units: list[Unit], workers: int, *args) -> Iterator:
-    """``fn(unit, *args)`` for every unit, results in unit order; in-process when workers == 1."""
+def map_units(fn: Callable, units: list, workers: int, *args, window: int | None = None
+              ) -> Iterator:
+    """``fn(unit, *args)`` for every unit, results in unit order; in-process when workers == 1.
+
+    At most ``window`` (default ``2 * workers``) units are in flight: ``Pool.imap`` would let
+    finished results pile up in this process whenever the consumer is slower than the workers,
+    so memory would grow with the number of units, that is with the input.
+    """
     if workers <= 1 or len(units) <= 1:
         for u in units:
             yield fn(u, *args)
         return
+    from collections import deque
+
     ctx = mp.get_context("fork")
+    call = _Call(fn, args)
+    window = window or 2 * workers
     with ctx.Pool(min(workers, len(units))) as pool:
-        yield from pool.imap(_Call(fn, args), units)
+        pending: deque = deque()
+        it = iter(units)
+        for u in it:
+            pending.append(pool.apply_async(call, (u,)))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().get()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(call, (nxt,)))
+            yield result
 
 
 class _Call:
