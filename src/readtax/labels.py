@@ -7,6 +7,7 @@ turns keys into class indices ``0..C-1``; -1 marks a key that is not in the map.
 
 from __future__ import annotations
 
+import abc
 import csv
 import os
 import re
@@ -154,13 +155,14 @@ def load_mapping(path: str | os.PathLike[str]) -> LabelMap:
 # -- label schemes -----------------------------------------------------------------------------
 
 
-class LabelScheme:
+class LabelScheme(abc.ABC):
     """Base class: ``keys(batch)`` returns one class key per read."""
 
     numeric = True
 
-    def keys(self, batch: ReadBatch) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def keys(self, batch: ReadBatch) -> np.ndarray:
+        """One class key per read: integer class ids (``numeric``) or label names."""
 
     def _fail(self, batch: ReadBatch, i: int, what: str) -> None:
         rec = None if batch.first_record < 0 else batch.first_record + i + 1

@@ -31,6 +31,22 @@ VERBS = [
 log = logging.getLogger("readtax")
 
 
+def add_label_arguments(p: argparse.ArgumentParser, *, mapping_help: str | None = None,
+                        allow_none: bool = False) -> None:
+    """--mapping, --labels, --skip-unknown and --skip-bad, shared by the data verbs."""
+    p.add_argument("--mapping", metavar="TSV",
+                   help=mapping_help or "mapping TSV: class_id, label_name, tax_id")
+    p.add_argument("--labels", default="lbl", metavar="SCHEME",
+                   help="label scheme: lbl (default), regex:<pattern with (?P<class_id>...) or "
+                        "(?P<label>...)>, tsv:<read_id-to-label file>"
+                        + (", or none" if allow_none else ""))
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="skip (and count) reads whose class is not in the mapping")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed records (no bases, bad characters, wrong quality length, "
+                        "unparsable header) and report how many, instead of stopping")
+
+
 def _module(verb: str):
     return importlib.import_module(f"readtax.cli.{verb.replace('-', '_')}")
 

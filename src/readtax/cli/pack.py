@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+from . import add_label_arguments
+
 HELP = "pack FASTA/FASTQ (plain or gzip) into a store directory: 2-bit bases, classes, ids"
 
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA/FASTQ files, plain or gzip")
     p.add_argument("-o", "--output", required=True, metavar="STORE", help="store directory to write")
-    p.add_argument("--mapping", help="mapping TSV (class_id, label_name, tax_id) fixing the class "
-                                     "order; default: the classes found, sorted by class id")
-    p.add_argument("--labels", default="lbl",
-                   help="label scheme: lbl (default), regex:<pattern with (?P<class_id>) or "
-                        "(?P<label>)>, tsv:<read_id-to-label file>")
-    p.add_argument("--skip-unknown", action="store_true",
-                   help="skip (and count) reads whose class is not in the mapping")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip (and count) malformed records instead of stopping")
+    add_label_arguments(p, mapping_help="mapping TSV (class_id, label_name, tax_id) fixing the class order; default: the classes found, sorted by class id")
     p.add_argument("--seed", type=int, default=0, help="seed of the stored read order (default 0)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--no-shuffle", action="store_true",

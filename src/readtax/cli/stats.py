@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from . import add_label_arguments
+
 log = logging.getLogger("readtax")
 
 HELP = "summarise reads (FASTA/FASTQ, plain or gzip) or a packed store"
@@ -12,15 +14,7 @@ HELP = "summarise reads (FASTA/FASTQ, plain or gzip) or a packed store"
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA/FASTQ files or one store")
-    p.add_argument("--mapping", help="mapping TSV: class_id, label_name, tax_id")
-    p.add_argument("--labels", default="lbl",
-                   help="label scheme: lbl (default), regex:<pattern with (?P<class_id>) or "
-                        "(?P<label>)>, tsv:<read_id-to-label file>, or none")
-    p.add_argument("--skip-unknown", action="store_true",
-                   help="count and skip reads whose class is not in the mapping")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip malformed records (no bases, bad characters, wrong quality length, "
-                        "unparsable header) and report how many, instead of stopping")
+    add_label_arguments(p, allow_none=True)
     p.add_argument("--json", help="write all statistics as JSON here")
     p.add_argument("--tsv", help="write per-class counts as TSV here")
     p.add_argument("--plot", help="write a PNG of class sizes and read lengths here")

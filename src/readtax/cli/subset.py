@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import add_label_arguments
+
 HELP = "write exactly N random reads of every class (plus an optional disjoint validation set)"
 
 
@@ -23,14 +25,7 @@ def add_arguments(p) -> None:
                    help="keep only these classes: one class id or label name per line")
     p.add_argument("--min-reads", type=int, default=0, metavar="K",
                    help="drop classes with fewer than K reads (listed in the log and summary)")
-    p.add_argument("--mapping", metavar="TSV", help="mapping TSV: class_id, label_name, tax_id")
-    p.add_argument("--labels", default="lbl", metavar="SCHEME",
-                   help="label scheme: lbl (default), regex:<pattern>, tsv:<file>")
-    p.add_argument("--skip-unknown", action="store_true",
-                   help="skip (and count) reads whose class is not in the mapping")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip malformed records (no bases, bad characters, wrong quality length, "
-                        "unparsable header) and report how many, instead of stopping")
+    add_label_arguments(p)
     p.add_argument("--shuffle", action="store_true",
                    help="shuffle the output (bounded memory) instead of keeping input order")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
