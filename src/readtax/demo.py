@@ -21,11 +21,11 @@ log = logging.getLogger("readtax")
 
 @dataclass
 class DemoSettings:
-    reads_per_species: int = 3000
+    reads_per_species: int = 6000
     heldout_per_species: int = 500
-    train_per_species: int = 2400
-    val_per_species: int = 300
-    max_steps: int = 500
+    train_per_species: int = 5000
+    val_per_species: int = 500
+    max_steps: int = 1500
     batch_size: int = 128
     seed: int = 1
 

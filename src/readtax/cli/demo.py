@@ -8,7 +8,7 @@ HELP = "run the whole pipeline on bundled demo genomes (simulate → train → p
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", default="readtax-demo", help="output directory")
     p.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps (default 300)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (default 1500)")
     p.add_argument("--seed", type=int, default=1)
 
 
