@@ -170,9 +170,9 @@ class StreamDataset(torch_data.IterableDataset):
             sniff_format(p)  # fail now, naming the file, rather than inside a worker
         if labels is not None and label_map is None:
             raise UsageError(
-                "streaming with labels needs a label map (a mapping TSV): classes cannot be "
-                "discovered without reading the whole input first; pass label_map, or "
-                "labels=None to stream unlabelled reads"
+                "streaming labelled reads needs a label map: give --mapping TSV (class_id, "
+                "label_name, tax_id) or train from a store, which carries its own (classes "
+                "cannot be discovered without reading the whole input first)"
             )
         self.batch_size = int(batch_size)
         self.seed = int(seed)
