@@ -317,11 +317,11 @@ class FastxReader:
             eof = False
             while True:
                 if not eof and len(buf) < self.chunk_size:
-                    more = fh.read(self.chunk_size)
-                    if more:
-                        buf += more
-                    else:
+                    grown = _read_after(fh, buf, self.chunk_size)
+                    if grown is None:
                         eof = True
+                    else:
+                        buf = grown
                 if not buf:
                     return
                 batch, consumed, stop = parse(buf, pos, eof)
@@ -397,12 +397,14 @@ class FastxReader:
                 if nxt < 0 and not eof:
                     return None, 0, False
                 stop = True
-        raw = data if cut == len(data) else data[:cut]
-        batch = self._fasta_block(raw, np.frombuffer(raw, dtype=np.uint8), pos)
+        # The block is a view of data[:cut]; the chunk's tail is not copied away.
+        batch = self._fasta_block(data, cut, np.frombuffer(data, dtype=np.uint8, count=cut), pos)
         return batch, cut, stop
 
-    def _fasta_block(self, raw: bytes, buf: np.ndarray, pos: int) -> ReadBatch:
-        ls, le, nxt = _lines(buf, raw=raw)
+    def _fasta_block(self, data: bytes, cut: int, buf: np.ndarray, pos: int) -> ReadBatch:
+        """Parse ``data[:cut]`` (whole records; ``buf`` is a view of exactly those bytes)."""
+        has_cr = data.find(b"\r", 0, cut) >= 0
+        ls, le, nxt = _lines(buf, has_cr=has_cr)
         nonempty = le > ls
         first_byte = np.zeros(len(ls), dtype=np.uint8)
         first_byte[nonempty] = buf[ls[nonempty]]
@@ -435,7 +437,9 @@ class FastxReader:
             # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included):
             # zero proves every base is upper-case ACGT without building the bases.
             if not counted:
-                other = len(raw.translate(None, b"ACGT\r\n"))
+                other = len(data.translate(None, b"ACGT\r\n"))
+                if cut < len(data):
+                    other -= len(data[cut:].translate(None, b"ACGT\r\n"))
                 other -= len(headers.tobytes().translate(None, b"ACGT")) + n_gt
                 counted.append(other)
                 if other == 0:
@@ -445,7 +449,7 @@ class FastxReader:
         # Two lines per record, LF only, final newline: the chunk is already in canonical
         # output form, so selected records can be copied byte for byte (raw_records).
         canonical = (len(ls) == 2 * len(hdr_lines) and bool(is_hdr[0::2].all())
-                     and raw[-1:] == b"\n" and b"\r" not in raw)
+                     and data[cut - 1] == _NL and not has_cr)
 
         def raw_records():
             if not canonical or count() != 0:
@@ -621,10 +625,10 @@ class FastxReader:
                          byte_offsets=pos + h, non_acgt=non_acgt)
 
 
-def _lines(buf: np.ndarray, nl: np.ndarray | None = None, raw: bytes | None = None):
+def _lines(buf: np.ndarray, nl: np.ndarray | None = None, has_cr: bool | None = None):
     """Line starts, ends (without CR/LF) and next-line starts covering the whole buffer.
 
-    ``raw`` (the same bytes) lets the CR test run as one memchr instead of a numpy pass.
+    ``has_cr`` (found by the caller with one memchr) spares a numpy pass over the buffer.
     """
     n = len(buf)
     if nl is None:
@@ -637,7 +641,8 @@ def _lines(buf: np.ndarray, nl: np.ndarray | None = None, raw: bytes | None = No
     le = nl.astype(np.int64, copy=True)
     nxt = le + 1
     nxt[-1] = min(nxt[-1], n)
-    has_cr = (b"\r" in raw) if raw is not None else bool(np.any(buf == _CR))
+    if has_cr is None:
+        has_cr = bool(np.any(buf == _CR))
     if has_cr:
         ok = le > ls
         cr = np.zeros(len(nl), dtype=bool)
@@ -670,6 +675,21 @@ def _select_lines(ls, le, nxt, skip, select, total: int | None = None) -> np.nda
     if total is not None and len(mask) < total:
         mask = np.concatenate([mask, np.zeros(total - len(mask), dtype=bool)])
     return mask
+
+
+def _read_after(fh, head, n: int) -> bytearray | None:
+    """``head`` followed by up to ``n`` new bytes, read in place (no copy of the new data).
+
+    A fresh buffer per chunk: batches parsed earlier may still hold views of the previous one.
+    """
+    out = bytearray(len(head) + n)
+    out[: len(head)] = head
+    got = fh.readinto(memoryview(out)[len(head) :])
+    if not got:
+        return None
+    if got < n:
+        del out[len(head) + got :]
+    return out
 
 
 def _looks_binary(data: bytes) -> bool:
