@@ -238,11 +238,14 @@ def format_records(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
 
     ``rows`` is a boolean mask (records in batch order; the fast path) or an index array.
     """
-    if rows.dtype == bool:
-        raw = batch.raw_records()
-        if raw is not None:  # records already in output form: one byte-mask copy
-            buf, rec_bytes = raw
+    raw = batch.raw_records()
+    if raw is not None:  # records already in output form: copy their bytes as they are
+        buf, rec_bytes = raw
+        if rows.dtype == bool:
             return buf[np.repeat(rows, rec_bytes)]
+        starts = np.zeros(len(rec_bytes) + 1, dtype=np.int64)
+        np.cumsum(rec_bytes, out=starts[1:])
+        return gather_ragged(buf, starts, np.asarray(rows, dtype=np.int64))[0]
     h_len = np.diff(batch.header_offsets)
     s_len = np.diff(batch.seq_offsets)
     fastq = batch.qual is not None
