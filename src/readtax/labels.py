@@ -337,6 +337,18 @@ def make_scheme(spec: str | None) -> LabelScheme:
     raise UsageError(f"unknown label scheme {spec!r}; expected 'lbl', 'regex:<pattern>' or 'tsv:<path>'")
 
 
+def report_skipped(skipped_unknown: int, skipped_bad: dict) -> None:
+    """Log reads skipped for unknown classes (info) and malformed records by reason (warning)."""
+    import logging
+
+    log = logging.getLogger("readtax")
+    if skipped_unknown:
+        log.info("skipped %d reads of classes not in the mapping", skipped_unknown)
+    if skipped_bad:
+        log.warning("skipped %d malformed records: %s", sum(skipped_bad.values()),
+                    ", ".join(f"{n} {r}" for r, n in sorted(skipped_bad.items())))
+
+
 class Labeler:
     """Scheme + optional map: class indices for a batch, with missing-class handling.
 

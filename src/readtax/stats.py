@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -272,6 +271,3 @@ def plot_stats(st: ReadStats, path, label_map: LabelMap | None = None) -> None:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
-
-def is_store(path: str | os.PathLike[str]) -> bool:
-    return Path(path).is_dir() and (Path(path) / "manifest.json").exists()

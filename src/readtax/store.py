@@ -77,7 +77,7 @@ from . import __version__
 from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
 from .fastx import is_gzip, ragged_index
-from .labels import Labeler, LabelMap, LabelScheme, make_scheme
+from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
 from .sampler import TAG_BUCKET, TAG_LAYOUT, hash64, permute
@@ -1435,11 +1435,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     size = sum(f["size"] for f in files.values())
     log.info("packed %d reads of %d classes into %s: %.1f bytes per read", n, n_classes, out,
              size / n)
-    if skipped:
-        log.info("skipped %d reads of classes not in the mapping", skipped)
-    if skipped_bad:
-        log.warning("skipped %d malformed records: %s", sum(skipped_bad.values()),
-                    ", ".join(f"{v} {k}" for k, v in sorted(skipped_bad.items())))
+    report_skipped(skipped, skipped_bad)
     return manifest
 
 

@@ -47,7 +47,7 @@ import numpy as np
 
 from .errors import InputError, UsageError
 from .fastx import ReadBatch, gather_ragged, sniff_format
-from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme
+from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme, report_skipped
 from .outputs import atomic_path, check_output_path
 from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
@@ -905,11 +905,7 @@ def subset(
              f"; {val_output}: {result.total_val} reads" if val_output is not None else "")
     if n_short:
         log.info("%d class(es) had fewer reads than requested (all of them were taken)", n_short)
-    if skipped:
-        log.info("skipped %d reads of classes not in the mapping", skipped)
-    if skipped_bad:
-        log.warning("skipped %d malformed records: %s", sum(skipped_bad.values()),
-                    ", ".join(f"{n} {r}" for r, n in sorted(skipped_bad.items())))
+    report_skipped(skipped, skipped_bad)
     return result
 
 

@@ -34,24 +34,19 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return v
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be >= {minimum}")
+        return v
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return v
+    return parse
 
 
 def add_arguments(p) -> None:
@@ -80,14 +75,14 @@ def add_arguments(p) -> None:
                         "(default 0: always call a species)")
     p.add_argument("--min-margin", type=_fraction, default=0.0, metavar="Y",
                    help="... or when the best two probabilities differ by less than Y (default 0)")
-    p.add_argument("--top-k", type=_positive, default=1, metavar="K",
+    p.add_argument("--top-k", type=_int_at_least(1), default=1, metavar="K",
                    help="write the K best classes per read (default 1: no extra columns)")
     p.add_argument("--paired", choices=("auto", "on", "off"), default="auto",
                    help="classify mates together: two files R1 R2 or one interleaved file "
                         "(auto: when the read ids pair up; default)")
-    p.add_argument("--batch-size", type=_positive, default=256, metavar="B",
+    p.add_argument("--batch-size", type=_int_at_least(1), default=256, metavar="B",
                    help="reads (or pairs) per model call (default 256)")
-    p.add_argument("--num-workers", type=_count, default=1, metavar="W",
+    p.add_argument("--num-workers", type=_int_at_least(0), default=1, metavar="W",
                    help="processes reading and tokenising input (default 1; 0 = in-process)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (default)")

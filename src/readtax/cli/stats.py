@@ -23,10 +23,11 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import stats
-    from ..labels import load_mapping
+    from ..labels import load_mapping, report_skipped
+    from ..store import is_store
 
     label_map = load_mapping(args.mapping) if args.mapping else None
-    if len(args.inputs) == 1 and stats.is_store(args.inputs[0]):
+    if len(args.inputs) == 1 and is_store(args.inputs[0]):
         from ..store import ReadStore, store_stats
 
         store = ReadStore(args.inputs[0], mapping=label_map)
@@ -38,9 +39,7 @@ def run(args) -> int:
                                  skip_unknown=args.skip_unknown,
                                  skip_bad=args.skip_bad, workers=args.workers)
     sys.stdout.write(stats.format_summary(st, label_map))
-    if st.skipped_bad:
-        log.warning("skipped %d malformed records: %s", sum(st.skipped_bad.values()),
-                    ", ".join(f"{n} {r}" for r, n in sorted(st.skipped_bad.items())))
+    report_skipped(0, st.skipped_bad)  # unknown-class skips are part of the summary above
     if args.json:
         stats.write_json(st, args.json, label_map)
     if args.tsv:
