@@ -173,3 +173,49 @@ def test_raw_records_only_for_canonical_chunks(tmp_path):
             alt[0] = seq0
         q = write_fasta(tmp_path / "x.fa", heads, alt, **kw)
         assert read_all(q).raw_records() is None
+
+
+def _reference_fasta(text: bytes) -> tuple[list[bytes], list[bytes], int]:
+    """A line-by-line parser to check the compiled one against: headers, bases, N count."""
+    table = bytes(
+        c if chr(c) in "ACGT" else (c - 32 if chr(c) in "acgt" else ord("N"))
+        for c in range(256)
+    )
+    heads, seqs = [], []
+    for line in text.split(b"\n"):
+        line = line[:-1] if line.endswith(b"\r") else line
+        if line.startswith(b">"):
+            heads.append(line[1:])
+            seqs.append(b"")
+        elif line:
+            seqs[-1] += line.translate(table)
+    return heads, seqs, sum(s.count(b"N") for s in seqs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_native_index_matches_a_line_parser(tmp_path, seed):
+    # Random wrapping, CRLF, lower case, IUPAC codes and blank lines, read in small chunks so
+    # that records straddle chunk boundaries and lines straddle 16-byte SIMD blocks.
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"ACGTACGTACGTacgtNRYn-", np.uint8)
+    parts = []
+    for i in range(400):
+        n = int(rng.integers(1, 300))
+        bases = alphabet[rng.integers(0, 4 if rng.random() < 0.7 else len(alphabet), n)].tobytes()
+        width = int(rng.integers(1, 80)) if rng.random() < 0.5 else n
+        nl = b"\r\n" if rng.random() < 0.2 else b"\n"
+        lines = [bases[k : k + width] for k in range(0, n, width)]
+        blank = nl if rng.random() < 0.1 else b""
+        parts.append(b">r%d desc %d" % (i, n) + nl + nl.join(lines) + nl + blank)
+    text = b"".join(parts)
+    p = tmp_path / "r.fa"
+    p.write_bytes(text)
+    heads, seqs, n_count = _reference_fasta(text)
+    got_h, got_s, got_n = [], [], 0
+    for b in FastxReader(p, chunk_size=4096):
+        got_h += [b.header(i).encode() for i in range(len(b))]
+        got_s += [s.encode() for s in b.sequences()]
+        got_n += b.non_acgt
+    assert got_h == heads
+    assert got_s == seqs
+    assert got_n == n_count

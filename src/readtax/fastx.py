@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _native
 from .errors import FormatError, UsageError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -59,10 +60,9 @@ class ReadBatch:
     def __init__(self, seq, seq_offsets: np.ndarray, headers: np.ndarray,
                  header_offsets: np.ndarray, qual: np.ndarray | None = None, source: str = "",
                  first_record: int = -1, byte_offsets: np.ndarray | None = None,
-                 non_acgt: int = -1, count_non_acgt=None) -> None:
+                 non_acgt: int = -1) -> None:
         self._seq = seq
         self._non_acgt = non_acgt
-        self._count = count_non_acgt
         self.seq_offsets = seq_offsets
         self.headers = headers
         self.header_offsets = header_offsets
@@ -89,12 +89,9 @@ class ReadBatch:
 
     @property
     def non_acgt(self) -> int:
-        """Bases stored as N. Without the bases built, a cheap whole-chunk count proves zero."""
+        """Bases stored as N (readers know it without building the bases)."""
         if self._non_acgt < 0 and callable(self._seq):
-            if self._count is not None and self._count() == 0:
-                self._non_acgt = 0
-            else:
-                _ = self.seq  # builds, validates and counts the bases
+            _ = self.seq  # builds and counts the bases
         return self._non_acgt
 
     @non_acgt.setter
@@ -157,6 +154,12 @@ def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, n
     idx = np.arange(total, dtype=np.int64)
     idx += shift
     return idx, offsets
+
+
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x) + 1, np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
 
 
 def gather_ragged(
@@ -262,6 +265,7 @@ class FastxReader:
         self.chunk_size = max(int(chunk_size), 1 << 12)
         self.format: str | None = None
         self.bytes_read = 0  # compressed-file position is not tracked; this counts raw bytes
+        self._buffers: tuple[np.ndarray, ...] | None = None
 
     def _fail(self, message: str, offset: int | None = None, record: int | None = None):
         line = None if offset is None else _line_number(self.path, offset)
@@ -402,95 +406,83 @@ class FastxReader:
         return batch, cut, stop
 
     def _fasta_block(self, data: bytes, cut: int, buf: np.ndarray, pos: int) -> ReadBatch:
-        """Parse ``data[:cut]`` (whole records; ``buf`` is a view of exactly those bytes)."""
-        has_cr = data.find(b"\r", 0, cut) >= 0
-        ls, le, nxt = _lines(buf, has_cr=has_cr)
-        nonempty = le > ls
-        first_byte = np.zeros(len(ls), dtype=np.uint8)
-        first_byte[nonempty] = buf[ls[nonempty]]
-        is_hdr = first_byte == _GT
-        hdr_lines = np.flatnonzero(is_hdr)
-        if len(hdr_lines) == 0 or hdr_lines[0] != 0:
-            self._fail("expected a FASTA header line starting with '>'", offset=pos)
-        seq_line = ~is_hdr & nonempty
-        seq_ll = np.where(seq_line, le - ls, 0)
-        rec_len = np.add.reduceat(seq_ll, hdr_lines)
-        skip = is_hdr.astype(np.int64)
-        empty = rec_len == 0
-        if empty.any():
-            if not self.skip_bad:
-                bad = int(np.flatnonzero(empty)[0])
-                self._fail(
-                    "header with no sequence (expected sequence lines after the header)",
-                    offset=pos + int(ls[hdr_lines[bad]]),
-                )
-            is_hdr, seq_line, hdr_lines, rec_len = self._drop(
-                ~empty, is_hdr, seq_line, hdr_lines, rec_len, "header with no sequence")
-        headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
-        seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
-        np.cumsum(rec_len, out=seq_off[1:])
-        n_gt = int(np.count_nonzero(first_byte == _GT))
-        clean: list[bool] = []
-        counted: list[int] = []
+        """Parse ``data[:cut]`` (whole records; ``buf`` is a view of exactly those bytes).
 
-        def count() -> int:
-            # Bytes that are not ACGT/CR/LF, minus those inside header lines ('>' included):
-            # zero proves every base is upper-case ACGT without building the bases.
-            if not counted:
-                other = len(data.translate(None, b"ACGT\r\n"))
-                if cut < len(data):
-                    other -= len(data[cut:].translate(None, b"ACGT\r\n"))
-                other -= len(headers.tobytes().translate(None, b"ACGT")) + n_gt
-                counted.append(other)
-                if other == 0:
-                    clean.append(True)
-            return counted[0]
-
-        # Two lines per record, LF only, final newline: the chunk is already in canonical
-        # output form, so selected records can be copied byte for byte (raw_records).
-        canonical = (len(ls) == 2 * len(hdr_lines) and bool(is_hdr[0::2].all())
-                     and data[cut - 1] == _NL and not has_cr)
-
-        def raw_records():
-            if not canonical or count() != 0:
-                return None
-            return buf, nxt[1::2] - ls[0::2]
-
-        if self.skip_bad:
-            mask = _select_lines(ls, le, nxt, skip, seq_line)
-            bad_rec = self._invalid_records(buf, mask, seq_off)
-            if bad_rec.any():
-                is_hdr, seq_line, hdr_lines, rec_len = self._drop(
-                    ~bad_rec, is_hdr, seq_line, hdr_lines, rec_len, "invalid character in sequence")
-                headers = buf[_select_lines(ls, le, nxt, skip, is_hdr)]
-                seq_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
-                np.cumsum(rec_len, out=seq_off[1:])
-                count = None  # dropped headers break the whole-chunk arithmetic
-                canonical = False
+        One compiled pass indexes the records, copies the headers and classifies every base;
+        the bases themselves are copied only when a consumer asks for them.
+        """
+        rec_start, hdr_off, seq_off, flags, hdr_buf = self._scratch(cut)
+        n, lines, has_cr, non_acgt, err = _native.fasta_index(
+            data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf)
+        if err >= 0 or n == 0:
+            self._fail("expected a FASTA header line starting with '>'", offset=pos + max(err, 0))
+        # Exact-size copies: the scratch arrays are reused for the next chunk.
+        rec_start, flags = rec_start[:n].copy(), flags[:n].copy()
+        hdr_off, seq_off = hdr_off[: n + 1].copy(), seq_off[: n + 1].copy()
+        headers = hdr_buf[: hdr_off[-1]].copy()
+        rec_end = np.empty(n, np.int64)
+        rec_end[:-1] = rec_start[1:]
+        rec_end[-1] = cut
+        empty = seq_off[1:] == seq_off[:-1]
+        invalid = (flags & 1).astype(bool)
+        if empty.any() and not self.skip_bad:
+            bad = int(np.flatnonzero(empty)[0])
+            self._fail("header with no sequence (expected sequence lines after the header)",
+                       offset=pos + int(rec_start[bad]))
+        if invalid.any() and not self.skip_bad:
+            self._invalid_char(data, rec_start, rec_end, flags, seq_off, int(np.flatnonzero(invalid)[0]), pos)
+        dropped = empty | invalid
+        if dropped.any():
+            self._count_skip("header with no sequence", int(np.count_nonzero(empty)))
+            self._count_skip("invalid character in sequence", int(np.count_nonzero(invalid & ~empty)))
+            keep = np.flatnonzero(~dropped)
+            headers, hdr_off = gather_ragged(headers, hdr_off, keep)
+            seq_off = _exclusive_cumsum(np.diff(seq_off)[keep])
+            rec_start, rec_end, flags = rec_start[keep], rec_end[keep], flags[keep]
+            non_acgt = -1  # counted again on the kept bases
 
         def seq():
-            mask = _select_lines(ls, le, nxt, skip, seq_line)
-            if clean:
-                return buf[mask], 0
-            return self._bases(buf, mask, pos)
+            out = np.empty(int(seq_off[-1]), np.uint8)
+            _native.fasta_bases(data, rec_start, rec_end, flags, seq_off, out)
+            if non_acgt >= 0:
+                return out, non_acgt
+            return out, out.tobytes().count(b"N") if flags.any() else 0
 
-        h_off = np.zeros(len(hdr_lines) + 1, dtype=np.int64)
-        np.cumsum(le[hdr_lines] - ls[hdr_lines] - 1, out=h_off[1:])
-        batch = ReadBatch(seq, seq_off, headers, h_off, None, str(self.path), -1,
-                          byte_offsets=pos + ls[hdr_lines], count_non_acgt=count)
-        batch.raw_records = raw_records
+        # Two lines per record, LF only, upper-case ACGT: the records are already in canonical
+        # output form, so selected ones can be copied byte for byte (raw_records).
+        canonical = (lines == 2 * n and not has_cr and not dropped.any() and not flags.any()
+                     and data[cut - 1] == _NL)
+        batch = ReadBatch(seq, seq_off, headers, hdr_off, None, str(self.path), -1,
+                          byte_offsets=pos + rec_start, non_acgt=non_acgt)
+        if canonical:
+            batch.raw_records = lambda: (buf, rec_end - rec_start)
         return batch
+
+    def _scratch(self, size: int) -> tuple[np.ndarray, ...]:
+        """Index arrays big enough for any ``size``-byte chunk (a record takes >= 2 bytes)."""
+        cap = size // 2 + 1
+        if self._buffers is None or len(self._buffers[4]) < size:
+            self._buffers = (np.empty(cap, np.int64), np.empty(cap + 1, np.int64),
+                             np.empty(cap + 1, np.int64), np.empty(cap, np.uint8),
+                             np.empty(size, np.uint8))
+        return self._buffers
+
+    def _invalid_char(self, data, rec_start, rec_end, flags, seq_off, i: int, pos: int):
+        """Report the first byte of record ``i`` that is not a sequence character."""
+        one = slice(i, i + 1)
+        off = seq_off[i : i + 2] - seq_off[i]
+        where = _native.fasta_bases(data, rec_start[one], rec_end[one], flags[one], off,
+                                    np.empty(int(off[-1]), np.uint8))
+        ch = data[where]
+        self._fail(
+            f"invalid character {chr(ch)!r} (byte {ch}) in sequence; "
+            "expected IUPAC nucleotide letters" + (" (binary data?)" if ch < 32 or ch > 126 else ""),
+            offset=pos + where,
+        )
 
     def _count_skip(self, reason: str, n: int) -> None:
         if n:
             self.skipped[reason] = self.skipped.get(reason, 0) + n
-
-    def _drop(self, keep_rec, is_hdr, seq_line, hdr_lines, rec_len, reason):
-        """Remove whole FASTA records (their header and sequence lines) from the selection."""
-        self._count_skip(reason, int(len(keep_rec) - np.count_nonzero(keep_rec)))
-        rec_of_line = np.cumsum(is_hdr) - 1
-        line_keep = keep_rec[np.maximum(rec_of_line, 0)]
-        return is_hdr & line_keep, seq_line & line_keep, hdr_lines[keep_rec], rec_len[keep_rec]
 
     @staticmethod
     def _invalid_records(buf: np.ndarray, mask: np.ndarray, seq_off: np.ndarray) -> np.ndarray:

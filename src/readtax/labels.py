@@ -16,12 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _native
 from .errors import InputError, LabelError, UsageError
 from .fastx import ReadBatch
-
-_PIPE = ord("|")
-_ZERO = ord("0")
-
 
 # -- label map ---------------------------------------------------------------------------------
 
@@ -189,63 +186,28 @@ class LblScheme(LabelScheme):
         if n == 0:
             z = np.zeros(0, np.int64)
             return (z, z, np.zeros(0, bool)) if allow_bad else (z, z)
-        hdr = batch.headers
-        off = batch.header_offsets
-        pipes = np.flatnonzero(hdr == _PIPE)
-        # First three pipes after each header start (must lie inside the header).
-        k = np.searchsorted(pipes, off[:-1])
-        cols = []
-        for j in range(3):
-            idx = k + j
-            ok = idx < len(pipes)
-            p = np.where(ok, pipes[np.minimum(idx, max(len(pipes) - 1, 0))] if len(pipes) else 0, -1)
-            ok &= (p >= 0) & (p < off[1:])
-            cols.append((p, ok))
-        bad = ~(cols[0][1] & cols[1][1] & cols[2][1])
-        # Prefix must be exactly "lbl".
-        pre_ok = (cols[0][0] - off[:-1]) == 3
-        if pre_ok.any():
-            s = off[:-1]
-            pre_ok &= (hdr[np.minimum(s, len(hdr) - 1)] == ord("l"))
-            pre_ok &= (hdr[np.minimum(s + 1, len(hdr) - 1)] == ord("b"))
-            pre_ok &= (hdr[np.minimum(s + 2, len(hdr) - 1)] == ord("l"))
-        bad |= ~pre_ok
-        if bad.any() and not allow_bad:
-            self._fail(batch, int(np.flatnonzero(bad)[0]),
-                       "expected 'lbl|<class_id>|<tax_id>|<field>|<name>'")
-        cid, bad_c = _parse_ints(hdr, cols[0][0] + 1, cols[1][0])
-        if need_tax:
-            tax, bad_t = _parse_ints(hdr, cols[1][0] + 1, cols[2][0])
-        else:  # a label map already knows the tax ids
-            tax, bad_t = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
+        cid = np.empty(n, np.int64)
+        tax = np.empty(n, np.int64)
+        status = np.empty(n, np.uint8)
+        _native.lbl_fields(batch.headers, np.ascontiguousarray(batch.header_offsets, np.int64),
+                           cid, tax, status)
+        if not need_tax:  # a label map already knows the tax ids
+            status[status == 3] = 0
+            tax.fill(-1)
         if allow_bad:
-            bad = bad | bad_c | bad_t
-            return np.where(bad, -1, cid), np.where(bad, -1, tax), bad
-        if bad_c.any():
-            self._fail(batch, int(np.flatnonzero(bad_c)[0]), "class_id is not a non-negative integer")
-        if bad_t.any():
-            self._fail(batch, int(np.flatnonzero(bad_t)[0]), "tax_id is not a non-negative integer")
+            bad = status != 0
+            cid[bad] = -1
+            return cid, tax, bad
+        for code, what in ((1, "expected 'lbl|<class_id>|<tax_id>|<field>|<name>'"),
+                           (2, "class_id is not a non-negative integer"),
+                           (3, "tax_id is not a non-negative integer")):
+            hit = np.flatnonzero(status == code)
+            if len(hit):
+                self._fail(batch, int(hit[0]), what)
         return cid, tax
 
     def keys(self, batch: ReadBatch) -> np.ndarray:
         return self.fields(batch)[0]
-
-
-def _parse_ints(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decimal integers in ``buf[start:end]`` per row; returns (values, bad-mask).
-
-    Loops over digit columns (at most 18), each step vectorised over all rows.
-    """
-    width = end - start
-    bad = (width <= 0) | (width > 18)
-    values = np.zeros(len(start), dtype=np.int64)
-    last = len(buf) - 1
-    for col in range(int(min(width.max(initial=0), 18))):
-        inside = width > col
-        d = buf[np.minimum(start + col, last)].astype(np.int64) - _ZERO
-        bad |= inside & ((d < 0) | (d > 9))
-        values = np.where(inside, values * 10 + d, values)
-    return values, bad
 
 
 class RegexScheme(LabelScheme):

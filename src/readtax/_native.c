@@ -1,0 +1,347 @@
+/* The compiled core: the per-byte loops of the FASTA reader, the `lbl` header parser and the
+ * 2-bit encoder, which numpy can only do in several whole-buffer passes.
+ *
+ * Every function works on caller-allocated buffers (numpy arrays or bytes, through the buffer
+ * protocol), so no numpy headers are needed to build it and no memory is allocated here. The
+ * Python side (fastx.py, labels.py, store.py) keeps the logic: error messages, skipping, and
+ * the batch structure; these loops only index, copy and count.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Byte classes of sequence characters: 0 upper-case ACGT, 1 lower-case acgt (upper-cased),
+ * 2 other letters and '-', '*' (stored as N), 3 anything else (invalid). */
+static uint8_t BASE_CLASS[256];
+/* Normalised base of each byte (0 for invalid), as fastx.BASE_LUT. */
+static uint8_t BASE_NORM[256];
+
+static void init_tables(void) {
+    for (int c = 0; c < 256; c++) {
+        BASE_CLASS[c] = 3;
+        BASE_NORM[c] = 0;
+    }
+    for (int c = 'A'; c <= 'Z'; c++) {
+        BASE_CLASS[c] = 2;
+        BASE_CLASS[c + 32] = 2;
+        BASE_NORM[c] = 'N';
+        BASE_NORM[c + 32] = 'N';
+    }
+    const char *acgt = "ACGT";
+    for (int k = 0; k < 4; k++) {
+        int c = (unsigned char)acgt[k];
+        BASE_CLASS[c] = 0;
+        BASE_CLASS[c + 32] = 1;
+        BASE_NORM[c] = (uint8_t)c;
+        BASE_NORM[c + 32] = (uint8_t)c;
+    }
+    BASE_CLASS['-'] = BASE_CLASS['*'] = 2;
+    BASE_NORM['-'] = BASE_NORM['*'] = 'N';
+}
+
+/* Index of the first byte of s[0:n] that is not upper-case A, C, G or T (n when none). On
+ * clean data this is the line's '\n', so one SIMD pass both checks the bases and finds the end
+ * of the line. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline Py_ssize_t first_non_acgt(const uint8_t *s, Py_ssize_t n) {
+    const __m128i a = _mm_set1_epi8('A'), c = _mm_set1_epi8('C'), g = _mm_set1_epi8('G'),
+                  t = _mm_set1_epi8('T');
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, a), _mm_cmpeq_epi8(x, c)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(x, g), _mm_cmpeq_epi8(x, t)));
+        unsigned miss = (unsigned)_mm_movemask_epi8(m) ^ 0xFFFFu;
+        if (miss)
+            return i + __builtin_ctz(miss);
+    }
+    for (; i < n; i++) {
+        uint8_t b = s[i];
+        if (b != 'A' && b != 'C' && b != 'G' && b != 'T')
+            return i;
+    }
+    return n;
+}
+#else
+static inline Py_ssize_t first_non_acgt(const uint8_t *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint8_t b = s[i];
+        if (b != 'A' && b != 'C' && b != 'G' && b != 'T')
+            return i;
+    }
+    return n;
+}
+#endif
+
+static int check_buffer(Py_buffer *b, Py_ssize_t need, Py_ssize_t item, const char *name) {
+    if (b->len < need * item) {
+        PyErr_Format(PyExc_ValueError, "%s: buffer holds %zd bytes, need %zd", name, b->len,
+                     need * item);
+        return -1;
+    }
+    return 0;
+}
+
+/* fasta_index(data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf)
+ *
+ * Indexes the FASTA records in data[:cut]. Per record i: rec_start[i] (offset of its '>'),
+ * its header (without '>' and line end) copied to hdr_buf[hdr_off[i]:hdr_off[i+1]], its base
+ * count as seq_off[i+1] - seq_off[i] (line ends and blank lines excluded), and flags[i]:
+ * bit 0 a byte that is not a sequence character, bit 1 a base that is not upper-case ACGT.
+ * Arrays must hold one entry per '>' in data[:cut] (+1 for the offsets).
+ *
+ * Returns (records, lines, has_cr, non_acgt, err) where non_acgt counts bases stored as N and
+ * err is the offset of a line before the first header (-1 when the data starts with one).
+ */
+static PyObject *fasta_index(PyObject *self, PyObject *args) {
+    Py_buffer data, rs, ho, so, fl, hb;
+    Py_ssize_t cut;
+    if (!PyArg_ParseTuple(args, "y*nw*w*w*w*w*", &data, &cut, &rs, &ho, &so, &fl, &hb))
+        return NULL;
+    PyObject *result = NULL;
+    if (cut < 0 || cut > data.len) {
+        PyErr_SetString(PyExc_ValueError, "cut outside the data");
+        goto done;
+    }
+    const uint8_t *p = (const uint8_t *)data.buf;
+    Py_ssize_t cap = rs.len / 8;
+    if (check_buffer(&ho, cap + 1, 8, "hdr_off") || check_buffer(&so, cap + 1, 8, "seq_off") ||
+        check_buffer(&fl, cap, 1, "flags"))
+        goto done;
+    int64_t *rec_start = (int64_t *)rs.buf, *hdr_off = (int64_t *)ho.buf,
+            *seq_off = (int64_t *)so.buf;
+    uint8_t *flags = (uint8_t *)fl.buf, *hdr = (uint8_t *)hb.buf;
+    Py_ssize_t n = 0, lines = 0, hpos = 0, err = -1, pos = 0;
+    long long non_acgt = 0;
+    int has_cr = 0;
+    hdr_off[0] = 0;
+    seq_off[0] = 0;
+    while (pos < cut) {
+        /* A sequence line of clean bases ends at the first byte that is not ACGT. */
+        Py_ssize_t e = pos + first_non_acgt(p + pos, cut - pos);
+        int clean = e == cut || p[e] == '\n' || (p[e] == '\r' && e + 1 < cut && p[e + 1] == '\n');
+        if (!clean || e == pos) {
+            const uint8_t *nl = memchr(p + e, '\n', (size_t)(cut - e));
+            e = nl ? (Py_ssize_t)(nl - p) : cut;
+            clean = 0;
+        } else if (p[e] == '\r') {
+            e++;
+        }
+        Py_ssize_t le = e;
+        if (le > pos && p[le - 1] == '\r') {
+            le--;
+            has_cr = 1;
+        }
+        lines++;
+        if (le > pos && p[pos] == '>') {
+            Py_ssize_t hl = le - pos - 1;
+            if (n >= cap || hpos + hl > hb.len) {
+                PyErr_SetString(PyExc_ValueError, "fasta_index: output arrays too small");
+                goto done;
+            }
+            rec_start[n] = pos;
+            memcpy(hdr + hpos, p + pos + 1, (size_t)hl);
+            hpos += hl;
+            hdr_off[n + 1] = hpos;
+            seq_off[n + 1] = seq_off[n];
+            flags[n] = 0;
+            n++;
+        } else if (n == 0) {
+            err = pos;
+            break;
+        } else if (le > pos) {
+            seq_off[n] += le - pos;
+            if (!clean) {
+                uint8_t f = 0;
+                for (Py_ssize_t i = pos; i < le; i++) {
+                    uint8_t k = BASE_CLASS[p[i]];
+                    if (k == 3)
+                        f |= 1;
+                    else if (k) {
+                        f |= 2;
+                        non_acgt += (k == 2);
+                    }
+                }
+                flags[n - 1] |= f;
+            }
+        }
+        pos = e + 1;
+    }
+    result = Py_BuildValue("nniLn", n, lines, has_cr, non_acgt, err);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&rs);
+    PyBuffer_Release(&ho);
+    PyBuffer_Release(&so);
+    PyBuffer_Release(&fl);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* fasta_bases(data, rec_start, rec_end, flags, seq_off, out)
+ *
+ * Copies the bases of the records data[rec_start[i]:rec_end[i]] (header line skipped, line
+ * ends and blank lines dropped) to out[seq_off[i]:seq_off[i+1]], upper-cased with IUPAC codes
+ * as N for records whose flags are set. Returns the data offset of the first byte that is not
+ * a sequence character, or -1.
+ */
+static PyObject *fasta_bases(PyObject *self, PyObject *args) {
+    Py_buffer data, rs, re, fl, so, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &data, &rs, &re, &fl, &so, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = rs.len / 8;
+    if (check_buffer(&re, n, 8, "rec_end") || check_buffer(&fl, n, 1, "flags") ||
+        check_buffer(&so, n + 1, 8, "seq_off"))
+        goto done;
+    const uint8_t *p = (const uint8_t *)data.buf;
+    const int64_t *rec_start = (const int64_t *)rs.buf, *rec_end = (const int64_t *)re.buf,
+                  *seq_off = (const int64_t *)so.buf;
+    const uint8_t *flags = (const uint8_t *)fl.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    Py_ssize_t bad = -1;
+    for (Py_ssize_t r = 0; r < n && bad < 0; r++) {
+        Py_ssize_t pos = rec_start[r], end = rec_end[r];
+        Py_ssize_t w = seq_off[r], stop = seq_off[r + 1];
+        if (pos < 0 || end > data.len || pos > end || w < 0 || stop > out.len || w > stop) {
+            PyErr_SetString(PyExc_ValueError, "fasta_bases: record outside the buffers");
+            goto done;
+        }
+        const uint8_t *nl = memchr(p + pos, '\n', (size_t)(end - pos));
+        pos = nl ? (Py_ssize_t)(nl - p) + 1 : end;
+        while (pos < end) {
+            nl = memchr(p + pos, '\n', (size_t)(end - pos));
+            Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : end;
+            Py_ssize_t le = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+            Py_ssize_t len = le - pos;
+            if (w + len > stop) {
+                PyErr_SetString(PyExc_ValueError, "fasta_bases: record longer than its offsets");
+                goto done;
+            }
+            if (flags[r]) {
+                for (Py_ssize_t i = 0; i < len; i++) {
+                    uint8_t c = BASE_NORM[p[pos + i]];
+                    if (!c) {
+                        bad = pos + i;
+                        break;
+                    }
+                    o[w + i] = c;
+                }
+                if (bad >= 0)
+                    break;
+            } else {
+                memcpy(o + w, p + pos, (size_t)len);
+            }
+            w += len;
+            pos = e + 1;
+        }
+        if (bad < 0 && w != stop) {
+            PyErr_SetString(PyExc_ValueError, "fasta_bases: record shorter than its offsets");
+            goto done;
+        }
+    }
+    result = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&rs);
+    PyBuffer_Release(&re);
+    PyBuffer_Release(&fl);
+    PyBuffer_Release(&so);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* Decimal digits of s[0:n] as a non-negative integer; -1 when empty, not all digits, or more
+ * than 18 digits. */
+static inline int64_t parse_uint(const uint8_t *s, Py_ssize_t n) {
+    if (n <= 0 || n > 18)
+        return -1;
+    int64_t v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned d = (unsigned)s[i] - '0';
+        if (d > 9)
+            return -1;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+/* lbl_fields(headers, hdr_off, class_out, tax_out, status_out)
+ *
+ * Parses `lbl|<class_id>|<tax_id>|...` headers. status per read: 0 ok, 1 not of that shape
+ * (prefix or fewer than three '|'), 2 class_id not a non-negative integer, 3 tax_id not one.
+ * Values are -1 where they do not parse. Returns the number of reads with status 0.
+ */
+static PyObject *lbl_fields(PyObject *self, PyObject *args) {
+    Py_buffer hb, ho, co, to, st;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*", &hb, &ho, &co, &to, &st))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ho.len / 8 - 1;
+    if (n < 0)
+        n = 0;
+    if (check_buffer(&co, n, 8, "class_out") || check_buffer(&to, n, 8, "tax_out") ||
+        check_buffer(&st, n, 1, "status_out"))
+        goto done;
+    const uint8_t *h = (const uint8_t *)hb.buf;
+    const int64_t *off = (const int64_t *)ho.buf;
+    int64_t *cls = (int64_t *)co.buf, *tax = (int64_t *)to.buf;
+    uint8_t *status = (uint8_t *)st.buf;
+    Py_ssize_t good = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t s = off[i], e = off[i + 1];
+        cls[i] = tax[i] = -1;
+        if (s < 0 || e > hb.len || s > e) {
+            PyErr_SetString(PyExc_ValueError, "lbl_fields: offsets outside the headers");
+            goto done;
+        }
+        if (e - s < 4 || memcmp(h + s, "lbl|", 4) != 0) {
+            status[i] = 1;
+            continue;
+        }
+        const uint8_t *p1 = memchr(h + s + 4, '|', (size_t)(e - s - 4));
+        const uint8_t *p2 = p1 ? memchr(p1 + 1, '|', (size_t)(h + e - p1 - 1)) : NULL;
+        if (!p2) {
+            status[i] = 1;
+            continue;
+        }
+        int64_t c = parse_uint(h + s + 4, (Py_ssize_t)(p1 - h - s - 4));
+        int64_t t = parse_uint(p1 + 1, (Py_ssize_t)(p2 - p1 - 1));
+        cls[i] = c;  /* kept when only the tax id is bad: callers may not need it */
+        if (c < 0) {
+            status[i] = 2;
+        } else if (t < 0) {
+            status[i] = 3;
+        } else {
+            status[i] = 0;
+            tax[i] = t;
+            good++;
+        }
+    }
+    result = PyLong_FromSsize_t(good);
+done:
+    PyBuffer_Release(&hb);
+    PyBuffer_Release(&ho);
+    PyBuffer_Release(&co);
+    PyBuffer_Release(&to);
+    PyBuffer_Release(&st);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
+    {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
+    {"lbl_fields", lbl_fields, METH_VARARGS, "Parse class and tax ids of lbl headers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "readtax._native", "readtax's compiled loops.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}
