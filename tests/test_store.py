@@ -292,8 +292,25 @@ def _corrupt(st: Path, how: str) -> None:
         cls = np.fromfile(st / "classes.u16", np.uint16)
         cls[np.flatnonzero(cls == 0)[0]] = 1
         cls.tofile(st / "classes.u16")
-        man["files"]["classes.u16"]["blake2b"] = store_mod.file_checksum(st / "classes.u16")
+        man["files"]["classes.u16"]["crc32"] = store_mod.file_checksum(st / "classes.u16")
         (st / "manifest.json").write_text(json.dumps(man))
+
+
+def test_verify_accepts_blake2b_manifests(messy, tmp_path):
+    # Stores written before the CRC-32 switch list BLAKE2b digests; verify checks those.
+    st = tmp_path / "st"
+    pack([messy[4]], st, **SMALL)
+    man = json.loads((st / "manifest.json").read_text())
+    for name, info in man["files"].items():
+        del info["crc32"]
+        info["blake2b"] = store_mod.file_checksum(st / name, "blake2b")
+    (st / "manifest.json").write_text(json.dumps(man))
+    assert verify(st)["reads"] == 1500
+    info = man["files"]["bases.2bit"]
+    info["blake2b"] = "0" * 64
+    (st / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(StoreError, match="checksum mismatch in bases.2bit"):
+        verify(st)
 
 
 @pytest.mark.parametrize("how, message", [

@@ -330,10 +330,136 @@ done:
     return result;
 }
 
+/* gather(src, starts, lengths, out)
+ *
+ * Concatenates the byte ranges src[starts[i]:starts[i]+lengths[i]] into out (which must hold
+ * their total). The ranges are checked against src before anything is copied.
+ */
+static PyObject *gather(PyObject *self, PyObject *args) {
+    Py_buffer src, st, ln, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &src, &st, &ln, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = st.len / 8;
+    if (check_buffer(&ln, n, 8, "lengths"))
+        goto done;
+    const int64_t *start = (const int64_t *)st.buf, *len = (const int64_t *)ln.buf;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (start[i] < 0 || len[i] < 0 || start[i] + len[i] > src.len) {
+            PyErr_Format(PyExc_IndexError, "gather: range %zd outside the source", i);
+            goto done;
+        }
+        total += len[i];
+    }
+    if (total > out.len) {
+        PyErr_SetString(PyExc_ValueError, "gather: output too small");
+        goto done;
+    }
+    const uint8_t *s = (const uint8_t *)src.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        memcpy(o, s + start[i], (size_t)len[i]);
+        o += len[i];
+    }
+    result = PyLong_FromSsize_t(total);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&st);
+    PyBuffer_Release(&ln);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* splitmix64: a small, well-mixed generator; its whole state is one 64-bit word, which the
+ * caller keeps between batches so that a sequence of calls draws one stream. */
+static inline uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A uniform integer in [0, n), n > 0, without bias (Lemire's multiply-and-reject). */
+static inline uint64_t below(uint64_t *state, uint64_t n) {
+    unsigned __int128 m = (unsigned __int128)splitmix64(state) * n;
+    uint64_t low = (uint64_t)m;
+    if (low < n) {
+        uint64_t floor = -n % n;
+        while (low < floor) {
+            m = (unsigned __int128)splitmix64(state) * n;
+            low = (uint64_t)m;
+        }
+    }
+    return (uint64_t)(m >> 64);
+}
+
+/* select_reads(cls, left, need_a, need_b, state, out)
+ *
+ * Sequential selection sampling (Knuth's Algorithm S, for two disjoint samples): a read of
+ * class c, with left[c] reads of c still to come (this one included), goes to sample a with
+ * probability need_a[c] / left[c], else to b with probability need_b[c] / left[c]. Every
+ * subset of the exact sizes is equally likely. out[i] is 0 (not chosen), 1 (a) or 2 (b);
+ * reads with cls < 0 are never chosen. The counters and the generator state (a uint64[1])
+ * are updated in place. Returns -1, or the index of a read whose class had no reads left
+ * (the input is not the one that was counted).
+ */
+static PyObject *select_reads(PyObject *self, PyObject *args) {
+    Py_buffer cb, lb, ab, bb, sb, ob;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*", &cb, &lb, &ab, &bb, &sb, &ob))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cb.len / 8, k = lb.len / 8;
+    if (check_buffer(&ab, k, 8, "need_a") || check_buffer(&bb, k, 8, "need_b") ||
+        check_buffer(&sb, 1, 8, "state") || check_buffer(&ob, n, 1, "out"))
+        goto done;
+    const int64_t *cls = (const int64_t *)cb.buf;
+    int64_t *left = (int64_t *)lb.buf, *need_a = (int64_t *)ab.buf, *need_b = (int64_t *)bb.buf;
+    uint64_t *state = (uint64_t *)sb.buf;
+    uint8_t *out = (uint8_t *)ob.buf;
+    uint64_t st = *state;
+    Py_ssize_t bad = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t c = cls[i];
+        out[i] = 0;
+        if (c < 0)
+            continue;
+        if (c >= k || left[c] <= 0) {
+            bad = i;
+            break;
+        }
+        int64_t a = need_a[c], b = need_b[c], l = left[c];
+        if (a + b > 0) {
+            /* No draw when one sample takes every remaining read of the class. */
+            int64_t r = a >= l ? 0 : b >= l ? a : (int64_t)below(&st, (uint64_t)l);
+            if (r < a) {
+                out[i] = 1;
+                need_a[c] = a - 1;
+            } else if (r < a + b) {
+                out[i] = 2;
+                need_b[c] = b - 1;
+            }
+        }
+        left[c] = l - 1;
+    }
+    *state = st;
+    result = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
     {"lbl_fields", lbl_fields, METH_VARARGS, "Parse class and tax ids of lbl headers."},
+    {"gather", gather, METH_VARARGS, "Concatenate byte ranges of a buffer."},
+    {"select_reads", select_reads, METH_VARARGS, "Selection sampling of two disjoint subsets."},
     {NULL, NULL, 0, NULL},
 };
 

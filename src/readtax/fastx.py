@@ -11,6 +11,7 @@ once. Gzip files (detected by magic bytes) are read whole.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,6 +169,11 @@ def gather_ragged(
     """Concatenate the slices ``data[offsets[i]:offsets[i+1]]`` for ``i`` in ``index``."""
     starts = offsets[index]
     lengths = offsets[index + 1] - starts
+    if data.dtype == np.uint8 and data.flags.c_contiguous:
+        out = np.empty(int(lengths.sum()), np.uint8)
+        _native.gather(data, starts.astype(np.int64, copy=False),
+                       lengths.astype(np.int64, copy=False), out)
+        return out, _exclusive_cumsum(lengths)
     idx, out_off = ragged_index(starts, lengths)
     return data[idx], out_off
 
@@ -266,6 +272,7 @@ class FastxReader:
         self.format: str | None = None
         self.bytes_read = 0  # compressed-file position is not tracked; this counts raw bytes
         self._buffers: tuple[np.ndarray, ...] | None = None
+        self._spares: list[bytearray] = []
 
     def _fail(self, message: str, offset: int | None = None, record: int | None = None):
         line = None if offset is None else _line_number(self.path, offset)
@@ -321,7 +328,7 @@ class FastxReader:
             eof = False
             while True:
                 if not eof and len(buf) < self.chunk_size:
-                    grown = _read_after(fh, buf, self.chunk_size)
+                    grown = self._read_after(fh, buf, self.chunk_size)
                     if grown is None:
                         eof = True
                     else:
@@ -348,6 +355,34 @@ class FastxReader:
                         buf += more
                     else:
                         eof = True
+
+    def _read_after(self, fh, head, n: int) -> bytearray | None:
+        """``head`` followed by up to ``n`` new bytes, read in place (no copy of the new data).
+
+        The previous chunk's buffer is reused when nothing refers to it any more (batches parsed
+        from it hold references until they are dropped): a fresh multi-megabyte buffer per
+        chunk costs a zero fill and page faults that add up to more than the parsing.
+        """
+        size = len(head) + n
+        # References: the list, ``b`` and getrefcount's argument; any more is a live batch.
+        # Two buffers: a consumer's loop variable still holds the last batch while it asks
+        # for the next one.
+        out = next((b for b in self._spares if sys.getrefcount(b) <= 3), None)
+        if out is None:
+            out = bytearray(size)
+            if len(self._spares) < 2:
+                self._spares.append(out)
+        elif len(out) > size:
+            del out[size:]
+        elif len(out) < size:
+            out.extend(bytes(size - len(out)))
+        out[: len(head)] = head
+        got = fh.readinto(memoryview(out)[len(head) :])
+        if not got:
+            return None
+        if got < n:
+            del out[len(head) + got :]
+        return out
 
     def _resync(self, fh, first: bytes, pos: int) -> tuple[bytes | None, int]:
         """Skip to the first record that starts at or after ``self.start``."""
@@ -667,21 +702,6 @@ def _select_lines(ls, le, nxt, skip, select, total: int | None = None) -> np.nda
     if total is not None and len(mask) < total:
         mask = np.concatenate([mask, np.zeros(total - len(mask), dtype=bool)])
     return mask
-
-
-def _read_after(fh, head, n: int) -> bytearray | None:
-    """``head`` followed by up to ``n`` new bytes, read in place (no copy of the new data).
-
-    A fresh buffer per chunk: batches parsed earlier may still hold views of the previous one.
-    """
-    out = bytearray(len(head) + n)
-    out[: len(head)] = head
-    got = fh.readinto(memoryview(out)[len(head) :])
-    if not got:
-        return None
-    if got < n:
-        del out[len(head) + got :]
-    return out
 
 
 def _looks_binary(data: bytes) -> bool:

@@ -33,6 +33,7 @@ class LabelMap:
     _sorted_ids: np.ndarray = field(init=False, repr=False)
     _sorted_pos: np.ndarray = field(init=False, repr=False)
     _by_name: dict[str, int] = field(init=False, repr=False)
+    _dense: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.class_ids = np.asarray(self.class_ids, dtype=np.int64)
@@ -41,6 +42,13 @@ class LabelMap:
         self._sorted_ids = self.class_ids[order]
         self._sorted_pos = order
         self._by_name = {n: i for i, n in enumerate(self.names)}
+        # Class ids are usually small integers: a direct lookup table (position -1 and the
+        # last one hold -1 for ids outside it) beats a binary search per read.
+        self._dense = None
+        limit = max(1 << 16, 16 * len(self.class_ids))
+        if len(self.class_ids) and self.class_ids.min() >= 0 and self.class_ids.max() < limit:
+            self._dense = np.full(int(self.class_ids.max()) + 2, -1, np.int64)
+            self._dense[self.class_ids] = np.arange(len(self.class_ids))
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -66,6 +74,9 @@ class LabelMap:
         if keys.dtype.kind in "iu":
             if len(self._sorted_ids) == 0:
                 return np.full(len(keys), -1, dtype=np.int64)
+            if self._dense is not None:
+                top = len(self._dense) - 1  # the table's last entry is -1 (not a class)
+                return self._dense[np.clip(keys.astype(np.int64, copy=False), -1, top)]
             pos = np.searchsorted(self._sorted_ids, keys)
             pos = np.minimum(pos, len(self._sorted_ids) - 1)
             hit = self._sorted_ids[pos] == keys

@@ -41,7 +41,7 @@ Files (``n`` reads, ``T`` bases, ``C`` classes, ``B`` buckets):
 ``order.u32``           (``--no-shuffle`` only) physical slot within its bucket of each class rank.
 
 ``manifest.json`` holds the format version, counts, the label map, the seed, statistics and the
-size and BLAKE2b checksum of every file. It is written last, and the directory is built under a
+size and CRC-32 checksum of every file. It is written last, and the directory is built under a
 temporary name and renamed, so an interrupted ``pack`` leaves nothing that looks complete.
 
 Packing
@@ -71,6 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
+from isal.isal_zlib import crc32
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import __version__
@@ -94,6 +96,9 @@ GZIP_RATIO = 4  # assumed expansion of gzip input when sizing buckets
 MAX_BUCKETS = 65535
 HIST_MAX = 100_000  # the read-length histogram's last bin (as in readtax.stats)
 ID_LEVEL = 1  # on front-coded ids level 1 is within 15% of level 9 and 3x faster
+# Per-file checksum in the manifest: CRC-32 (ISA-L, ~12 GB/s) catches corruption and
+# truncation; stores written before it carry BLAKE2b, which verify still checks.
+CHECKSUM = "crc32"
 ID_PREFIX = 127  # longest shared prefix front coding records (bounds decoding memory)
 
 F_BASES = "bases.2bit"
@@ -388,7 +393,8 @@ def encode_ids(ids: Records) -> bytes:
         dest, _ = ragged_index(_exclusive_cumsum(suf + 1)[:-1], suf)
         src, _ = ragged_index(_exclusive_cumsum(lengths)[:-1] + lcp, suf)
         body[dest] = ids.flat[src]
-    return zlib.compress(lcp.astype(np.uint8).tobytes() + body.tobytes(), ID_LEVEL)
+    # ISA-L writes the same zlib format as zlib at level 1, about 4x faster.
+    return isal_zlib.compress(lcp.astype(np.uint8).tobytes() + body.tobytes(), ID_LEVEL)
 
 
 def decode_ids(blob: bytes, k: int) -> tuple[bytes, np.ndarray]:
@@ -1113,12 +1119,12 @@ def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]
 
 
 class _Out:
-    """An output file that records its size and BLAKE2b checksum as it is written."""
+    """An output file that records its size and CRC-32 checksum as it is written."""
 
     def __init__(self, path: Path) -> None:
         self.name = path.name
         self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self.hash = hashlib.blake2b(digest_size=32)
+        self.crc = 0
         self.size = 0
 
     def write(self, data) -> None:
@@ -1127,12 +1133,12 @@ class _Out:
         if not len(buf):
             return
         self.fh.write(buf)
-        self.hash.update(buf)
+        self.crc = crc32(buf, self.crc)
         self.size += len(buf)
 
     def close(self) -> dict:
         self.fh.close()
-        return {"size": self.size, "blake2b": self.hash.hexdigest()}
+        return {"size": self.size, CHECKSUM: f"{self.crc:08x}"}
 
 
 class _PackedStream:
@@ -1461,12 +1467,19 @@ def _expected_files(manifest: dict) -> set[str]:
     return names
 
 
-def file_checksum(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=32)
+def file_checksum(path: Path, algorithm: str = CHECKSUM) -> str:
+    """The file's checksum as the manifest records it (CRC-32; BLAKE2b in older stores)."""
+    if algorithm == "blake2b":
+        h = hashlib.blake2b(digest_size=32)
+        with open(path, "rb") as fh:
+            while block := fh.read(16 << 20):
+                h.update(block)
+        return h.hexdigest()
+    crc = 0
     with open(path, "rb") as fh:
         while block := fh.read(16 << 20):
-            h.update(block)
-    return h.hexdigest()
+            crc = crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def verify(path: str | os.PathLike[str], *, progress: bool | None = None) -> dict:
@@ -1481,7 +1494,8 @@ def verify(path: str | os.PathLike[str], *, progress: bool | None = None) -> dic
     bar = Progress(total, f"verify {path.name}: checksums", enabled=progress)
     done = 0
     for name, info in sorted(manifest["files"].items()):
-        if file_checksum(path / name) != info.get("blake2b"):
+        algorithm = CHECKSUM if CHECKSUM in info else "blake2b"
+        if file_checksum(path / name, algorithm) != info.get(algorithm):
             raise StoreError(f"checksum mismatch in {name}: the file is corrupt", path)
         done += info["size"]
         bar.update(done)

@@ -22,7 +22,7 @@ random subset of exactly the quota for every class, and train and validation are
 
 Records are written as the reader parsed them: one sequence line, bases upper-cased with IUPAC
 codes other than ACGT as N (the form every readtax tool sees), headers and qualities unchanged.
-Output keeps input order (pieces of the units concatenated in unit order) unless ``shuffle``:
+Output keeps input order (each unit appends its records in unit order) unless ``shuffle``:
 then a bucket shuffle through temporary files gives a uniformly random order with bounded
 memory. Output names ending in ``.gz`` are gzip (one member per unit or bucket, compressed in
 parallel; any gzip reader reads multi-member files). Outputs appear under their final name only
@@ -32,8 +32,10 @@ when complete.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _native
 from .errors import InputError, UsageError
 from .fastx import ReadBatch, gather_ragged, sniff_format
 from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme, report_skipped
@@ -112,6 +115,12 @@ class BlockSelector:
     ``available[c]`` reads of class c will arrive in total; ``train[c]`` and ``val[c]`` of them
     are to be chosen (disjoint, uniformly). :meth:`select` takes the class index of every read
     of the next batch (-1 = not eligible) and returns the train and validation masks.
+
+    Sequential selection sampling (Knuth's Algorithm S, in the compiled core): a read goes to
+    train with probability (train still needed) / (reads of its class still to come), else to
+    validation with probability (validation still needed) / (still to come). Every subset of
+    the exact sizes is equally likely, and the draw depends on ``rng`` only, not on how the
+    block is cut into batches.
     """
 
     def __init__(self, available: np.ndarray, train: np.ndarray, val: np.ndarray | None,
@@ -119,62 +128,20 @@ class BlockSelector:
         self.left = np.array(available, dtype=np.int64)
         self.train = np.array(train, dtype=np.int64)
         self.val = np.zeros_like(self.train) if val is None else np.array(val, dtype=np.int64)
-        self.rng = rng
+        self.state = rng.integers(0, 2**63, size=1, dtype=np.int64).view(np.uint64)
         self.n_classes = len(self.left)
 
     def select(self, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(cls)
-        train_mask = np.zeros(n, dtype=bool)
-        val_mask = np.zeros(n, dtype=bool)
-        valid = cls >= 0
-        have = np.bincount(cls[valid], minlength=self.n_classes)
-        if len(have) > self.n_classes or (have > self.left).any():
+        out = np.empty(len(cls), np.uint8)
+        bad = _native.select_reads(np.ascontiguousarray(cls, dtype=np.int64), self.left,
+                                   self.train, self.val, self.state, out)
+        if bad >= 0:
             raise _CountMismatch
-        act = np.flatnonzero((have > 0) & ((self.train > 0) | (self.val > 0)))
-        if len(act) == 0:
-            self.left -= have
-            return train_mask, val_mask
-        h, left, t, v = have[act], self.left[act], self.train[act], self.val[act]
-        # Train reads in this batch, then validation reads among the batch's non-train reads
-        # (the unit's non-train reads number left - t, of which h - xt are in this batch).
-        xt = _hypergeometric(self.rng, h, left - h, t)
-        xv = _hypergeometric(self.rng, h - xt, (left - t) - (h - xt), v)
-        self.left -= have
-        self.train[act] -= xt
-        self.val[act] -= xv
-        take_t = np.zeros(self.n_classes, dtype=np.int64)
-        take_v = np.zeros(self.n_classes, dtype=np.int64)
-        take_t[act] = xt
-        take_v[act] = xv
-        # Rank the reads of every active class in a random order; the first xt go to train,
-        # the next xv to validation.
-        is_act = np.zeros(self.n_classes, dtype=bool)
-        is_act[act] = True
-        pos = np.flatnonzero(valid)
-        pos = pos[is_act[cls[pos]]]
-        order = _random_order_by_class(cls[pos], self.n_classes, self.rng)
-        sc = cls[pos][order]
-        start = np.cumsum(np.where(is_act, have, 0)) - np.where(is_act, have, 0)
-        rank = np.arange(len(pos), dtype=np.int64) - start[sc]
-        lim = take_t[sc]
-        train_mask[pos[order[rank < lim]]] = True
-        val_mask[pos[order[(rank >= lim) & (rank < lim + take_v[sc])]]] = True
-        return train_mask, val_mask
+        return out == 1, out == 2
 
     def done(self) -> bool:
         """True when every planned read was seen and chosen."""
         return not (self.left.any() or self.train.any() or self.val.any())
-
-
-def _random_order_by_class(cls: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
-    """An order that groups reads by class, uniformly random within each class.
-
-    A random permutation followed by a stable sort on the class; 16-bit keys make numpy use a
-    radix sort, about 8x faster than a lexsort on random keys.
-    """
-    perm = rng.permutation(len(cls))
-    keys = cls[perm].astype(np.uint16 if n_classes <= 1 << 16 else np.int64)
-    return perm[np.argsort(keys, kind="stable")]
 
 
 class _CountMismatch(Exception):
@@ -241,11 +208,10 @@ def format_records(batch: ReadBatch, rows: np.ndarray) -> np.ndarray:
     raw = batch.raw_records()
     if raw is not None:  # records already in output form: copy their bytes as they are
         buf, rec_bytes = raw
-        if rows.dtype == bool:
-            return buf[np.repeat(rows, rec_bytes)]
+        index = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, dtype=np.int64)
         starts = np.zeros(len(rec_bytes) + 1, dtype=np.int64)
         np.cumsum(rec_bytes, out=starts[1:])
-        return gather_ragged(buf, starts, np.asarray(rows, dtype=np.int64))[0]
+        return gather_ragged(buf, starts, index)[0]
     h_len = np.diff(batch.header_offsets)
     s_len = np.diff(batch.seq_offsets)
     fastq = batch.qual is not None
@@ -313,6 +279,64 @@ class _Piece:
         if self.fh is not self.raw:
             self.fh.close()
         self.raw.close()
+
+
+class _HeldOutput:
+    """A unit's records for one output, kept in memory until the units before it are written.
+
+    Bounded by the unit's size (gzip output compressed as it comes, as its own member); writing
+    straight into the final file saves copying every output byte once more.
+    """
+
+    def __init__(self, compress: bool) -> None:
+        self.parts: list = []
+        self.gz = None
+        if compress:
+            from isal import igzip
+
+            self.sink = io.BytesIO()
+            self.gz = igzip.IGzipFile(filename="", mode="wb", fileobj=self.sink,
+                                      compresslevel=GZIP_LEVEL, mtime=0)
+
+    def write(self, data: np.ndarray) -> None:
+        if not len(data):
+            return
+        if self.gz is None:
+            self.parts.append(data)
+        else:
+            self.gz.write(memoryview(data))
+
+    def append_to(self, path: str) -> None:
+        if self.gz is not None:
+            self.gz.close()
+            self.parts = [self.sink.getbuffer()] if self.sink.tell() else []
+        if self.parts:
+            with open(path, "ab") as fh:
+                for part in self.parts:
+                    fh.write(memoryview(part))
+        self.parts = []
+
+
+# Set before pass 2 starts its (forked) workers: the number of the next unit whose output goes
+# to the files, and a condition to wait on. None when units run in this process, in order.
+_TURN = None
+
+
+@contextlib.contextmanager
+def _turn(u: int):
+    """Hold the output files while writing unit ``u`` (after every unit before it)."""
+    if _TURN is None:
+        yield
+        return
+    value, cond = _TURN
+    with cond:
+        cond.wait_for(lambda: value.value == u)
+    try:
+        yield
+    finally:
+        with cond:
+            value.value = u + 1
+            cond.notify_all()
 
 
 # -- pass 1: counting ----------------------------------------------------------------------------
@@ -395,6 +419,7 @@ class _Plan:
     seed: int
     compress: dict  # side ("train"/"val") -> gzip the pieces
     buckets: int  # 0 = keep input order
+    targets: dict = field(default_factory=dict)  # side -> file the units append to in order
 
 
 @dataclass
@@ -415,7 +440,7 @@ def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
     if plan.buckets:
         writer = _BucketWriter(plan, u, sides)
     else:
-        pieces = {s: _Piece(Path(plan.tmpdir) / f"{s}-{u:06d}", plan.compress[s]) for s in sides}
+        held = {s: _HeldOutput(plan.compress[s]) for s in sides}
     try:
         for batch in unit.reader(READ_CHUNK, skip_bad=plan.skip_bad):
             cls = labeler.classes(batch)
@@ -432,7 +457,7 @@ def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
                 if plan.buckets:
                     writer.write(s, batch, mask)
                 else:
-                    pieces[s].write(format_records(batch, _rows(mask)))
+                    held[s].write(format_records(batch, _rows(mask)))
         if not selector.done():
             raise InputError("input changed between the two passes (class counts differ)",
                              unit.path)
@@ -440,12 +465,12 @@ def _select_unit(item: tuple, plan: _Plan) -> _UnitResult:
         if plan.buckets:
             writer.close()
         raise
-    finally:
-        if not plan.buckets:
-            for p in pieces.values():
-                p.close()
-    return _UnitResult(written["train"], written["val"],
-                       writer.finish() if plan.buckets else {s: str(p.path) for s, p in pieces.items()})
+    if plan.buckets:
+        return _UnitResult(written["train"], written["val"], writer.finish())
+    with _turn(u):
+        for s in sides:
+            held[s].append_to(plan.targets[s])
+    return _UnitResult(written["train"], written["val"], {})
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
@@ -853,17 +878,22 @@ def subset(
     compress = {"train": str(out).endswith(".gz")}
     if val_output is not None:
         compress["val"] = str(val_output).endswith(".gz")
-    plan = _Plan(scheme, label_map, skip_unknown, skip_bad, tmpdir, seed, compress, buckets)
     items = [(u, unit, counts[u], train_units[u], val_units[u]) for u, unit in enumerate(units)]
     written_t = np.zeros(len(label_map), dtype=np.int64)
     written_v = np.zeros(len(label_map), dtype=np.int64)
+    global _TURN
     try:
         with contextlib.ExitStack() as stack:
             targets = {"train": stack.enter_context(atomic_path(out))}
             if val_output is not None:
                 targets["val"] = stack.enter_context(atomic_path(val_output))
-            handles = {s: stack.enter_context(open(p, "wb", buffering=0))
-                       for s, p in targets.items()}
+            for p in targets.values():
+                open(p, "wb").close()  # units append to these in order
+            plan = _Plan(scheme, label_map, skip_unknown, skip_bad, tmpdir, seed, compress,
+                         buckets, {s: str(p) for s, p in targets.items()})
+            if workers > 1 and len(units) > 1 and not buckets:
+                ctx = mp.get_context("fork")
+                _TURN = (ctx.Value("q", 0, lock=False), ctx.Condition())
             t0 = time.monotonic()
             bar = Progress(total_bytes, "subset: selecting", enabled=progress)
             done = 0
@@ -873,25 +903,29 @@ def subset(
                 written_v += res.written_val
                 if buckets:
                     unit_pieces.append(res.pieces)
-                else:
-                    for s, piece in res.pieces.items():
-                        _append(handles[s], piece)
                 done += unit.size
                 bar.update(done)
             bar.close()
+            _TURN = None
             log.debug("pass 2 (select, write): %.2f s", time.monotonic() - t0)
             if buckets:
+                handles = {s: stack.enter_context(open(p, "ab", buffering=0))
+                           for s, p in targets.items()}
                 _shuffle_pieces(unit_pieces, plan, workers, handles, fmt == "fastq")
                 log.debug("shuffle (%d buckets): %.2f s", buckets, time.monotonic() - t0)
             if not (np.array_equal(written_t, take_train) and np.array_equal(written_v, take_val)):
                 raise RuntimeError("subset wrote other counts than planned")  # pragma: no cover
-            for s, fh in handles.items():
-                if compress[s] and fh.tell() == 0:
+            if buckets:
+                for fh in handles.values():
+                    fh.close()
+            for s, p in targets.items():
+                if compress[s] and os.path.getsize(p) == 0:
                     import gzip
 
-                    fh.write(gzip.compress(b"", mtime=0))  # a valid, empty gzip file
-                fh.close()
+                    with open(p, "wb") as fh:
+                        fh.write(gzip.compress(b"", mtime=0))  # a valid, empty gzip file
     finally:
+        _TURN = None
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     result = SubsetSummary(label_map, available, plan_c.requested, plan_c.requested_val,
