@@ -395,42 +395,37 @@ def test_empty_after_skipping(tmp_path):
 
 def test_two_bit_codecs_against_a_reference():
     rng = np.random.default_rng(1)
-    lengths = rng.integers(1, 40, 300)
-    seq = np.frombuffer("".join(rng.choice(list("ACGT"), lengths.sum())).encode(), np.uint8)
-    packed = encode_reads(seq, lengths)
-    assert len(packed) == ((lengths + 3) // 4).sum()
-    recs = Records.from_flat(packed, (lengths + 3) >> 2)
-    order = rng.permutation(len(lengths))
-    for lead in range(4):
-        stream = repack(recs, order, lengths[order], lead)
-        # Reference: decode every base of the stream one by one.
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        want = np.concatenate([seq[starts[i] : starts[i + 1]] for i in order])
-        offs = lead + np.concatenate([[0], np.cumsum(lengths[order])[:-1]])
-        got = unpack_bases(stream, offs, lengths[order])
-        assert np.array_equal(got, want)
-    # Fixed length: the word-shift path (long reads) and the expanding path (short) agree.
-    for length in (3, 5, 37, 150, 151, 152, 153):
-        fl = np.full(50, length)
-        seq2 = np.frombuffer("".join(rng.choice(list("ACGT"), 50 * length)).encode(), np.uint8)
-        r2 = Records.from_flat(encode_reads(seq2, fl), (fl + 3) >> 2)
+    for lengths in (rng.integers(1, 40, 300), np.full(50, 150), np.full(50, 3), np.full(7, 153)):
+        seq = np.frombuffer("".join(rng.choice(list("ACGT"), lengths.sum())).encode(), np.uint8)
+        packed = encode_reads(seq, lengths)
+        assert len(packed) == ((lengths + 3) // 4).sum()
+        recs = Records(lengths, packed, packed=True)
+        order = rng.permutation(len(lengths))
         for lead in range(4):
-            s2 = repack(r2, np.arange(50), fl, lead)
-            assert len(s2) == -(-(lead + 50 * length) // 4)
-            assert np.array_equal(unpack_bases(s2, lead + length * np.arange(50), fl), seq2)
+            stream = repack(recs, order, lead)
+            assert len(stream) == -(-(lead + lengths.sum()) // 4)
+            # Reference: decode every base of the stream.
+            starts = np.concatenate([[0], np.cumsum(lengths)])
+            want = np.concatenate([seq[starts[i] : starts[i + 1]] for i in order])
+            offs = lead + np.concatenate([[0], np.cumsum(lengths[order])[:-1]])
+            got = unpack_bases(stream, offs, lengths[order])
+            assert np.array_equal(got, want)
+            # Bits before ``lead`` stay zero, so streams OR together at a shared byte.
+            assert stream[0] & ((1 << (2 * lead)) - 1) == 0
 
 
 def test_ids_codec_round_trip():
     ids = [b"lbl|1|2|3|Sp-10/1", b"lbl|1|2|3|Sp-10/2", b"lbl|1|2|3|Sp-10/2", b"x", b"",
-           b"lbl|1|2|3|Sp-11/1 desc", b"\n".join([]) or b"y" * 300, b"y" * 301, b"z"]
+           b"lbl|1|2|3|Sp-11/1 desc", b"y" * 300, b"y" * 301, b"z"]
     lengths = np.array([len(i) for i in ids])
-    flat = np.frombuffer(b"".join(ids), np.uint8)
-    for recs in (Records(lengths, None, flat), Records.from_flat(flat, lengths)):
-        raw, bounds = decode_ids(encode_ids(recs), len(ids))
-        assert [raw[s:e] for s, e in bounds] == ids
-        assert raw.count(b"\n") == len(ids)
-    assert Records.from_flat(flat, lengths).take(np.array([1, 0])).to_flat().tobytes() == \
-        ids[1] + ids[0]
+    recs = Records(lengths, np.frombuffer(b"".join(ids), np.uint8))
+    raw, bounds = decode_ids(encode_ids(recs), len(ids))
+    assert [raw[s:e] for s, e in bounds] == ids
+    assert raw.count(b"\n") == len(ids)
+    order = np.array([8, 1, 0, 6, 7])
+    raw, bounds = decode_ids(encode_ids(recs, order), len(order))
+    assert [raw[s:e] for s, e in bounds] == [ids[i] for i in order]
+    assert recs.take(np.array([1, 0])).flat.tobytes() == ids[1] + ids[0]
 
 
 def test_unpack_to_gzip_is_reproducible(tmp_path):

@@ -75,6 +75,9 @@ static inline Py_ssize_t first_non_acgt(const uint8_t *s, Py_ssize_t n) {
 }
 #endif
 
+/* How many records ahead the gathers over a random order prefetch. */
+#define PREFETCH 16
+
 static int check_buffer(Py_buffer *b, Py_ssize_t need, Py_ssize_t item, const char *name) {
     if (b->len < need * item) {
         PyErr_Format(PyExc_ValueError, "%s: buffer holds %zd bytes, need %zd", name, b->len,
@@ -359,6 +362,8 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     const uint8_t *s = (const uint8_t *)src.buf;
     uint8_t *o = (uint8_t *)out.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + PREFETCH < n)
+            __builtin_prefetch(s + start[i + PREFETCH]);
         memcpy(o, s + start[i], (size_t)len[i]);
         o += len[i];
     }
@@ -454,12 +459,264 @@ done:
     return result;
 }
 
+/* pack_2bit(seq, seq_off, out) -> bytes written
+ *
+ * Read i (bases seq[seq_off[i]:seq_off[i+1]], upper-case) becomes ceil(len / 4) bytes of out,
+ * reads back to back, each starting on a byte: code (ascii >> 1) & 3 (A=0 C=1 T=2 G=3), four
+ * bases per byte from the low bits up, unused bits of a read's last byte zero.
+ */
+static PyObject *pack_2bit(PyObject *self, PyObject *args) {
+    Py_buffer sb, ob, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &sb, &ob, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ob.len / 8 - 1;
+    const uint8_t *seq = (const uint8_t *)sb.buf;
+    const int64_t *off = (const int64_t *)ob.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    Py_ssize_t w = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t a = off[i], e = off[i + 1];
+        if (a < 0 || e < a || e > sb.len || w + (e - a + 3) / 4 > out.len) {
+            PyErr_SetString(PyExc_ValueError, "pack_2bit: read outside the buffers");
+            goto done;
+        }
+        const uint8_t *s = seq + a;
+        int64_t len = e - a, j = 0;
+        for (; j + 4 <= len; j += 4)
+            o[w++] = (uint8_t)(((s[j] >> 1) & 3) | (((s[j + 1] >> 1) & 3) << 2) |
+                               (((s[j + 2] >> 1) & 3) << 4) | (((s[j + 3] >> 1) & 3) << 6));
+        if (j < len) {
+            uint8_t b = 0;
+            for (int t = 0; j < len; j++, t++)
+                b |= (uint8_t)(((s[j] >> 1) & 3) << (2 * t));
+            o[w++] = b;
+        }
+    }
+    result = PyLong_FromSsize_t(w);
+done:
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* repack_2bit(src, row_off, lengths, order, lead, out)
+ *
+ * Appends the byte-aligned 2-bit rows of the reads order[0], order[1], ... (row of read r at
+ * src[row_off[r]], lengths[r] bases, unused bits zero) to one continuous stream that starts
+ * `lead` bases (0-3) into out[0]. out must be zeroed, with one byte of slack at the end.
+ */
+static PyObject *repack_2bit(PyObject *self, PyObject *args) {
+    Py_buffer sb, rb, lb, ob, out;
+    Py_ssize_t lead;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nw*", &sb, &rb, &lb, &ob, &lead, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = rb.len / 8, k = ob.len / 8;
+    if (check_buffer(&lb, n, 8, "lengths"))
+        goto done;
+    const uint8_t *src = (const uint8_t *)sb.buf;
+    const int64_t *row = (const int64_t *)rb.buf, *len = (const int64_t *)lb.buf,
+                  *order = (const int64_t *)ob.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    int64_t pos = lead;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t r = order[i];
+        if (r < 0 || r >= n) {
+            PyErr_SetString(PyExc_IndexError, "repack_2bit: read index out of range");
+            goto done;
+        }
+        /* The order is random: fetch the row offsets, then the rows, ahead of their use. */
+        if (i + 2 * PREFETCH < k) {
+            int64_t far = order[i + 2 * PREFETCH];
+            if (far >= 0 && far < n) {
+                __builtin_prefetch(row + far);
+                __builtin_prefetch(len + far);
+            }
+        }
+        if (i + PREFETCH < k) {
+            int64_t ahead = order[i + PREFETCH];
+            if (ahead >= 0 && ahead < n)
+                __builtin_prefetch(src + row[ahead]);
+        }
+        int64_t nb = (len[r] + 3) >> 2, q = pos >> 2;
+        int shift = (int)(pos & 3) * 2;
+        if (row[r] < 0 || row[r] + nb > sb.len || q + nb + (shift ? 1 : 0) > out.len) {
+            PyErr_SetString(PyExc_ValueError, "repack_2bit: read outside the buffers");
+            goto done;
+        }
+        const uint8_t *s = src + row[r];
+        if (!shift) {
+            memcpy(o + q, s, (size_t)nb);
+        } else {
+            for (int64_t j = 0; j < nb; j++) {
+                o[q + j] |= (uint8_t)(s[j] << shift);
+                o[q + j + 1] = (uint8_t)(s[j] >> (8 - shift));
+            }
+        }
+        pos += len[r];
+    }
+    result = PyLong_FromLongLong(pos);
+done:
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* front_code(hdr, hdr_off, order, prefix_max, out) -> bytes written
+ *
+ * The ids hdr[hdr_off[r]:hdr_off[r+1]] for r in order, front-coded: first one byte per id with
+ * the length of the prefix it shares with the previous id (at most prefix_max), then each id's
+ * remaining suffix followed by a newline. out needs len(order) * 2 + the ids' total length.
+ */
+static PyObject *front_code(PyObject *self, PyObject *args) {
+    Py_buffer hb, fb, ob, out;
+    Py_ssize_t prefix_max;
+    if (!PyArg_ParseTuple(args, "y*y*y*nw*", &hb, &fb, &ob, &prefix_max, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = fb.len / 8 - 1, k = ob.len / 8;
+    const uint8_t *h = (const uint8_t *)hb.buf;
+    const int64_t *off = (const int64_t *)fb.buf, *order = (const int64_t *)ob.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    Py_ssize_t w = k;
+    const uint8_t *prev = NULL;
+    int64_t prev_len = 0;
+    if (k > out.len || prefix_max > 255) {
+        PyErr_SetString(PyExc_ValueError, "front_code: output too small");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int64_t r = order[i];
+        if (r < 0 || r >= n || off[r] < 0 || off[r + 1] < off[r] || off[r + 1] > hb.len) {
+            PyErr_SetString(PyExc_IndexError, "front_code: id index out of range");
+            goto done;
+        }
+        if (i + 2 * PREFETCH < k) {
+            int64_t far = order[i + 2 * PREFETCH];
+            if (far >= 0 && far < n)
+                __builtin_prefetch(off + far);
+        }
+        if (i + PREFETCH < k) {
+            int64_t ahead = order[i + PREFETCH];
+            if (ahead >= 0 && ahead < n)
+                __builtin_prefetch(h + off[ahead]);
+        }
+        const uint8_t *cur = h + off[r];
+        int64_t len = off[r + 1] - off[r], lim = len < prev_len ? len : prev_len, l = 0;
+        if (lim > prefix_max)
+            lim = prefix_max;
+        if (prev)
+            while (l < lim && cur[l] == prev[l])
+                l++;
+        if (w + (len - l) + 1 > out.len) {
+            PyErr_SetString(PyExc_ValueError, "front_code: output too small");
+            goto done;
+        }
+        o[i] = (uint8_t)l;
+        memcpy(o + w, cur + l, (size_t)(len - l));
+        w += len - l;
+        o[w++] = '\n';
+        prev = cur;
+        prev_len = len;
+    }
+    result = PyLong_FromSsize_t(w);
+done:
+    PyBuffer_Release(&hb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* The Feistel permutation of sampler.permute (one key), element by element: the same round
+ * function, radices and cycle-walking, so results equal the numpy version's bit for bit. */
+static inline uint64_t feistel_round(uint64_t v, uint64_t key, uint64_t modulus) {
+    uint64_t h = (v ^ key) * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    h *= 0x94D049BB133111EBULL;
+    h >>= 32;
+    return (h * modulus) >> 32;
+}
+
+static inline uint64_t feistel_once(uint64_t x, uint64_t a, uint64_t b, const uint64_t *keys,
+                                    int rounds, int inverse) {
+    uint64_t left = x / b, right = x % b;
+    uint64_t ma = a, mb = b, t;
+    if (!inverse) {
+        for (int r = 0; r < rounds; r++) {
+            uint64_t f = feistel_round(right, keys[r], ma) + left;
+            if (f >= ma)
+                f -= ma;
+            left = right;
+            right = f;
+            t = ma; ma = mb; mb = t;
+        }
+    } else {
+        for (int r = rounds - 1; r >= 0; r--) {
+            /* (ma, mb) play the radices of the left and right halves, swapped every round. */
+            uint64_t f = right + mb - feistel_round(left, keys[r], mb);
+            if (f >= mb)
+                f -= mb;
+            right = left;
+            left = f;
+            t = ma; ma = mb; mb = t;
+        }
+    }
+    return left * b + right;
+}
+
+/* feistel(x, n, keys, a, b, inverse, out): out[i] = permute(x[i]) over [0, n). */
+static PyObject *feistel(PyObject *self, PyObject *args) {
+    Py_buffer xb, kb, ob;
+    unsigned long long n, a, b;
+    int inverse;
+    if (!PyArg_ParseTuple(args, "y*Ky*KKpw*", &xb, &n, &kb, &a, &b, &inverse, &ob))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t m = xb.len / 8;
+    int rounds = (int)(kb.len / 8);
+    if (check_buffer(&ob, m, 8, "out"))
+        goto done;
+    if (a == 0 || b == 0 || a * b < n) {
+        PyErr_SetString(PyExc_ValueError, "feistel: radices do not cover the domain");
+        goto done;
+    }
+    const uint64_t *x = (const uint64_t *)xb.buf, *keys = (const uint64_t *)kb.buf;
+    int64_t *out = (int64_t *)ob.buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (x[i] >= n) {
+            PyErr_SetString(PyExc_ValueError, "permute: values must lie in [0, n)");
+            goto done;
+        }
+        uint64_t y = feistel_once(x[i], a, b, keys, rounds, inverse);
+        while (y >= n)
+            y = feistel_once(y, a, b, keys, rounds, inverse);
+        out[i] = (int64_t)y;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
     {"lbl_fields", lbl_fields, METH_VARARGS, "Parse class and tax ids of lbl headers."},
     {"gather", gather, METH_VARARGS, "Concatenate byte ranges of a buffer."},
     {"select_reads", select_reads, METH_VARARGS, "Selection sampling of two disjoint subsets."},
+    {"pack_2bit", pack_2bit, METH_VARARGS, "2-bit encode reads, each starting on a byte."},
+    {"repack_2bit", repack_2bit, METH_VARARGS, "Join byte-aligned 2-bit reads into one stream."},
+    {"front_code", front_code, METH_VARARGS, "Front-code a block of ids."},
+    {"feistel", feistel, METH_VARARGS, "Keyed Feistel permutation with cycle-walking."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -73,12 +73,12 @@ from pathlib import Path
 import numpy as np
 from isal import isal_zlib
 from isal.isal_zlib import crc32
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view
 
-from . import __version__
+from . import __version__, _native
 from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
-from .fastx import is_gzip, ragged_index
+from .fastx import _exclusive_cumsum, is_gzip, ragged_index
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
@@ -114,11 +114,10 @@ F_ORDER = "order.u32"
 
 _N = ord("N")
 
-# byte of 2-bit codes -> 4 bytes (as one little-endian uint32): ASCII letters or raw codes.
+# byte of 2-bit codes -> 4 ASCII letters (as one little-endian uint32).
 _LETTERS = np.frombuffer(b"ACTG", dtype=np.uint8)
 _b = np.arange(256, dtype=np.uint32)
 _codes4 = np.stack([(_b >> (2 * t)) & 3 for t in range(4)], axis=1).astype(np.uint8)
-DEC_CODES4 = np.ascontiguousarray(_codes4).view("<u4").ravel()
 DEC_ASCII4 = np.ascontiguousarray(_LETTERS[_codes4]).view("<u4").ravel()
 # 16 bits (8 bases) -> 8 ASCII letters as one little-endian uint64 (512 KB table).
 _w = np.arange(65536, dtype=np.uint32)
@@ -130,108 +129,23 @@ del _b, _codes4, _w
 # -- 2-bit packing helpers ------------------------------------------------------------------
 
 
-_GATHER = np.uint32(0x01041040)  # 2**24 + 2**18 + 2**12 + 2**6
-
-
-def _pack_words(x: np.ndarray) -> np.ndarray:
-    """uint32 words holding four codes (one per byte, 0..3) -> one packed byte per word.
-
-    Multiplying by 2**24 + 2**18 + 2**12 + 2**6 moves code t (at bit 8t) to bit 24 + 2t; the
-    other partial products land above bit 31 (dropped) or add up to less than 2**24, so the
-    top byte is exactly c0 | c1 << 2 | c2 << 4 | c3 << 6.
-    """
-    y = x * _GATHER
-    y >>= np.uint32(24)
-    return y.astype(np.uint8)
-
-
 def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """ASCII bases -> 2-bit bytes with every read starting at a byte boundary (pass-1 format)."""
-    m = len(lengths)
-    if m == 0:
-        return np.zeros(0, np.uint8)
-    lo, hi = int(lengths.min()), int(lengths.max())
-    if lo == hi:
-        width = -(-lo // 4) * 4
-        if width == lo:
-            mat = seq.reshape(m, lo)
-        else:
-            mat = np.zeros((m, width), np.uint8)
-            mat[:, :lo] = seq.reshape(m, lo)
-        words = np.ascontiguousarray(mat).view("<u4").ravel()
-    else:
-        nb = (lengths + 3) >> 2
-        starts = np.zeros(m, np.int64)
-        np.cumsum(nb[:-1] * 4, out=starts[1:])
-        dest, _ = ragged_index(starts, lengths)
-        buf = np.zeros(int(nb.sum()) * 4, np.uint8)
-        buf[dest] = seq
-        words = buf.view("<u4")
-    # (ascii >> 1) & 3 maps A,C,T,G to 0,1,2,3; padding bytes (0) stay 0.
-    words = words >> np.uint32(1)
-    words &= np.uint32(0x03030303)
-    return _pack_words(words)
+    offsets = _exclusive_cumsum(np.asarray(lengths, np.int64))
+    out = np.empty(int(((np.asarray(lengths, np.int64) + 3) >> 2).sum()), np.uint8)
+    _native.pack_2bit(np.ascontiguousarray(seq, np.uint8), offsets, out)
+    return out
 
 
-def _repack_fixed(rows: np.ndarray, length: int, lead: int) -> np.ndarray | None:
-    """Equal-length reads (byte-aligned rows) -> continuous stream, without expanding bases.
-
-    Read i starts at base ``lead + i*length``; the reads with i = r (mod 4) all start at the
-    same sub-byte position, ``length`` bytes apart. So each of the four groups is shifted once
-    (as 64-bit words) and OR-ed into a strided view of the output. None when rows would
-    overlap (reads shorter than about 40 bases): the caller expands bases instead.
-    """
-    m, nb = rows.shape
-    width = -(-(nb + 1) // 8) * 8
-    if width > length:
-        return None
-    nbytes = -(-(lead + m * length) // 4)
-    out = np.zeros(nbytes + width + 8, np.uint8)
-    for r in range(min(4, m)):
-        group = rows[r::4]
-        start = lead + r * length
-        buf = np.zeros((len(group), width), np.uint8)
-        buf[:, :nb] = group
-        x = buf.view("<u8")
-        sub = start & 3
-        if sub:
-            prev = np.zeros_like(x)
-            prev[:, 1:] = x[:, :-1]
-            x = (x << np.uint64(2 * sub)) | (prev >> np.uint64(64 - 2 * sub))
-        view = as_strided(out[start >> 2 :], shape=(len(group), width), strides=(length, 1))
-        view |= x.view(np.uint8)
+def repack(reads: Records, order: np.ndarray, lead: int) -> np.ndarray:
+    """Byte-aligned 2-bit reads (``reads`` taken in ``order``; their ``lengths`` are bases) ->
+    one continuous 2-bit stream starting ``lead`` bases into its first byte."""
+    order = np.ascontiguousarray(order, np.int64)
+    total = int(reads.lengths[order].sum()) if len(order) else 0
+    nbytes = -(-(lead + total) // 4)
+    out = np.zeros(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
+    _native.repack_2bit(reads.flat, reads.starts, reads.lengths, order, lead, out)
     return out[:nbytes]
-
-
-def repack(reads: Records, order: np.ndarray, lengths: np.ndarray, lead: int) -> np.ndarray:
-    """Byte-aligned reads (``reads`` taken in ``order``; base ``lengths`` in that order) -> one
-    continuous 2-bit stream starting ``lead`` bases into its first byte."""
-    m = len(order)
-    if m == 0:
-        return np.zeros(0, np.uint8)
-    total = int(lengths.sum())
-    rows = reads.take(order)
-    fixed = int(lengths.min()) == int(lengths.max())
-    if rows.mat is not None:
-        width = rows.mat.shape[1]
-        if fixed and int(lengths[0]) == 4 * width and lead == 0:
-            return rows.mat.ravel()  # already the final bytes
-        if fixed and width == (int(lengths[0]) + 3) >> 2:
-            done = _repack_fixed(rows.mat, int(lengths[0]), lead)
-            if done is not None:
-                return done
-        codes = DEC_CODES4[rows.mat.astype(np.intp)].view(np.uint8).reshape(m, 4 * width)
-        if fixed:
-            codes = codes[:, : int(lengths[0])]
-        else:
-            codes = codes[np.arange(4 * width)[None, :] < lengths[:, None]]
-    else:
-        codes4 = DEC_CODES4[rows.flat.astype(np.intp)].view(np.uint8)
-        idx, _ = ragged_index(_exclusive_cumsum(rows.lengths)[:-1] * 4, lengths)
-        codes = codes4[idx]
-    out = np.zeros(-(-(lead + total) // 4) * 4, np.uint8)
-    out[lead : lead + total].reshape(codes.shape)[...] = codes
-    return _pack_words(out.view("<u4"))
 
 
 def _windows(bases: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
@@ -284,117 +198,53 @@ def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) ->
 # -- read ids: front coding + zlib --------------------------------------------------------
 
 
-def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(x) + 1, np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
 @dataclass
 class Records:
-    """Variable-length byte records: a zero-padded matrix (cheap row gathers) when the lengths
-    are regular, else flat bytes; ``lengths`` holds the true lengths either way."""
+    """Variable-length byte records stored back to back: record i is
+    ``flat[starts[i] : starts[i] + row_bytes[i]]``. For packed bases ``lengths`` counts bases
+    and a record takes ``(length + 3) // 4`` bytes; for ids it is the byte length."""
 
     lengths: np.ndarray
-    mat: np.ndarray | None = None
-    flat: np.ndarray | None = None
+    flat: np.ndarray
+    packed: bool = False
 
-    @classmethod
-    def from_flat(cls, flat: np.ndarray, lengths: np.ndarray) -> Records:
-        lengths = np.asarray(lengths, np.int64)
-        m, total = len(lengths), int(lengths.sum())
-        width = int(lengths.max(initial=0))
-        if m == 0 or width * m > 2 * total + 4096:
-            return cls(lengths, None, flat)
-        if width * m == total:
-            return cls(lengths, flat.reshape(m, width), None)
-        mat = np.zeros((m, width), np.uint8)
-        mat[np.arange(width)[None, :] < lengths[:, None]] = flat
-        return cls(lengths, mat, None)
+    def __post_init__(self) -> None:
+        self.lengths = np.asarray(self.lengths, np.int64)
+        self.starts = _exclusive_cumsum(self.row_bytes())[:-1]
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    @property
-    def stored(self) -> np.ndarray:
-        """Bytes as written to a run file (matrix rows or the flat bytes)."""
-        return self.flat if self.mat is None else self.mat.ravel()
-
     def row_bytes(self) -> np.ndarray:
-        """Stored bytes per record."""
-        if self.mat is None:
-            return self.lengths
-        return np.full(len(self.lengths), self.mat.shape[1], np.int64)
+        return (self.lengths + 3) >> 2 if self.packed else self.lengths
 
     def take(self, order: np.ndarray) -> Records:
-        if self.mat is not None:
-            return Records(self.lengths[order], np.take(self.mat, order, axis=0), None)
-        starts = _exclusive_cumsum(self.lengths)[:-1]
-        idx, _ = ragged_index(starts[order], self.lengths[order])
-        return Records(self.lengths[order], None, self.flat[idx])
-
-    def to_flat(self) -> np.ndarray:
-        if self.mat is None:
-            return self.flat
-        return self.mat[np.arange(self.mat.shape[1])[None, :] < self.lengths[:, None]]
+        order = np.asarray(order, np.int64)
+        rows = self.row_bytes()
+        out = np.empty(int(rows[order].sum()), np.uint8)
+        _native.gather(self.flat, self.starts[order], rows[order], out)
+        return Records(self.lengths[order], out, self.packed)
 
     @staticmethod
-    def concat(parts: list[Records]) -> Records:
+    def concat(parts: list[Records], packed: bool = False) -> Records:
         if not parts:
-            return Records(np.zeros(0, np.int64), None, np.zeros(0, np.uint8))
-        lengths = np.concatenate([p.lengths for p in parts])
-        if all(p.mat is not None for p in parts):
-            width = max(p.mat.shape[1] for p in parts)
-            if all(p.mat.shape[1] == width for p in parts):
-                return Records(lengths, np.concatenate([p.mat for p in parts]), None)
-            mat = np.zeros((len(lengths), width), np.uint8)
-            row = 0
-            for p in parts:
-                mat[row : row + len(p), : p.mat.shape[1]] = p.mat
-                row += len(p)
-            return Records(lengths, mat, None)
-        return Records(lengths, None, np.concatenate([p.to_flat() for p in parts]))
+            return Records(np.zeros(0, np.int64), np.zeros(0, np.uint8), packed)
+        return Records(np.concatenate([p.lengths for p in parts]),
+                       np.concatenate([p.flat for p in parts]), packed)
 
 
-def encode_ids(ids: Records) -> bytes:
-    """Compress a block of ids (header lines without newlines).
+def encode_ids(ids: Records, order: np.ndarray | None = None) -> bytes:
+    """Compress a block of ids (header lines without newlines), taken in ``order``.
 
     Front coding: the block holds one byte per id with the length of the prefix it shares with
     the previous id (at most ``ID_PREFIX``), then each id's remaining suffix ended by a newline;
     zlib compresses the whole. Neighbouring ids in the id order share most of their prefix.
     """
-    k = len(ids)
-    lengths = ids.lengths
-    w = min(ID_PREFIX, int(lengths.max(initial=0)))
-    if ids.mat is not None:
-        head = ids.mat[:, :w]
-    else:
-        cl = np.minimum(lengths, w)
-        head = np.zeros(k * w, np.uint8)
-        dest, _ = ragged_index(np.arange(k, dtype=np.int64) * w, cl)
-        src, _ = ragged_index(_exclusive_cumsum(lengths)[:-1], cl)
-        head[dest] = ids.flat[src]
-        head = head.reshape(k, w)
-    lcp = np.zeros(k, np.int64)
-    if k > 1 and w > 0:
-        neq = head[1:] != head[:-1]
-        first = np.where(neq.any(axis=1), neq.argmax(axis=1), w)
-        lcp[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
-    if ids.mat is not None:
-        width = ids.mat.shape[1]
-        ext = np.empty((k, width + 1), np.uint8)
-        ext[:, :width] = ids.mat
-        ext[np.arange(k), lengths] = 10
-        cols = np.arange(width + 1)[None, :]
-        body = ext[(cols >= lcp[:, None]) & (cols <= lengths[:, None])]
-    else:
-        suf = lengths - lcp
-        body = np.full(int(suf.sum()) + k, 10, np.uint8)
-        dest, _ = ragged_index(_exclusive_cumsum(suf + 1)[:-1], suf)
-        src, _ = ragged_index(_exclusive_cumsum(lengths)[:-1] + lcp, suf)
-        body[dest] = ids.flat[src]
+    order = np.arange(len(ids), dtype=np.int64) if order is None else np.asarray(order, np.int64)
+    out = np.empty(2 * len(order) + int(ids.lengths[order].sum()), np.uint8)
+    size = _native.front_code(ids.flat, _exclusive_cumsum(ids.lengths), order, ID_PREFIX, out)
     # ISA-L writes the same zlib format as zlib at level 1, about 4x faster.
-    return isal_zlib.compress(lcp.astype(np.uint8).tobytes() + body.tobytes(), ID_LEVEL)
+    return isal_zlib.compress(out[:size], ID_LEVEL)
 
 
 def decode_ids(blob: bytes, k: int) -> tuple[bytes, np.ndarray]:
@@ -790,8 +640,6 @@ class _RunInfo:
     path: str
     unit: int
     cum: np.ndarray
-    packed_width: int  # row width of the packed-bases matrix (0: stored flat)
-    header_width: int  # row width of the header matrix (0: stored flat)
 
     def totals(self) -> np.ndarray:
         return self.cum[-1]
@@ -839,7 +687,14 @@ def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
 
 
 class _RunBuffer:
-    """Pass-1 reads of one unit, flushed to a run file grouped by bucket."""
+    """Pass-1 reads of one unit, flushed to a run file grouped by bucket.
+
+    Each batch is split by bucket as it arrives (a small, cache-resident sort), so a flush only
+    writes the pieces of bucket 0, then bucket 1, ... field by field: no whole-run sort, and no
+    copy of the run buffer.
+    """
+
+    FIELDS = ("cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr")
 
     def __init__(self, unit: int, tmp: Path, n_buckets: int) -> None:
         self.unit = unit
@@ -849,72 +704,66 @@ class _RunBuffer:
         self._reset()
 
     def _reset(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr", "bucket")}
-        self.m = 0
+        # field -> bucket -> pieces; table[b] = reads, N runs, packed bytes, header bytes, bases
+        self.parts: dict[str, list[list[np.ndarray]]] = {
+            k: [[] for _ in range(self.n_buckets)] for k in self.FIELDS}
+        self.table = np.zeros((self.n_buckets, _COLS), np.int64)
         self.nbytes = 0
 
-    def add(self, cls, lengths, packed, headers, hlen, runs, bucket) -> None:
-        p = self.parts
-        rr, rs, rl = runs
-        p["cls"].append(cls.astype(np.uint32))
-        p["len"].append(lengths.astype(np.uint32))
-        p["hlen"].append(hlen.astype(np.uint32))
-        p["rr"].append(rr + np.uint32(self.m))
-        p["rs"].append(rs)
-        p["rl"].append(rl)
-        p["packed"].append(packed)
-        p["hdr"].append(headers)
-        p["bucket"].append(bucket)
-        self.m += len(cls)
-        self.nbytes += int(lengths.sum()) + len(headers)
-
-    def flush(self) -> None:
-        if not self.m:
-            return
-        cat = {k: np.concatenate(v) for k, v in self.parts.items()}
-        lengths = cat["len"].astype(np.int64)
-        packed = Records.from_flat(cat.pop("packed"), (lengths + 3) >> 2)
-        hdr = Records.from_flat(cat.pop("hdr"), cat["hlen"])
-        bucket = cat["bucket"]
+    def add(self, cls, lengths, packed: Records, headers: Records, runs, bucket) -> None:
         nbk = self.n_buckets
+        rr, rs, rl = runs
         if nbk > 1:
             order = np.argsort(bucket, kind="stable")
-            rank = np.empty_like(order)
-            rank[order] = np.arange(len(order))
-            # N runs follow their reads; a stable sort keeps a read's runs in order.
-            new_read = rank[cat["rr"].astype(np.int64)]
-            rorder = np.argsort(new_read, kind="stable")
-            cat["rr"] = new_read[rorder].astype(np.uint32)
-            cat["rs"], cat["rl"] = cat["rs"][rorder], cat["rl"][rorder]
-            packed, hdr = packed.take(order), hdr.take(order)
-            for k in ("cls", "len", "hlen", "bucket"):
-                cat[k] = cat[k][order]
-            lengths, bucket = lengths[order], cat["bucket"]
-        b64 = bucket.astype(np.int64)
-        run_bucket = b64[cat["rr"].astype(np.int64)] if len(cat["rr"]) else np.zeros(0, np.int64)
-        table = np.stack([
-            np.bincount(b64, minlength=nbk),
-            np.bincount(run_bucket, minlength=nbk),
-            np.bincount(b64, weights=packed.row_bytes(), minlength=nbk),
-            np.bincount(b64, weights=hdr.row_bytes(), minlength=nbk),
-            np.bincount(b64, weights=lengths, minlength=nbk),
-        ], axis=1).astype(np.int64)
-        # Run read numbers become relative to the first read of their bucket section.
-        first_of_bucket = _exclusive_cumsum(table[:, 0])
-        if len(run_bucket):
-            cat["rr"] = (cat["rr"].astype(np.int64) - first_of_bucket[run_bucket]).astype(np.uint32)
+            bucket = bucket[order]
+            cls, lengths = cls[order], lengths[order]
+            packed, headers = packed.take(order), headers.take(order)
+            if len(rr):
+                # N runs follow their reads: new position, then grouped by bucket (a stable
+                # sort keeps each read's runs, and the reads of a bucket, in order).
+                rank = np.empty_like(order)
+                rank[order] = np.arange(len(order))
+                rr = rank[rr.astype(np.int64)]
+                rorder = np.argsort(bucket[rr], kind="stable")
+                rr, rs, rl = rr[rorder], rs[rorder], rl[rorder]
+        bounds = np.searchsorted(bucket, np.arange(nbk + 1))
+        run_bucket = bucket[rr] if len(rr) else np.zeros(0, np.int64)
+        run_bounds = np.searchsorted(run_bucket, np.arange(nbk + 1))
+        pk_off = _exclusive_cumsum(packed.row_bytes())
+        hd_off = _exclusive_cumsum(headers.lengths)
+        base_off = _exclusive_cumsum(lengths)
+        cls32, len32, hlen32 = (cls.astype(np.uint32), lengths.astype(np.uint32),
+                                headers.lengths.astype(np.uint32))
+        p = self.parts
+        for b in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
+            lo, hi = int(bounds[b]), int(bounds[b + 1])
+            rlo, rhi = int(run_bounds[b]), int(run_bounds[b + 1])
+            first = int(self.table[b, 0])  # reads of this bucket already in the run
+            p["cls"][b].append(cls32[lo:hi])
+            p["len"][b].append(len32[lo:hi])
+            p["hlen"][b].append(hlen32[lo:hi])
+            if rhi > rlo:
+                p["rr"][b].append((rr[rlo:rhi] - lo + first).astype(np.uint32))
+                p["rs"][b].append(rs[rlo:rhi])
+                p["rl"][b].append(rl[rlo:rhi])
+            p["packed"][b].append(packed.flat[pk_off[lo] : pk_off[hi]])
+            p["hdr"][b].append(headers.flat[hd_off[lo] : hd_off[hi]])
+            self.table[b] += (hi - lo, rhi - rlo, pk_off[hi] - pk_off[lo],
+                              hd_off[hi] - hd_off[lo], base_off[hi] - base_off[lo])
+        self.nbytes += int(base_off[-1] + hd_off[-1])
+
+    def flush(self) -> None:
+        if not self.table[:, 0].any():
+            return
         path = self.tmp / f"u{self.unit:06d}-{len(self.runs):04d}.run"
         with open(path, "wb") as fh:
-            for k in ("cls", "len", "hlen", "rr", "rs", "rl"):
-                fh.write(np.ascontiguousarray(cat[k]).tobytes())
-            fh.write(np.ascontiguousarray(packed.stored).tobytes())
-            fh.write(np.ascontiguousarray(hdr.stored).tobytes())
-        cum = np.zeros((nbk + 1, _COLS), np.int64)
-        np.cumsum(table, axis=0, out=cum[1:])
-        self.runs.append(_RunInfo(str(path), self.unit, cum,
-                                  0 if packed.mat is None else packed.mat.shape[1],
-                                  0 if hdr.mat is None else hdr.mat.shape[1]))
+            for k in self.FIELDS:
+                for pieces in self.parts[k]:
+                    for piece in pieces:
+                        fh.write(memoryview(np.ascontiguousarray(piece)))
+        cum = np.zeros((self.n_buckets + 1, _COLS), np.int64)
+        np.cumsum(self.table, axis=0, out=cum[1:])
+        self.runs.append(_RunInfo(str(path), self.unit, cum))
         self._reset()
 
 
@@ -951,8 +800,8 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
         else:
             bucket = np.zeros(m, np.uint16)
         kept += m
-        buf.add(cls, lengths, packed, batch.headers, np.diff(batch.header_offsets),
-                (rr, rs, rl), bucket)
+        buf.add(cls, lengths, Records(lengths, packed, packed=True),
+                Records(np.diff(batch.header_offsets), batch.headers), (rr, rs, rl), bucket)
         _accumulate(res, lengths, n_count)
         c = np.bincount(cls)
         if len(c) > len(class_counts):
@@ -1041,21 +890,18 @@ def _load_sections(b: int) -> dict:
                                 ("rr", r, pre[1]), ("rs", r, pre[1]), ("rl", r, pre[1])):
             start = seg[k] + 4 * int(first)
             parts[k].append(np.frombuffer(mm[start : start + 4 * count], np.uint32).copy())
-        nb = (parts["len"][-1].astype(np.int64) + 3) >> 2
-        for k, size, width, lengths, first in (
-                ("packed", pk, run.packed_width, nb, pre[2]),
-                ("hdr", hd, run.header_width, parts["hlen"][-1].astype(np.int64), pre[3])):
+        for k, size, lengths, first in (
+                ("packed", pk, parts["len"][-1], pre[2]),
+                ("hdr", hd, parts["hlen"][-1], pre[3])):
             start = seg[k] + int(first)
-            data = np.array(mm[start : start + size])
-            parts[k].append(Records(lengths, data.reshape(m, width), None) if width
-                            else Records(lengths, None, data))
+            parts[k].append(Records(lengths, np.array(mm[start : start + size]), k == "packed"))
         del mm
         parts["cls"][-1] = ctx["luts"][run.unit][parts["cls"][-1].astype(np.int64)]
         parts["rr"][-1] = parts["rr"][-1].astype(np.int64) + read_base
         read_base += m
     out: dict = {k: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64))
                  for k, v in parts.items() if k not in ("packed", "hdr")}
-    out["packed"] = Records.concat(parts["packed"])
+    out["packed"] = Records.concat(parts["packed"], packed=True)
     out["hdr"] = Records.concat(parts["hdr"])
     return out
 
@@ -1084,7 +930,7 @@ def _build_bucket(task: tuple[int, int, int, int]) -> _Bucket:
     lp = lengths[src]
     local_off = np.zeros(m + 1, np.int64)
     np.cumsum(lp, out=local_off[1:])
-    packed = repack(d["packed"], src, lp, base_start & 3)
+    packed = repack(d["packed"], src, base_start & 3)
     # N runs: records are sorted by read; regroup them in physical order.
     rr = d["rr"]
     run_count = np.bincount(rr, minlength=m) if len(rr) else np.zeros(m, np.int64)
@@ -1110,7 +956,7 @@ def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]
     blocks, counts = [], []
     for lo in range(0, len(order), ID_BLOCK):
         sel = order[lo : lo + ID_BLOCK]
-        blocks.append(encode_ids(hdr.take(sel)))
+        blocks.append(encode_ids(hdr, sel))
         counts.append(len(sel))
     return blocks, counts
 
