@@ -9,7 +9,7 @@ import pytest
 
 from conftest import random_reads, write_fasta, write_fastq
 from readtax.errors import FormatError, UsageError
-from readtax.fastx import FastxReader, byte_ranges, read_all
+from readtax.fastx import FastxReader, ReadBatch, byte_ranges, read_all
 
 
 def _records(path, **kw):
@@ -213,6 +213,9 @@ def test_native_index_matches_a_line_parser(tmp_path, seed):
     heads, seqs, n_count = _reference_fasta(text)
     got_h, got_s, got_n = [], [], 0
     for b in FastxReader(p, chunk_size=4096):
+        # The reader's 2-bit encoding straight from the file equals encoding its bases.
+        plain = ReadBatch(b.seq, b.seq_offsets, b.headers, b.header_offsets)
+        assert np.array_equal(b.two_bit(), plain.two_bit())
         got_h += [b.header(i).encode() for i in range(len(b))]
         got_s += [s.encode() for s in b.sequences()]
         got_n += b.non_acgt

@@ -256,6 +256,135 @@ done:
     return result;
 }
 
+/* 2-bit packing state of one read whose bases arrive in pieces (lines). */
+typedef struct {
+    uint8_t *o;
+    uint8_t acc;
+    int t;
+} packer;
+
+static inline uint8_t code4(const uint8_t *s) {
+    return (uint8_t)(((s[0] >> 1) & 3) | (((s[1] >> 1) & 3) << 2) | (((s[2] >> 1) & 3) << 4) |
+                     (((s[3] >> 1) & 3) << 6));
+}
+
+static inline void pack_piece(packer *pk, const uint8_t *restrict s, Py_ssize_t len) {
+    /* Locals, not pk's fields, in the loops: stores through o could alias *pk otherwise. */
+    uint8_t *restrict o = pk->o;
+    uint8_t acc = pk->acc;
+    int t = pk->t;
+    Py_ssize_t i = 0;
+    for (; t && i < len; i++) {
+        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
+        if (++t == 4) {
+            *o++ = acc;
+            acc = 0;
+            t = 0;
+        }
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Eight bases per step as one 64-bit word: codes into bits 0-1 of each byte, then pairs
+     * of bytes and pairs of pairs merged into bytes 0 and 4. */
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w = (w >> 1) & 0x0303030303030303ULL;
+        w = (w | (w >> 6)) & 0x000F000F000F000FULL;
+        w |= w >> 12;
+        o[0] = (uint8_t)w;
+        o[1] = (uint8_t)(w >> 32);
+        o += 2;
+    }
+#endif
+    Py_ssize_t full = (len - i) >> 2;
+    for (Py_ssize_t g = 0; g < full; g++)
+        o[g] = code4(s + i + 4 * g);
+    o += full;
+    i += 4 * full;
+    for (; i < len; i++, t++)
+        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
+    pk->o = o;
+    pk->acc = acc;
+    pk->t = t;
+}
+
+/* fasta_pack(data, rec_start, rec_end, flags, row_off, out) -> data offset of a bad byte or -1
+ *
+ * The 2-bit rows of pack_2bit, straight from the FASTA records (as fasta_bases reads them):
+ * record i's row goes to out[row_off[i]:row_off[i+1]]. Skips building the ASCII bases.
+ */
+static PyObject *fasta_pack(PyObject *self, PyObject *args) {
+    Py_buffer data, rs, re, fl, ro, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*", &data, &rs, &re, &fl, &ro, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = rs.len / 8;
+    if (check_buffer(&re, n, 8, "rec_end") || check_buffer(&fl, n, 1, "flags") ||
+        check_buffer(&ro, n + 1, 8, "row_off"))
+        goto done;
+    const uint8_t *p = (const uint8_t *)data.buf;
+    const int64_t *rec_start = (const int64_t *)rs.buf, *rec_end = (const int64_t *)re.buf,
+                  *row_off = (const int64_t *)ro.buf;
+    const uint8_t *flags = (const uint8_t *)fl.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    uint8_t tmp[256];
+    Py_ssize_t bad = -1;
+    for (Py_ssize_t r = 0; r < n && bad < 0; r++) {
+        Py_ssize_t pos = rec_start[r], end = rec_end[r];
+        if (pos < 0 || end > data.len || pos > end || row_off[r] < 0 ||
+            row_off[r + 1] > out.len || row_off[r] > row_off[r + 1]) {
+            PyErr_SetString(PyExc_ValueError, "fasta_pack: record outside the buffers");
+            goto done;
+        }
+        /* Bases are counted against the row: 4 per byte, so a row holds at most that many. */
+        Py_ssize_t room = 4 * (row_off[r + 1] - row_off[r]), seen = 0;
+        packer pk = {o + row_off[r], 0, 0};
+        const uint8_t *nl = memchr(p + pos, '\n', (size_t)(end - pos));
+        pos = nl ? (Py_ssize_t)(nl - p) + 1 : end;
+        while (pos < end) {
+            nl = memchr(p + pos, '\n', (size_t)(end - pos));
+            Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : end;
+            Py_ssize_t le = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+            seen += le - pos;
+            if (seen > room) {
+                PyErr_SetString(PyExc_ValueError, "fasta_pack: record longer than its row");
+                goto done;
+            }
+            if (!flags[r]) {
+                pack_piece(&pk, p + pos, le - pos);
+            } else {
+                for (Py_ssize_t a = pos; a < le && bad < 0; a += 256) {
+                    Py_ssize_t k = le - a < 256 ? le - a : 256;
+                    for (Py_ssize_t i = 0; i < k; i++) {
+                        tmp[i] = BASE_NORM[p[a + i]];
+                        if (!tmp[i]) {
+                            bad = a + i;
+                            break;
+                        }
+                    }
+                    pack_piece(&pk, tmp, k);
+                }
+            }
+            pos = e + 1;
+        }
+        if (pk.t)
+            *pk.o++ = pk.acc;
+        if (bad < 0 && pk.o != o + row_off[r + 1]) {
+            PyErr_SetString(PyExc_ValueError, "fasta_pack: record shorter than its row");
+            goto done;
+        }
+    }
+    result = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&rs);
+    PyBuffer_Release(&re);
+    PyBuffer_Release(&fl);
+    PyBuffer_Release(&ro);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* Decimal digits of s[0:n] as a non-negative integer; -1 when empty, not all digits, or more
  * than 18 digits. */
 static inline int64_t parse_uint(const uint8_t *s, Py_ssize_t n) {
@@ -481,17 +610,11 @@ static PyObject *pack_2bit(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "pack_2bit: read outside the buffers");
             goto done;
         }
-        const uint8_t *s = seq + a;
-        int64_t len = e - a, j = 0;
-        for (; j + 4 <= len; j += 4)
-            o[w++] = (uint8_t)(((s[j] >> 1) & 3) | (((s[j + 1] >> 1) & 3) << 2) |
-                               (((s[j + 2] >> 1) & 3) << 4) | (((s[j + 3] >> 1) & 3) << 6));
-        if (j < len) {
-            uint8_t b = 0;
-            for (int t = 0; j < len; j++, t++)
-                b |= (uint8_t)(((s[j] >> 1) & 3) << (2 * t));
-            o[w++] = b;
-        }
+        packer pk = {o + w, 0, 0};
+        pack_piece(&pk, seq + a, e - a);
+        if (pk.t)
+            *pk.o++ = pk.acc;
+        w = pk.o - o;
     }
     result = PyLong_FromSsize_t(w);
 done:
@@ -550,10 +673,24 @@ static PyObject *repack_2bit(PyObject *self, PyObject *args) {
         if (!shift) {
             memcpy(o + q, s, (size_t)nb);
         } else {
-            for (int64_t j = 0; j < nb; j++) {
-                o[q + j] |= (uint8_t)(s[j] << shift);
-                o[q + j + 1] = (uint8_t)(s[j] >> (8 - shift));
+            /* Shift the row up by `shift` bits, 8 bytes at a time (little-endian words); the
+             * bits already in o[q] (the previous read's) come in as the first carry. */
+            uint64_t carry = o[q];
+            int64_t j = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            for (; j + 8 <= nb; j += 8) {
+                uint64_t w, v;
+                memcpy(&w, s + j, 8);
+                v = (w << shift) | carry;
+                memcpy(o + q + j, &v, 8);
+                carry = w >> (64 - shift);
             }
+#endif
+            for (; j < nb; j++) {
+                o[q + j] = (uint8_t)((s[j] << shift) | carry);
+                carry = s[j] >> (8 - shift);
+            }
+            o[q + nb] = (uint8_t)carry;
         }
         pos += len[r];
     }
@@ -710,6 +847,7 @@ done:
 static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
+    {"fasta_pack", fasta_pack, METH_VARARGS, "2-bit encode FASTA records in place."},
     {"lbl_fields", lbl_fields, METH_VARARGS, "Parse class and tax ids of lbl headers."},
     {"gather", gather, METH_VARARGS, "Concatenate byte ranges of a buffer."},
     {"select_reads", select_reads, METH_VARARGS, "Selection sampling of two disjoint subsets."},

@@ -88,6 +88,15 @@ class ReadBatch:
         (``>header``, one line of upper-case ACGT, LF); else None. Readers set this per chunk."""
         return None
 
+    def two_bit(self) -> np.ndarray:
+        """The reads 2-bit encoded (code ``(ascii >> 1) & 3``, 4 bases per byte from the low
+        bits up), each starting on a byte: the packed store's pass-1 form. Readers may
+        override it to encode without building the ASCII bases."""
+        lengths = self.lengths
+        out = np.empty(int(((lengths + 3) >> 2).sum()), np.uint8)
+        _native.pack_2bit(self.seq, np.ascontiguousarray(self.seq_offsets, np.int64), out)
+        return out
+
     @property
     def non_acgt(self) -> int:
         """Bases stored as N (readers know it without building the bases)."""
@@ -487,8 +496,15 @@ class FastxReader:
         # output form, so selected ones can be copied byte for byte (raw_records).
         canonical = (lines == 2 * n and not has_cr and not dropped.any() and not flags.any()
                      and data[cut - 1] == _NL)
+        def two_bit():
+            out = np.empty(int(((np.diff(seq_off) + 3) >> 2).sum()), np.uint8)
+            row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
+            _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
+            return out
+
         batch = ReadBatch(seq, seq_off, headers, hdr_off, None, str(self.path), -1,
                           byte_offsets=pos + rec_start, non_acgt=non_acgt)
+        batch.two_bit = two_bit
         if canonical:
             batch.raw_records = lambda: (buf, rec_end - rec_start)
         return batch

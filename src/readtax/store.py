@@ -65,6 +65,7 @@ import math
 import os
 import secrets
 import shutil
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import __version__, _native
 from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
-from .fastx import _exclusive_cumsum, is_gzip, ragged_index
+from .fastx import ReadBatch, _exclusive_cumsum, is_gzip, ragged_index
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
 from .progress import Progress
@@ -132,9 +133,8 @@ del _b, _codes4, _w
 def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """ASCII bases -> 2-bit bytes with every read starting at a byte boundary (pass-1 format)."""
     offsets = _exclusive_cumsum(np.asarray(lengths, np.int64))
-    out = np.empty(int(((np.asarray(lengths, np.int64) + 3) >> 2).sum()), np.uint8)
-    _native.pack_2bit(np.ascontiguousarray(seq, np.uint8), offsets, out)
-    return out
+    return ReadBatch(np.ascontiguousarray(seq, np.uint8), offsets, np.zeros(0, np.uint8),
+                     np.zeros(len(offsets), np.int64)).two_bit()
 
 
 def repack(reads: Records, order: np.ndarray, lead: int) -> np.ndarray:
@@ -792,7 +792,7 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
             n_count = 0
         else:
             rr, rs, rl, n_count = _n_runs(batch.seq, batch.seq_offsets)
-        packed = encode_reads(batch.seq, lengths)
+        packed = batch.two_bit()
         if ctx["n_buckets"] > 1:
             h = hash64(ctx["seed"], TAG_BUCKET, unit_no, np.arange(kept, kept + m, dtype=np.uint64))
             bucket = (h % np.uint64(ctx["n_buckets"])).astype(np.uint16 if ctx["n_buckets"] < 65536
@@ -852,63 +852,84 @@ def _add_hist(hist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Bucket:
-    """Everything pass 2 produced for one bucket, in the form the writer appends."""
+    """What pass 2 returns for one bucket; its bases, classes, N runs, flags and offsets are
+    already written in place (see :func:`_write_at`), except the bytes of the bit-packed files
+    it may share with its neighbours (``edges``: file -> [(byte, bits)], OR-ed by the caller)."""
 
     reads: int
     bases: int
-    classes: np.ndarray
-    offsets: np.ndarray | None
-    packed: np.ndarray
-    nstart: np.ndarray
-    nlen: np.ndarray
-    flags: np.ndarray
     id_blocks: list[bytes]
     id_counts: list[int]
     class_row: np.ndarray
-    order: np.ndarray | None
+    edges: dict
 
 
 def _load_sections(b: int) -> dict:
-    """Bucket b's records from every run, in input order, with global class indices."""
+    """Bucket b's records from every run, in input order, with global class indices.
+
+    The sections are read straight into one array per field (no mapping, no joining copies).
+    """
     ctx = _CTX
-    parts: dict[str, list] = {k: [] for k in (
-        "cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr")}
-    read_base = 0
+    secs = []
     for run in ctx["bucket_runs"](b):
         tot = run.totals()
         pre = run.cum[b] if ctx["shuffle"] else np.zeros(_COLS, np.int64)
         row = run.section(b) if ctx["shuffle"] else tot
-        m, r, pk, hd = (int(x) for x in row[:4])
-        if m == 0:
-            continue
-        mm = np.memmap(run.path, dtype=np.uint8, mode="r")
+        if row[0]:
+            secs.append((run, tot, pre, row))
+    totals = sum((row for *_, row in secs), np.zeros(_COLS, np.int64))
+    m, r, pk, hd = (int(x) for x in totals[:4])
+    out = {k: np.empty(m, np.uint32) for k in ("cls", "len", "hlen")}
+    out.update({k: np.empty(r, np.uint32) for k in ("rr", "rs", "rl")})
+    out["packed"] = np.empty(pk, np.uint8)
+    out["hdr"] = np.empty(hd, np.uint8)
+    at = np.zeros(_COLS, np.int64)  # where the next run's section goes in each array
+    cls = np.empty(m, np.int64)
+    rr = np.empty(r, np.int64)
+    for run, tot, pre, row in secs:
         tm, tr, tpk = int(tot[0]), int(tot[1]), int(tot[2])
         seg = {"cls": 0, "len": 4 * tm, "hlen": 8 * tm, "rr": 12 * tm, "rs": 12 * tm + 4 * tr,
                "rl": 12 * tm + 8 * tr, "packed": 12 * tm + 12 * tr,
                "hdr": 12 * tm + 12 * tr + tpk}
-        for k, count, first in (("cls", m, pre[0]), ("len", m, pre[0]), ("hlen", m, pre[0]),
-                                ("rr", r, pre[1]), ("rs", r, pre[1]), ("rl", r, pre[1])):
-            start = seg[k] + 4 * int(first)
-            parts[k].append(np.frombuffer(mm[start : start + 4 * count], np.uint32).copy())
-        for k, size, lengths, first in (
-                ("packed", pk, parts["len"][-1], pre[2]),
-                ("hdr", hd, parts["hlen"][-1], pre[3])):
-            start = seg[k] + int(first)
-            parts[k].append(Records(lengths, np.array(mm[start : start + size]), k == "packed"))
-        del mm
-        parts["cls"][-1] = ctx["luts"][run.unit][parts["cls"][-1].astype(np.int64)]
-        parts["rr"][-1] = parts["rr"][-1].astype(np.int64) + read_base
-        read_base += m
-    out: dict = {k: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64))
-                 for k, v in parts.items() if k not in ("packed", "hdr")}
-    out["packed"] = Records.concat(parts["packed"], packed=True)
-    out["hdr"] = Records.concat(parts["hdr"])
-    return out
+        fd = os.open(run.path, os.O_RDONLY)
+        try:
+            for k, col, item in (("cls", 0, 4), ("len", 0, 4), ("hlen", 0, 4), ("rr", 1, 4),
+                                 ("rs", 1, 4), ("rl", 1, 4), ("packed", 2, 1), ("hdr", 3, 1)):
+                lo, count = int(at[col]), int(row[col])
+                if count:
+                    _read_exact(fd, out[k][lo : lo + count], seg[k] + item * int(pre[col]), run.path)
+        finally:
+            os.close(fd)
+        lo, hi = int(at[0]), int(at[0] + row[0])
+        cls[lo:hi] = ctx["luts"][run.unit][out["cls"][lo:hi]]
+        rlo, rhi = int(at[1]), int(at[1] + row[1])
+        rr[rlo:rhi] = out["rr"][rlo:rhi]
+        rr[rlo:rhi] += lo
+        at += row
+    lengths = out["len"].astype(np.int64)
+    return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
+            "packed": Records(lengths, out["packed"], packed=True),
+            "hdr": Records(out["hlen"], out["hdr"])}
 
 
-def _build_bucket(task: tuple[int, int, int, int]) -> _Bucket:
-    """Pass 2 for pack bucket ``b``, which becomes bucket ``j`` of the store."""
-    b, j, read_start, base_start = task
+def _read_exact(fd: int, dest: np.ndarray, offset: int, path: str) -> None:
+    view = memoryview(dest).cast("B")
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise StoreError(f"temporary run file {path} is shorter than recorded", path)
+        done += got
+
+
+def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
+    """Pass 2 for pack bucket ``b``, which becomes bucket ``j`` of the store.
+
+    Its reads are the store's reads ``read_start...``, its bases start at base ``base_start``
+    and its N runs at run ``run_start``: every file offset follows, so the bucket's bytes are
+    written in place, by whichever worker builds it.
+    """
+    b, j, read_start, base_start, run_start = task
     ctx = _CTX
     d = _load_sections(b)
     cls = d["cls"]
@@ -944,11 +965,44 @@ def _build_bucket(task: tuple[int, int, int, int]) -> _Bucket:
     bits = np.zeros(lead + m, np.uint8)
     bits[lead:] = run_count[src] > 0
     flags = np.packbits(bits, bitorder="little")
-    offsets = None if ctx["fixed_length"] else (base_start + local_off[:-1]).astype(np.uint64)
+    tmp, names = ctx["out_dir"], ctx["names"]
+    _write_at(tmp / names["classes"], read_start * ctx["class_dtype"].itemsize,
+              cls[src].astype(ctx["class_dtype"]))
+    _write_at(tmp / F_NSTART, run_start * 8, nstart)
+    _write_at(tmp / F_NLEN, run_start * 4, nlen)
+    if not ctx["fixed_length"]:
+        _write_at(tmp / F_OFFSETS, read_start * 8, (base_start + local_off[:-1]).astype(np.uint64))
+    if order is not None:
+        _write_at(tmp / F_ORDER, read_start * 4, order)
+    edges = {F_BASES: _write_inner(tmp / F_BASES, base_start >> 2, packed),
+             F_NFLAGS: _write_inner(tmp / F_NFLAGS, read_start >> 3, flags)}
     blocks, counts = _id_blocks(d["hdr"], id_src)
-    return _Bucket(m, int(lp.sum()), cls[src].astype(ctx["class_dtype"]), offsets, packed,
-                   nstart, nlen, flags, blocks, counts,
-                   np.bincount(cls, minlength=n_classes).astype(np.uint32), order)
+    return _Bucket(m, int(lp.sum()), blocks, counts,
+                   np.bincount(cls, minlength=n_classes).astype(np.uint32), edges)
+
+
+def _write_at(path: Path, offset: int, data: np.ndarray) -> None:
+    """Write ``data`` at byte ``offset`` of the (existing) file ``path``."""
+    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    if not len(view):
+        return
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        done = 0
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
+    finally:
+        os.close(fd)
+
+
+def _write_inner(path: Path, first: int, data: np.ndarray) -> list[tuple[int, int]]:
+    """Write the bytes of a bit-packed piece starting at byte ``first``, except its first and
+    last byte, which it may share with the pieces before and after it: those are returned."""
+    if not len(data):
+        return []
+    if len(data) > 2:
+        _write_at(path, first + 1, data[1:-1])
+    return [(first, int(data[0])), (first + len(data) - 1, int(data[-1]))]
 
 
 def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]:
@@ -965,112 +1019,78 @@ def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]
 
 
 class _Out:
-    """An output file that records its size and CRC-32 checksum as it is written."""
+    """An output file written in order, recording its size as it goes."""
 
     def __init__(self, path: Path) -> None:
-        self.name = path.name
         self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self.crc = 0
         self.size = 0
 
     def write(self, data) -> None:
         buf = memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) \
             else memoryview(data)
-        if not len(buf):
-            return
         self.fh.write(buf)
-        self.crc = crc32(buf, self.crc)
         self.size += len(buf)
 
-    def close(self) -> dict:
+    def close(self) -> None:
         self.fh.close()
-        return {"size": self.size, CHECKSUM: f"{self.crc:08x}"}
-
-
-class _PackedStream:
-    """Appends bit-packed pieces whose first byte may be shared with the previous piece."""
-
-    def __init__(self, out: _Out, per_byte: int) -> None:
-        self.out = out
-        self.per_byte = per_byte
-        self.pos = 0  # items written so far
-        self.tail: int | None = None  # the last, partial byte (held back)
-
-    def append(self, data: np.ndarray, items: int) -> None:
-        if items == 0:
-            return
-        data = np.array(data, dtype=np.uint8)
-        if self.pos % self.per_byte:
-            data[0] |= self.tail
-        self.pos += items
-        if self.pos % self.per_byte:
-            self.tail = int(data[-1])
-            data = data[:-1]
-        else:
-            self.tail = None
-        self.out.write(data)
-
-    def finish(self) -> None:
-        if self.tail is not None:
-            self.out.write(np.array([self.tail], np.uint8))
-            self.tail = None
 
 
 class _Writer:
-    def __init__(self, tmp: Path, class_file: str, fixed: bool, shuffle: bool) -> None:
+    """The final files: pass-2 workers write bucket data in place (sizes are known up front);
+    this writes the shared edge bytes, the ids and the small tables, then sums up the files."""
+
+    def __init__(self, tmp: Path, class_file: str, fixed: bool, shuffle: bool, n: int,
+                 total_bases: int, n_runs: int, class_itemsize: int) -> None:
         self.tmp = tmp
-        names = [F_BASES, class_file, F_NFLAGS, F_NSTART, F_NLEN, F_IDS]
+        sizes = {F_BASES: -(-total_bases // 4), class_file: n * class_itemsize,
+                 F_NFLAGS: -(-n // 8), F_NSTART: 8 * n_runs, F_NLEN: 4 * n_runs}
         if not fixed:
-            names.append(F_OFFSETS)
+            sizes[F_OFFSETS] = 8 * (n + 1)
         if not shuffle:
-            names.append(F_ORDER)
-        self.files = {n: _Out(tmp / n) for n in names}
-        self.class_file = class_file
-        self.bases = _PackedStream(self.files[F_BASES], 4)
-        self.flags = _PackedStream(self.files[F_NFLAGS], 8)
+            sizes[F_ORDER] = 4 * n
+        for name, size in sizes.items():
+            with open(tmp / name, "wb") as fh:
+                fh.truncate(size)
+        self.names = list(sizes)
+        self.total_bases = total_bases
+        self.n = n
+        self.fixed = fixed
+        self.edges: dict[str, dict[int, int]] = {F_BASES: {}, F_NFLAGS: {}}
+        self.ids = _Out(tmp / F_IDS)
+        self.class_rows = _Out(tmp / F_BCLASS)
         self.id_index: list[tuple[int, int]] = []
         self.id_pos = 0
-        self.id_bytes = 0
         self.bucket_starts = [0]
-        self.class_rows = _Out(tmp / F_BCLASS)
-        self.total_bases = 0
 
     def add(self, bk: _Bucket) -> None:
-        f = self.files
-        self.bases.append(bk.packed, bk.bases)
-        self.flags.append(bk.flags, bk.reads)
-        f[self.class_file].write(bk.classes)
-        f[F_NSTART].write(bk.nstart)
-        f[F_NLEN].write(bk.nlen)
-        if bk.offsets is not None:
-            f[F_OFFSETS].write(bk.offsets)
-        if bk.order is not None:
-            f[F_ORDER].write(bk.order)
+        for name, pairs in bk.edges.items():
+            acc = self.edges[name]
+            for at, bits in pairs:
+                acc[at] = acc.get(at, 0) | bits
         for blob, count in zip(bk.id_blocks, bk.id_counts):
-            self.id_index.append((self.id_pos, self.id_bytes))
-            f[F_IDS].write(blob)
+            self.id_index.append((self.id_pos, self.ids.size))
+            self.ids.write(blob)
             self.id_pos += count
-            self.id_bytes += len(blob)
-        self.total_bases += bk.bases
         self.bucket_starts.append(self.bucket_starts[-1] + bk.reads)
         self.class_rows.write(bk.class_row)
 
     def close(self) -> dict[str, dict]:
-        self.bases.finish()
-        self.flags.finish()
-        if F_OFFSETS in self.files:
-            self.files[F_OFFSETS].write(np.array([self.total_bases], np.uint64))
-        self.id_index.append((self.id_pos, self.id_bytes))
-        extra = {
-            F_IDINDEX: np.array(self.id_index, np.uint64),
-            F_BUCKETS: np.array(self.bucket_starts, np.uint64),
-        }
-        self.files[F_BCLASS] = self.class_rows
-        for name, arr in extra.items():
+        for name, acc in self.edges.items():
+            for at, bits in acc.items():
+                _write_at(self.tmp / name, at, np.array([bits], np.uint8))
+        if not self.fixed:
+            _write_at(self.tmp / F_OFFSETS, 8 * self.n, np.array([self.total_bases], np.uint64))
+        self.id_index.append((self.id_pos, self.ids.size))
+        self.ids.close()
+        self.class_rows.close()
+        for name, arr in ((F_IDINDEX, np.array(self.id_index, np.uint64)),
+                          (F_BUCKETS, np.array(self.bucket_starts, np.uint64))):
             out = _Out(self.tmp / name)
             out.write(arr)
-            self.files[name] = out
-        return {name: out.close() for name, out in sorted(self.files.items())}
+            out.close()
+        names = self.names + [F_IDS, F_BCLASS, F_IDINDEX, F_BUCKETS]
+        return {name: {"size": os.path.getsize(self.tmp / name),
+                       CHECKSUM: file_checksum(self.tmp / name)} for name in sorted(names)}
 
 
 # -- pack, orchestration --------------------------------------------------------------------
@@ -1184,6 +1204,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
                 seed=seed,
                 n_buckets=n_buckets, tmp=runs_dir, run_bytes=run_bytes)
     total = sum(u.size for u in units)
+    t0 = time.monotonic()
     bar = Progress(total, f"pack {out.name}: reading", enabled=progress)
     results: list[_UnitResult] = []
     done = 0
@@ -1192,6 +1213,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
         done += unit.size
         bar.update(done)
     bar.close()
+    log.debug("pack pass 1 (read, encode, runs): %.2f s", time.monotonic() - t0)
 
     label_map = mapping if mapping is not None else _merge_label_map(results, scheme)
     n_classes = len(label_map)
@@ -1224,15 +1246,19 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
             return [_runs[b]]
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
+    run_starts = np.concatenate([[0], np.cumsum(sizes[:, 1])])
     # Empty buckets are dropped: the store numbers the others 0, 1, ... and keys layouts by it.
     nonempty = np.flatnonzero(sizes[:, 0] > 0)
-    tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]))
+    tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]), int(run_starts[b]))
              for j, b in enumerate(nonempty)]
-    _CTX.update(luts=luts, bucket_runs=bucket_runs, shuffle=shuffle, n_classes=n_classes,
-                class_dtype=np.dtype(class_dtype), fixed_length=fixed)
-
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
-    writer = _Writer(tmp, class_file, fixed, shuffle)
+    _CTX.update(luts=luts, bucket_runs=bucket_runs, shuffle=shuffle, n_classes=n_classes,
+                class_dtype=np.dtype(class_dtype), fixed_length=fixed, out_dir=tmp,
+                names={"classes": class_file})
+
+    writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
+                     int(run_starts[-1]), np.dtype(class_dtype).itemsize)
+    t0 = time.monotonic()
     bar = Progress(n, f"pack {out.name}: writing", unit="reads", enabled=progress)
     written = 0
     for bk in map_units(_build_bucket, tasks, workers):
@@ -1242,6 +1268,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     bar.close()
     files = writer.close()
     shutil.rmtree(runs_dir)
+    log.debug("pack pass 2 (buckets, final files): %.2f s", time.monotonic() - t0)
 
     hist = np.zeros(0, np.int64)
     for r in results:
