@@ -628,7 +628,8 @@ done:
  *
  * Appends the byte-aligned 2-bit rows of the reads order[0], order[1], ... (row of read r at
  * src[row_off[r]], lengths[r] bases, unused bits zero) to one continuous stream that starts
- * `lead` bases (0-3) into out[0]. out must be zeroed, with one byte of slack at the end.
+ * `lead` bases (0-3) into out[0]. Every byte is written before it is read except out[0],
+ * which must be zero; out needs one byte of slack at the end.
  */
 static PyObject *repack_2bit(PyObject *self, PyObject *args) {
     Py_buffer sb, rb, lb, ob, out;
@@ -782,7 +783,14 @@ static inline uint64_t feistel_round(uint64_t v, uint64_t key, uint64_t modulus)
 
 static inline uint64_t feistel_once(uint64_t x, uint64_t a, uint64_t b, const uint64_t *keys,
                                     int rounds, int inverse) {
-    uint64_t left = x / b, right = x % b;
+    uint64_t left, right;
+    if (x >> 32 == 0 && b >> 32 == 0) { /* 32-bit division: several times faster */
+        left = (uint32_t)x / (uint32_t)b;
+        right = (uint32_t)x % (uint32_t)b;
+    } else {
+        left = x / b;
+        right = x % b;
+    }
     uint64_t ma = a, mb = b, t;
     if (!inverse) {
         for (int r = 0; r < rounds; r++) {

@@ -81,7 +81,14 @@ from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
 from .fastx import ReadBatch, _exclusive_cumsum, is_gzip, ragged_index
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
-from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
+from .parallel import (
+    Unit,
+    check_inputs,
+    default_workers,
+    fixed_units,
+    map_units,
+    release_memory,
+)
 from .progress import Progress
 from .sampler import TAG_BUCKET, TAG_LAYOUT, hash64, permute
 
@@ -143,7 +150,8 @@ def repack(reads: Records, order: np.ndarray, lead: int) -> np.ndarray:
     order = np.ascontiguousarray(order, np.int64)
     total = int(reads.lengths[order].sum()) if len(order) else 0
     nbytes = -(-(lead + total) // 4)
-    out = np.zeros(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
+    out = np.empty(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
+    out[0] = 0  # the only byte the kernel reads before writing it
     _native.repack_2bit(reads.flat, reads.starts, reads.lengths, order, lead, out)
     return out[:nbytes]
 
@@ -634,7 +642,9 @@ def store_stats(store: ReadStore):
 
 @dataclass
 class _RunInfo:
-    """A pass-1 run file. ``cum[b]`` sums, over the buckets before b, its reads, N runs, packed
+    """A pass-1 run file, bucket-major: bucket b's section holds its class keys, lengths and
+    header lengths (uint32), N-run reads, starts and lengths (uint32), packed bases and headers,
+    in that order. ``cum[b]`` sums, over the buckets before b, its reads, N runs, packed
     bytes, header bytes and bases (shape (B + 1, 5)): bucket b's section starts there."""
 
     path: str
@@ -756,15 +766,36 @@ class _RunBuffer:
         if not self.table[:, 0].any():
             return
         path = self.tmp / f"u{self.unit:06d}-{len(self.runs):04d}.run"
-        with open(path, "wb") as fh:
-            for k in self.FIELDS:
-                for pieces in self.parts[k]:
-                    for piece in pieces:
-                        fh.write(memoryview(np.ascontiguousarray(piece)))
+        # Bucket-major: bucket b's fields lie together, so pass 2 reads each run's section of
+        # a bucket with one call. One gathered write per bucket.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for b in range(self.n_buckets):
+                bufs = [memoryview(np.ascontiguousarray(piece)).cast("B")
+                        for k in self.FIELDS for piece in self.parts[k][b]]
+                _write_all(fd, [v for v in bufs if len(v)])
+        finally:
+            os.close(fd)
         cum = np.zeros((self.n_buckets + 1, _COLS), np.int64)
         np.cumsum(self.table, axis=0, out=cum[1:])
         self.runs.append(_RunInfo(str(path), self.unit, cum))
         self._reset()
+
+
+def _write_all(fd: int, bufs: list[memoryview]) -> None:
+    """Write the buffers in order with as few gathered writes as the system allows."""
+    limit = getattr(os, "IOV_MAX", 1024) if hasattr(os, "writev") else 1
+    while bufs:
+        batch = bufs[:limit]
+        done = os.writev(fd, batch) if limit > 1 else os.write(fd, batch[0])
+        # A short write leaves part of the batch: drop what went out, keep the rest.
+        while done and bufs:
+            if done >= len(bufs[0]):
+                done -= len(bufs[0])
+                bufs.pop(0)
+            else:
+                bufs[0] = bufs[0][done:]
+                done = 0
 
 
 def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
@@ -826,6 +857,7 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
                                        np.zeros(max(0, len(res.keys) - len(class_counts)),
                                                 np.int64)])
     res.counts = class_counts
+    release_memory()
     return res
 
 
@@ -870,13 +902,24 @@ def _load_sections(b: int) -> dict:
     The sections are read straight into one array per field (no mapping, no joining copies).
     """
     ctx = _CTX
+    runs = ctx["runs"]
+    tmp = ctx["tmp"]
+    # Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended to.
+    cum = np.memmap(tmp / "cum.i64", np.int64, "r", shape=(len(runs), ctx["n_buckets"] + 1, _COLS))
+    if ctx["shuffle"]:
+        which = np.flatnonzero(cum[:, b + 1, 0] > cum[:, b, 0])
+    else:  # one bucket per run
+        which = np.array([b])
     secs = []
-    for run in ctx["bucket_runs"](b):
-        tot = run.totals()
-        pre = run.cum[b] if ctx["shuffle"] else np.zeros(_COLS, np.int64)
-        row = run.section(b) if ctx["shuffle"] else tot
-        if row[0]:
-            secs.append((run, tot, pre, row))
+    for r in which.tolist():
+        tot = np.array(cum[r, -1])
+        pre = np.array(cum[r, b]) if ctx["shuffle"] else np.zeros(_COLS, np.int64)
+        row = np.array(cum[r, b + 1]) - pre if ctx["shuffle"] else tot
+        secs.append((runs[r], tot, pre, row))
+    del cum
+    luts = None
+    if not ctx["mapped"]:
+        luts = np.memmap(tmp / "luts.i32", np.int32, "r") if ctx["lut_offsets"][-1] else None
     totals = sum((row for *_, row in secs), np.zeros(_COLS, np.int64))
     m, r, pk, hd = (int(x) for x in totals[:4])
     out = {k: np.empty(m, np.uint32) for k in ("cls", "len", "hlen")}
@@ -886,22 +929,26 @@ def _load_sections(b: int) -> dict:
     at = np.zeros(_COLS, np.int64)  # where the next run's section goes in each array
     cls = np.empty(m, np.int64)
     rr = np.empty(r, np.int64)
-    for run, tot, pre, row in secs:
-        tm, tr, tpk = int(tot[0]), int(tot[1]), int(tot[2])
-        seg = {"cls": 0, "len": 4 * tm, "hlen": 8 * tm, "rr": 12 * tm, "rs": 12 * tm + 4 * tr,
-               "rl": 12 * tm + 8 * tr, "packed": 12 * tm + 12 * tr,
-               "hdr": 12 * tm + 12 * tr + tpk}
-        fd = os.open(run.path, os.O_RDONLY)
+    for (path, unit), _tot, pre, row in secs:
+        # The section: bucket-major run file, fields of one bucket back to back.
+        start = 12 * int(pre[0]) + 12 * int(pre[1]) + int(pre[2]) + int(pre[3])
+        views = []
+        for k, col in (("cls", 0), ("len", 0), ("hlen", 0), ("rr", 1), ("rs", 1), ("rl", 1),
+                       ("packed", 2), ("hdr", 3)):
+            lo, count = int(at[col]), int(row[col])
+            if count:
+                views.append(memoryview(out[k][lo : lo + count]).cast("B"))
+        fd = os.open(path, os.O_RDONLY)
         try:
-            for k, col, item in (("cls", 0, 4), ("len", 0, 4), ("hlen", 0, 4), ("rr", 1, 4),
-                                 ("rs", 1, 4), ("rl", 1, 4), ("packed", 2, 1), ("hdr", 3, 1)):
-                lo, count = int(at[col]), int(row[col])
-                if count:
-                    _read_exact(fd, out[k][lo : lo + count], seg[k] + item * int(pre[col]), run.path)
+            _read_exact(fd, views, start, path)
         finally:
             os.close(fd)
         lo, hi = int(at[0]), int(at[0] + row[0])
-        cls[lo:hi] = ctx["luts"][run.unit][out["cls"][lo:hi]]
+        if luts is None:  # class indices of the mapping already
+            cls[lo:hi] = out["cls"][lo:hi]
+        else:
+            first = int(ctx["lut_offsets"][unit])
+            cls[lo:hi] = luts[first + out["cls"][lo:hi].astype(np.int64)]
         rlo, rhi = int(at[1]), int(at[1] + row[1])
         rr[rlo:rhi] = out["rr"][rlo:rhi]
         rr[rlo:rhi] += lo
@@ -912,14 +959,21 @@ def _load_sections(b: int) -> dict:
             "hdr": Records(out["hlen"], out["hdr"])}
 
 
-def _read_exact(fd: int, dest: np.ndarray, offset: int, path: str) -> None:
-    view = memoryview(dest).cast("B")
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
+def _read_exact(fd: int, views: list[memoryview], offset: int, path: str) -> None:
+    """Fill the buffers in order from ``offset`` (scattered reads)."""
+    views = [v for v in views if len(v)]
+    while views:
+        got = os.preadv(fd, views[:1024], offset)
         if got <= 0:
             raise StoreError(f"temporary run file {path} is shorter than recorded", path)
-        done += got
+        offset += got
+        while got and views:
+            if got >= len(views[0]):
+                got -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][got:]
+                got = 0
 
 
 def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
@@ -977,8 +1031,10 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     edges = {F_BASES: _write_inner(tmp / F_BASES, base_start >> 2, packed),
              F_NFLAGS: _write_inner(tmp / F_NFLAGS, read_start >> 3, flags)}
     blocks, counts = _id_blocks(d["hdr"], id_src)
-    return _Bucket(m, int(lp.sum()), blocks, counts,
-                   np.bincount(cls, minlength=n_classes).astype(np.uint32), edges)
+    class_row = np.bincount(cls, minlength=n_classes).astype(np.uint32)
+    del d, packed, src, id_src, cls
+    release_memory()
+    return _Bucket(m, int(lp.sum()), blocks, counts, class_row, edges)
 
 
 def _write_at(path: Path, offset: int, data: np.ndarray) -> None:
@@ -1096,27 +1152,95 @@ class _Writer:
 # -- pack, orchestration --------------------------------------------------------------------
 
 
-def _merge_label_map(results: list[_UnitResult], scheme: LabelScheme) -> LabelMap:
-    """Classes discovered by all units, sorted by class id (or by name for named labels)."""
-    if scheme.numeric:
-        tax: dict[int, int] = {}
-        for r in results:
-            for cid, t in zip(r.keys.class_ids.tolist(), r.keys.tax_ids.tolist()):
-                tax.setdefault(cid, t)
-        ids = sorted(tax)
-        return LabelMap(np.array(ids, np.int64), [str(i) for i in ids],
-                        np.array([tax[i] for i in ids], np.int64))
-    names = sorted({n for r in results for n in r.keys.names})
-    return LabelMap(np.arange(len(names), dtype=np.int64), names,
-                    np.full(len(names), -1, np.int64))
+class _Pass1:
+    """Pass-1 results folded in as units finish, in memory O(classes + buckets).
 
+    What grows with the input goes to the run directory instead: each run's bucket table is
+    appended to ``cum.i64`` and each unit's discovered class keys to a file of its own, from
+    which :meth:`finish` writes the units' class lookup tables (``luts.i32``) for pass 2.
+    """
 
-def _unit_lut(res: _UnitResult, label_map: LabelMap, scheme: LabelScheme) -> np.ndarray:
-    if res.keys is None:
-        return np.arange(len(label_map), dtype=np.int64)
-    if scheme.numeric:
-        return label_map.index(res.keys.class_ids)
-    return label_map.index(np.array(res.keys.names, dtype=object))
+    def __init__(self, runs_dir: Path, scheme: LabelScheme, mapping: LabelMap | None,
+                 n_buckets: int) -> None:
+        self.dir = runs_dir
+        self.scheme = scheme
+        self.mapping = mapping
+        self.n_buckets = n_buckets
+        self.runs: list[tuple[str, int]] = []  # (path, unit) per run
+        self.cum_file = open(runs_dir / "cum.i64", "wb")  # noqa: SIM115 - closed in finish()
+        self.sizes = np.zeros((n_buckets, _COLS), np.int64)  # per bucket (or per run, see below)
+        self.run_totals: list[np.ndarray] = []  # unshuffled stores: one bucket per run
+        self.tax: dict = {}  # class key -> tax id
+        self.key_counts: dict = {}  # class key -> reads (no mapping)
+        self.class_counts = np.zeros(0 if mapping is None else len(mapping), np.int64)
+        self.units = 0
+        self.reads = self.bases = self.non_acgt = self.skipped = 0
+        self.min_len, self.max_len = None, 0
+        self.hist = np.zeros(0, np.int64)
+        self.skipped_keys: dict = {}
+        self.skipped_bad: dict = {}
+
+    def add(self, unit: int, res: _UnitResult) -> None:
+        for run in res.runs:
+            self.runs.append((run.path, run.unit))
+            self.cum_file.write(np.ascontiguousarray(run.cum, np.int64).tobytes())
+            self.sizes += np.diff(run.cum, axis=0)
+            self.run_totals.append(run.totals())
+        if res.keys is not None:
+            keys = (res.keys.class_ids.tolist() if self.scheme.numeric else list(res.keys.names))
+            for k, t, c in zip(keys, res.keys.tax_ids.tolist(), res.counts.tolist()):
+                self.tax.setdefault(k, t)
+                self.key_counts[k] = self.key_counts.get(k, 0) + c
+            with open(self.dir / f"u{unit:06d}.keys", "w", encoding="utf-8") as fh:
+                json.dump(keys, fh)
+        elif len(res.counts):
+            self.class_counts[: len(res.counts)] += res.counts
+        self.units = max(self.units, unit + 1)
+        if res.reads:
+            self.min_len = res.min_len if self.min_len is None else min(self.min_len, res.min_len)
+            self.max_len = max(self.max_len, res.max_len)
+        self.reads += res.reads
+        self.bases += res.bases
+        self.non_acgt += res.non_acgt
+        self.skipped += res.skipped
+        self.hist = _merge_hist(self.hist, res.length_counts)
+        for k, v in res.skipped_keys.items():
+            self.skipped_keys[str(k)] = self.skipped_keys.get(str(k), 0) + v
+        for k, v in res.skipped_bad.items():
+            self.skipped_bad[k] = self.skipped_bad.get(k, 0) + v
+
+    def label_map(self) -> LabelMap:
+        """The mapping, or the classes discovered by all units, sorted by class id (or by name
+        for named labels)."""
+        if self.mapping is not None:
+            return self.mapping
+        keys = sorted(self.tax)
+        if self.scheme.numeric:
+            return LabelMap(np.array(keys, np.int64), [str(i) for i in keys],
+                            np.array([self.tax[k] for k in keys], np.int64))
+        return LabelMap(np.arange(len(keys), dtype=np.int64), keys, np.full(len(keys), -1, np.int64))
+
+    def finish(self, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
+        """Class counts in ``label_map`` order; writes ``luts.i32`` and returns its offsets."""
+        self.cum_file.close()
+        offsets = np.zeros(self.units + 1, np.int64)
+        if self.mapping is not None:
+            return self.class_counts, offsets
+        counts = np.zeros(len(label_map), np.int64)
+        keys = list(self.key_counts)
+        dtype = np.int64 if self.scheme.numeric else object
+        counts[label_map.index(np.array(keys, dtype=dtype))] = list(self.key_counts.values())
+        with open(self.dir / "luts.i32", "wb") as out:
+            for u in range(self.units):
+                path = self.dir / f"u{u:06d}.keys"
+                lut = np.zeros(0, np.int32)
+                if path.exists():
+                    lut = label_map.index(np.array(json.loads(path.read_text("utf-8")),
+                                                   dtype=dtype)).astype(np.int32)
+                    path.unlink()
+                out.write(lut.tobytes())
+                offsets[u + 1] = offsets[u] + len(lut)
+        return counts, offsets
 
 
 def _clean_stale(out: Path) -> None:
@@ -1206,44 +1330,27 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     total = sum(u.size for u in units)
     t0 = time.monotonic()
     bar = Progress(total, f"pack {out.name}: reading", enabled=progress)
-    results: list[_UnitResult] = []
+    acc = _Pass1(runs_dir, scheme, mapping, n_buckets)
     done = 0
-    for unit, res in zip(units, map_units(_pack_unit, list(enumerate(units)), workers)):
-        results.append(res)
+    for u, (unit, res) in enumerate(zip(units, map_units(_pack_unit, list(enumerate(units)),
+                                                          workers))):
+        acc.add(u, res)
         done += unit.size
         bar.update(done)
     bar.close()
     log.debug("pack pass 1 (read, encode, runs): %.2f s", time.monotonic() - t0)
 
-    label_map = mapping if mapping is not None else _merge_label_map(results, scheme)
+    label_map = acc.label_map()
     n_classes = len(label_map)
-    luts = [_unit_lut(r, label_map, scheme) for r in results]
-    class_counts = np.zeros(n_classes, np.int64)
-    for r, lut in zip(results, luts):
-        nz = np.flatnonzero(r.counts)
-        np.add.at(class_counts, lut[nz], r.counts[nz])
-    n = int(sum(r.reads for r in results))
-    skipped = int(sum(r.skipped for r in results))
+    class_counts, lut_offsets = acc.finish(label_map)
+    n, skipped = acc.reads, acc.skipped
     if n == 0:
         raise InputError(f"no reads to pack ({skipped} skipped as unknown classes)", paths[0])
-    lengths = [r for r in results if r.reads]
-    min_len = min(r.min_len for r in lengths)
-    max_len = max(r.max_len for r in lengths)
+    min_len, max_len = acc.min_len, acc.max_len
     fixed = min_len == max_len
     class_dtype = "uint16" if n_classes < 65536 else "uint32"
-    runs = [run for r in results for run in r.runs]
-    if shuffle:
-        sizes = np.zeros((n_buckets, _COLS), np.int64)
-        for run in runs:
-            sizes += np.diff(run.cum, axis=0)
-
-        def bucket_runs(b: int, _runs=runs) -> list[_RunInfo]:
-            return [run for run in _runs if run.cum[b + 1, 0] > run.cum[b, 0]]
-    else:
-        sizes = np.stack([run.totals() for run in runs])
-
-        def bucket_runs(b: int, _runs=runs) -> list[_RunInfo]:
-            return [_runs[b]]
+    sizes = acc.sizes if shuffle else np.stack(acc.run_totals)
+    acc.run_totals = []
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
     run_starts = np.concatenate([[0], np.cumsum(sizes[:, 1])])
@@ -1252,7 +1359,8 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]), int(run_starts[b]))
              for j, b in enumerate(nonempty)]
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
-    _CTX.update(luts=luts, bucket_runs=bucket_runs, shuffle=shuffle, n_classes=n_classes,
+    _CTX.update(runs=acc.runs, lut_offsets=lut_offsets, mapped=mapping is not None,
+                shuffle=shuffle, n_classes=n_classes,
                 class_dtype=np.dtype(class_dtype), fixed_length=fixed, out_dir=tmp,
                 names={"classes": class_file})
 
@@ -1266,20 +1374,13 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
         written += bk.reads
         bar.update(written)
     bar.close()
+    log.debug("pack pass 2 buckets: %.2f s", time.monotonic() - t0)
     files = writer.close()
+    log.debug("pack pass 2 final files: %.2f s", time.monotonic() - t0)
     shutil.rmtree(runs_dir)
     log.debug("pack pass 2 (buckets, final files): %.2f s", time.monotonic() - t0)
 
-    hist = np.zeros(0, np.int64)
-    for r in results:
-        hist = _merge_hist(hist, r.length_counts)
-    skipped_keys: dict = {}
-    skipped_bad: dict = {}
-    for r in results:
-        for k, v in r.skipped_keys.items():
-            skipped_keys[str(k)] = skipped_keys.get(str(k), 0) + v
-        for k, v in r.skipped_bad.items():
-            skipped_bad[k] = skipped_bad.get(k, 0) + v
+    hist, skipped_keys, skipped_bad = acc.hist, acc.skipped_keys, acc.skipped_bad
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -1303,7 +1404,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
         "id_block_reads": ID_BLOCK,
         "id_codec": "frontcoded-zlib",
         "stats": {
-            "non_acgt": int(sum(r.non_acgt for r in results)),
+            "non_acgt": int(acc.non_acgt),
             "length_histogram": {str(i): int(c) for i, c in enumerate(hist) if c},
         },
         "inputs": [{"path": Path(p).name, "size": os.path.getsize(p)} for p in paths],
