@@ -222,3 +222,46 @@ def test_native_index_matches_a_line_parser(tmp_path, seed):
     assert got_h == heads
     assert got_s == seqs
     assert got_n == n_count
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_native_fastq_matches_a_line_parser(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"ACGTACGTACGTacgtNRYn", np.uint8)
+    table = bytes(c if chr(c) in "ACGT" else (c - 32 if chr(c) in "acgt" else ord("N"))
+                  for c in range(256))
+    parts, want = [], []
+    for i in range(300):
+        n = int(rng.integers(1, 200))
+        bases = alphabet[rng.integers(0, 4 if rng.random() < 0.7 else len(alphabet), n)].tobytes()
+        qual = rng.integers(33, 75, n).astype(np.uint8).tobytes()
+        nl = b"\r\n" if rng.random() < 0.2 else b"\n"
+        parts.append(b"@q%d x" % i + nl + bases + nl + b"+" + nl + qual + nl)
+        want.append((b"q%d x" % i, bases.translate(table), qual))
+    p = tmp_path / "r.fq"
+    p.write_bytes(b"".join(parts) + b"\n")  # a trailing blank line is tolerated
+    got, n_count = [], 0
+    for b in FastxReader(p, chunk_size=4096):
+        seqs = b.sequences()
+        for i in range(len(b)):
+            q = b.qual[b.seq_offsets[i] : b.seq_offsets[i + 1]].tobytes()
+            got.append((b.header(i).encode(), seqs[i].encode(), q))
+        n_count += b.non_acgt
+    assert got == want
+    assert n_count == sum(s.count(b"N") for _, s, _ in want)
+
+
+def test_fastq_skip_bad_counts_each_reason(tmp_path):
+    p = tmp_path / "bad.fq"
+    p.write_bytes(b"@a\nACGT\n+\nIIII\n@b\n\n+\n\n@c\nACGT\n+\nIII\n@d\nAC1T\n+\nIIII\n"
+                  b"@e\nacgn\n+\nIIII\n")
+    r = FastxReader(p, skip_bad=True)
+    batches = list(r)
+    assert [x for bt in batches for x in bt.read_ids()] == ["a", "e"]
+    assert [x for bt in batches for x in bt.sequences()] == ["ACGT", "ACGN"]
+    assert sum(bt.non_acgt for bt in batches) == 1
+    assert r.skipped == {"header with no sequence": 1,
+                         "quality length differs from sequence length": 1,
+                         "invalid character in sequence": 1}
+    msg = _error(p)
+    assert "line 5" in msg and "no sequence" in msg

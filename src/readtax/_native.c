@@ -183,6 +183,196 @@ done:
     return result;
 }
 
+/* Classify the bases s[0:n]: flags bit 0 for a byte that is not a sequence character, bit 1
+ * for a base that is not upper-case ACGT; adds the bases stored as N to *non_acgt. */
+static inline uint8_t classify(const uint8_t *s, Py_ssize_t n, long long *non_acgt) {
+    if (first_non_acgt(s, n) == n)
+        return 0;
+    uint8_t f = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint8_t k = BASE_CLASS[s[i]];
+        if (k == 3)
+            f |= 1;
+        else if (k) {
+            f |= 2;
+            *non_acgt += (k == 2);
+        }
+    }
+    return f;
+}
+
+/* End of the line starting at pos (offset of its '\n', or len when the data ends first), and
+ * the end of its content (without '\r'). */
+static inline Py_ssize_t line_end(const uint8_t *p, Py_ssize_t pos, Py_ssize_t len,
+                                  Py_ssize_t *content_end) {
+    const uint8_t *nl = pos < len ? memchr(p + pos, '\n', (size_t)(len - pos)) : NULL;
+    Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : len;
+    *content_end = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+    return e;
+}
+
+/* fastq_index(data, length, eof, limit, skip, rec_start, hdr_off, seq_start, seq_len,
+ *             qual_start, flags, hdr_buf)
+ *
+ * Indexes the complete 4-line FASTQ records of data[:length] that start before `limit`.
+ * Per record: rec_start (offset of '@'), header copied to hdr_buf[hdr_off[i]:hdr_off[i+1]],
+ * the offsets of its sequence and quality lines and the sequence length, and flags as in
+ * fasta_index plus bit 2: drop the record (no bases, or a quality line of another length;
+ * only with `skip`, else those are errors). A record whose last line is not complete is left
+ * for the next call unless `eof`. Arrays need one entry per '@' in the data (+1 for hdr_off).
+ *
+ * Blank lines between records are skipped.
+ *
+ * Returns (records, consumed, non_acgt, error, error_offset, quality_length, sequence_length):
+ * error 0 none,
+ * 1 header not starting with '@', 2 no sequence, 3 separator not starting with '+',
+ * 4 quality length differs (quality_length says how long), 5 truncated record at the end.
+ */
+static PyObject *fastq_index(PyObject *self, PyObject *args) {
+    Py_buffer data, rs, ho, ss, sl, qs, fl, hb;
+    Py_ssize_t length, limit;
+    int eof, skip;
+    if (!PyArg_ParseTuple(args, "y*npnpw*w*w*w*w*w*w*", &data, &length, &eof, &limit, &skip, &rs,
+                          &ho, &ss, &sl, &qs, &fl, &hb))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t cap = rs.len / 8;
+    if (length < 0 || length > data.len || check_buffer(&ho, cap + 1, 8, "hdr_off") ||
+        check_buffer(&ss, cap, 8, "seq_start") || check_buffer(&sl, cap, 8, "seq_len") ||
+        check_buffer(&qs, cap, 8, "qual_start") || check_buffer(&fl, cap, 1, "flags"))
+        goto done;
+    const uint8_t *p = (const uint8_t *)data.buf;
+    int64_t *rec_start = (int64_t *)rs.buf, *hdr_off = (int64_t *)ho.buf,
+            *seq_start = (int64_t *)ss.buf, *seq_len = (int64_t *)sl.buf,
+            *qual_start = (int64_t *)qs.buf;
+    uint8_t *flags = (uint8_t *)fl.buf, *hdr = (uint8_t *)hb.buf;
+    Py_ssize_t n = 0, pos = 0, hpos = 0, err_pos = -1, qlen_bad = 0, slen_bad = 0;
+    int err = 0;
+    long long non_acgt = 0;
+    hdr_off[0] = 0;
+    while (pos < length && pos < limit) {
+        if (p[pos] == '\n' || (p[pos] == '\r' && pos + 1 < length && p[pos + 1] == '\n')) {
+            pos += p[pos] == '\n' ? 1 : 2; /* a blank line between records */
+            continue;
+        }
+        Py_ssize_t ends[4], cends[4], at = pos;
+        int lines = 0;
+        for (; lines < 4 && at < length; lines++) {
+            ends[lines] = line_end(p, at, length, &cends[lines]);
+            if (ends[lines] == length && !eof)
+                break; /* this line may go on in the next chunk */
+            at = ends[lines] + 1;
+        }
+        if (lines < 4 || (ends[3] == length && !eof)) {
+            if (eof) {
+                err = 5;
+                err_pos = pos;
+            }
+            break;
+        }
+        Py_ssize_t h = pos, s = ends[0] + 1, pl = ends[1] + 1, q = ends[2] + 1;
+        Py_ssize_t slen = cends[1] - s, qlen = cends[3] - q;
+        uint8_t f = 0;
+        if (cends[0] <= h || p[h] != '@') {
+            err = 1;
+            err_pos = h;
+            break;
+        }
+        if (cends[2] <= pl || p[pl] != '+') {
+            err = 3;
+            err_pos = pl;
+            break;
+        }
+        if (slen <= 0 || qlen != slen) {
+            if (!skip) {
+                err = slen <= 0 ? 2 : 4;
+                err_pos = slen <= 0 ? h : q;
+                qlen_bad = qlen;
+                slen_bad = slen;
+                break;
+            }
+            f = 4;
+        }
+        Py_ssize_t hl = cends[0] - h - 1;
+        if (n >= cap || hpos + hl > hb.len) {
+            PyErr_SetString(PyExc_ValueError, "fastq_index: output arrays too small");
+            goto done;
+        }
+        if (!f)
+            f = classify(p + s, slen, &non_acgt);
+        rec_start[n] = h;
+        memcpy(hdr + hpos, p + h + 1, (size_t)hl);
+        hpos += hl;
+        hdr_off[n + 1] = hpos;
+        seq_start[n] = s;
+        seq_len[n] = slen > 0 ? slen : 0;
+        qual_start[n] = q;
+        flags[n] = f;
+        n++;
+        pos = ends[3] + 1;
+    }
+    if (pos > length)
+        pos = length;
+    result = Py_BuildValue("nnLinnn", n, pos, non_acgt, err, err_pos, qlen_bad, slen_bad);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&rs);
+    PyBuffer_Release(&ho);
+    PyBuffer_Release(&ss);
+    PyBuffer_Release(&sl);
+    PyBuffer_Release(&qs);
+    PyBuffer_Release(&fl);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* copy_bases(data, starts, lengths, flags, out) -> data offset of a bad byte or -1
+ *
+ * Concatenates data[starts[i]:starts[i]+lengths[i]] into out, upper-cased with IUPAC codes as
+ * N for reads whose flags are set (single-line sequences, as in FASTQ).
+ */
+static PyObject *copy_bases(PyObject *self, PyObject *args) {
+    Py_buffer data, st, ln, fl, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &data, &st, &ln, &fl, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = st.len / 8, w = 0, bad = -1;
+    if (check_buffer(&ln, n, 8, "lengths") || check_buffer(&fl, n, 1, "flags"))
+        goto done;
+    const uint8_t *p = (const uint8_t *)data.buf;
+    const int64_t *start = (const int64_t *)st.buf, *len = (const int64_t *)ln.buf;
+    const uint8_t *flags = (const uint8_t *)fl.buf;
+    uint8_t *o = (uint8_t *)out.buf;
+    for (Py_ssize_t i = 0; i < n && bad < 0; i++) {
+        if (start[i] < 0 || len[i] < 0 || start[i] + len[i] > data.len || w + len[i] > out.len) {
+            PyErr_SetString(PyExc_ValueError, "copy_bases: read outside the buffers");
+            goto done;
+        }
+        const uint8_t *s = p + start[i];
+        if (!flags[i]) {
+            memcpy(o + w, s, (size_t)len[i]);
+        } else {
+            for (int64_t j = 0; j < len[i]; j++) {
+                uint8_t c = BASE_NORM[s[j]];
+                if (!c) {
+                    bad = start[i] + j;
+                    break;
+                }
+                o[w + j] = c;
+            }
+        }
+        w += len[i];
+    }
+    result = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&st);
+    PyBuffer_Release(&ln);
+    PyBuffer_Release(&fl);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* fasta_bases(data, rec_start, rec_end, flags, seq_off, out)
  *
  * Copies the bases of the records data[rec_start[i]:rec_end[i]] (header line skipped, line
@@ -856,6 +1046,8 @@ static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
     {"fasta_pack", fasta_pack, METH_VARARGS, "2-bit encode FASTA records in place."},
+    {"fastq_index", fastq_index, METH_VARARGS, "Index the FASTQ records of a buffer."},
+    {"copy_bases", copy_bases, METH_VARARGS, "Copy and normalise single-line sequences."},
     {"lbl_fields", lbl_fields, METH_VARARGS, "Parse class and tax ids of lbl headers."},
     {"gather", gather, METH_VARARGS, "Concatenate byte ranges of a buffer."},
     {"select_reads", select_reads, METH_VARARGS, "Selection sampling of two disjoint subsets."},

@@ -24,10 +24,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_CHUNK = 4 << 20
 
 _NL = 10
-_CR = 13
 _GT = ord(">")
 _AT = ord("@")
-_PLUS = ord("+")
+
+# fastq_index's error codes.
+_FASTQ_ERRORS = {
+    1: "expected a FASTQ header line starting with '@'",
+    2: "header with no sequence",
+    3: "expected the FASTQ separator line starting with '+'",
+    4: "quality length {qlen} differs from sequence length {slen}",
+    5: "truncated FASTQ record (expected 4 lines: @header, sequence, +, quality)",
+}
 
 # Base normalisation: letters are upper-cased, IUPAC codes other than ACGT become N,
 # anything that is not a letter maps to 0 and is reported as an error.
@@ -41,7 +48,6 @@ for _b in b"ACGT":
 # Alignment gaps and '*' are tolerated as N rather than rejected: some exporters write them.
 BASE_LUT[ord("-")] = ord("N")
 BASE_LUT[ord("*")] = ord("N")
-_BASE_TABLE = BASE_LUT.tobytes()
 
 
 class ReadBatch:
@@ -282,6 +288,7 @@ class FastxReader:
         self.bytes_read = 0  # compressed-file position is not tracked; this counts raw bytes
         self._buffers: tuple[np.ndarray, ...] | None = None
         self._spares: list[bytearray] = []
+        self._fq_buffers: tuple[np.ndarray, ...] | None = None
 
     def _fail(self, message: str, offset: int | None = None, record: int | None = None):
         line = None if offset is None else _line_number(self.path, offset)
@@ -519,11 +526,14 @@ class FastxReader:
         return self._buffers
 
     def _invalid_char(self, data, rec_start, rec_end, flags, seq_off, i: int, pos: int):
-        """Report the first byte of record ``i`` that is not a sequence character."""
+        """Report the first byte of FASTA record ``i`` that is not a sequence character."""
         one = slice(i, i + 1)
         off = seq_off[i : i + 2] - seq_off[i]
         where = _native.fasta_bases(data, rec_start[one], rec_end[one], flags[one], off,
                                     np.empty(int(off[-1]), np.uint8))
+        self._invalid_char_at(data, where, pos)
+
+    def _invalid_char_at(self, data, where: int, pos: int):
         ch = data[where]
         self._fail(
             f"invalid character {chr(ch)!r} (byte {ch}) in sequence; "
@@ -535,189 +545,70 @@ class FastxReader:
         if n:
             self.skipped[reason] = self.skipped.get(reason, 0) + n
 
-    @staticmethod
-    def _invalid_records(buf: np.ndarray, mask: np.ndarray, seq_off: np.ndarray) -> np.ndarray:
-        """Records (by index) whose bases contain a byte that is not a letter."""
-        bad_pos = np.flatnonzero(BASE_LUT[buf[mask]] == 0)
-        bad = np.zeros(len(seq_off) - 1, dtype=bool)
-        bad[np.searchsorted(seq_off, bad_pos, side="right") - 1] = True
-        return bad
-
-    def _bases(self, buf: np.ndarray, mask: np.ndarray, pos: int) -> tuple[np.ndarray, int]:
-        """Upper-cased, N-normalised bases of the masked bytes and their non-ACGT count.
-
-        Rejects non-letters. Deleting ACGT with ``bytes.translate`` runs at several GB/s, so
-        the common all-upper-case-ACGT chunk skips the per-byte table lookup entirely.
-        """
-        raw = buf[mask].tobytes()
-        if not raw.translate(None, b"ACGT"):
-            return np.frombuffer(raw, dtype=np.uint8), 0
-        out = raw.translate(_BASE_TABLE)
-        if b"\0" in out:
-            bad = out.index(b"\0")
-            ch = raw[bad]
-            where = int(np.flatnonzero(mask)[bad])
-            self._fail(
-                f"invalid character {chr(ch)!r} (byte {ch}) in sequence; "
-                "expected IUPAC nucleotide letters"
-                + (" (binary data?)" if ch < 32 or ch > 126 else ""),
-                offset=pos + where,
-            )
-        return np.frombuffer(out, dtype=np.uint8), out.count(b"N")
-
     # -- FASTQ -------------------------------------------------------------------------------
 
     def _parse_fastq(self, data: bytes, pos: int, eof: bool):
-        buf = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(buf == _NL)
-        n = len(buf)
-        if eof and (len(nl) == 0 or nl[-1] != n - 1):
-            nl = np.append(nl, n)
-        n_lines = len(nl)
-        if eof and n_lines % 4:
-            # Let the block parser report what is wrong with the last record.
-            n_full = n_lines - n_lines % 4
-            if n_full:
-                nl_full = nl[:n_full]
-                batch = self._fastq_block(buf, nl_full, pos)
-                return batch, int(nl_full[-1]) + 1, False
-            self._fail(
-                "truncated FASTQ record (expected 4 lines: @header, sequence, +, quality)",
-                offset=pos,
-            )
-        n_full = n_lines - n_lines % 4
-        if n_full == 0:
-            return None, 0, False
-        nl = nl[:n_full]
-        stop = False
-        if self.end is not None:
-            if pos >= self.end:
-                return None, len(data), True
-            rec_starts = np.empty(n_full // 4, dtype=np.int64)
-            rec_starts[0] = 0
-            rec_starts[1:] = nl[3:-1:4] + 1
-            keep = int(np.searchsorted(rec_starts, self.end - pos, side="left"))
-            if keep < len(rec_starts):
-                stop = True
-                if keep == 0:
-                    return None, len(data), True
-                nl = nl[: keep * 4]
-        batch = self._fastq_block(buf, nl, pos)
-        consumed = min(int(nl[-1]) + 1, len(data))
+        """Parse the complete records in ``data`` (which starts with '@')."""
+        length = len(data)
+        limit = length + 1 if self.end is None else self.end - pos
+        if limit <= 0:
+            return None, length, True
+        rec_start, hdr_off, seq_start, seq_len, qual_start, flags, hdr_buf = self._fq_scratch(length)
+        n, consumed, non_acgt, err, err_pos, qlen, slen = _native.fastq_index(
+            data, length, eof, limit, self.skip_bad, rec_start, hdr_off, seq_start, seq_len,
+            qual_start, flags, hdr_buf)
+        if err:
+            self._fail(_FASTQ_ERRORS[err].format(qlen=qlen, slen=slen), offset=pos + err_pos)
+        stop = consumed >= limit
+        if n == 0:
+            return None, consumed, stop
+        rec_start, flags = rec_start[:n].copy(), flags[:n].copy()
+        seq_start, seq_len, qual_start = seq_start[:n].copy(), seq_len[:n].copy(), qual_start[:n].copy()
+        hdr_off = hdr_off[: n + 1].copy()
+        headers = hdr_buf[: hdr_off[-1]].copy()
+        invalid = (flags & 1).astype(bool)
+        if invalid.any() and not self.skip_bad:
+            i = int(np.flatnonzero(invalid)[0])
+            one = slice(i, i + 1)
+            where = _native.copy_bases(data, seq_start[one], seq_len[one], flags[one],
+                                       np.empty(int(seq_len[i]), np.uint8))
+            self._invalid_char_at(data, where, pos)
+        dropped = (flags & 5).astype(bool)
+        if dropped.any():
+            short = (flags & 4).astype(bool)
+            self._count_skip("header with no sequence", int(np.count_nonzero(short & (seq_len == 0))))
+            self._count_skip("quality length differs from sequence length",
+                             int(np.count_nonzero(short & (seq_len > 0))))
+            self._count_skip("invalid character in sequence", int(np.count_nonzero(invalid & ~short)))
+            keep = np.flatnonzero(~dropped)
+            headers, hdr_off = gather_ragged(headers, hdr_off, keep)
+            rec_start, flags = rec_start[keep], flags[keep]
+            seq_start, seq_len, qual_start = seq_start[keep], seq_len[keep], qual_start[keep]
+            non_acgt = -1  # counted again on the kept bases
+        seq_off = _exclusive_cumsum(seq_len)
+        qual = np.empty(int(seq_off[-1]), np.uint8)
+        _native.gather(data, qual_start, seq_len, qual)
+
+        def seq():
+            out = np.empty(int(seq_off[-1]), np.uint8)
+            _native.copy_bases(data, seq_start, seq_len, flags, out)
+            if non_acgt >= 0:
+                return out, non_acgt
+            return out, out.tobytes().count(b"N") if flags.any() else 0
+
+        batch = ReadBatch(seq, seq_off, headers, hdr_off, qual, str(self.path), -1,
+                          byte_offsets=pos + rec_start, non_acgt=non_acgt)
         return batch, consumed, stop
 
-    def _fastq_block(self, buf: np.ndarray, nl: np.ndarray, pos: int) -> ReadBatch:
-        buf = buf[: int(nl[-1]) + 1] if nl[-1] < len(buf) else buf
-        ls, le, nxt = _lines(buf, nl)
-        nb = len(buf)
-        h, s, p, q = (ls[i::4] for i in range(4))
-        he, se, pe, qe = (le[i::4] for i in range(4))
-        bad_h = (he <= h) | (buf[np.minimum(h, nb - 1)] != _AT)
-        bad_p = (pe <= p) | (buf[np.minimum(p, nb - 1)] != _PLUS)
-        slen = se - s
-        qlen = qe - q
-        bad_s = slen <= 0
-        bad_q = slen != qlen
-        bad = bad_h | bad_p | bad_q | bad_s
-        if self.skip_bad and bad.any() and not (bad_h | bad_p).any():
-            # Records with a wrong quality length or no bases are dropped whole; a broken
-            # 4-line structure ('@'/'+' lines) cannot be skipped safely and stays an error.
-            self._count_skip("header with no sequence", int(np.count_nonzero(bad_s)))
-            self._count_skip("quality length differs from sequence length",
-                             int(np.count_nonzero(bad_q & ~bad_s)))
-            keep = np.repeat(~bad, 4)
-            return self._fastq_block_lines(buf, ls[keep], le[keep], nxt[keep], pos)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            if bad_h[i]:
-                self._fail("expected a FASTQ header line starting with '@'", offset=pos + int(h[i]))
-            if bad_s[i]:
-                self._fail("header with no sequence", offset=pos + int(h[i]))
-            if bad_p[i]:
-                self._fail("expected the FASTQ separator line starting with '+'", offset=pos + int(p[i]))
-            self._fail(
-                f"quality length {int(qlen[i])} differs from sequence length {int(slen[i])}",
-                offset=pos + int(q[i]),
-            )
-        return self._fastq_block_lines(buf, ls, le, nxt, pos)
-
-    def _fastq_block_lines(self, buf, ls, le, nxt, pos) -> ReadBatch:
-        h, s = ls[0::4], ls[1::4]
-        he, se = le[0::4], le[1::4]
-        slen = se - s
-        kind = np.arange(len(ls)) % 4
-        skip = (kind == 0).astype(np.int64)
-        if self.skip_bad and len(ls):
-            seq_mask = _select_lines(ls, le, nxt, skip, kind == 1, len(buf))
-            off = np.zeros(len(h) + 1, dtype=np.int64)
-            np.cumsum(slen, out=off[1:])
-            bad_rec = self._invalid_records(buf, seq_mask, off)
-            if bad_rec.any():
-                self._count_skip("invalid character in sequence", int(bad_rec.sum()))
-                keep = np.repeat(~bad_rec, 4)
-                ls, le, nxt = ls[keep], le[keep], nxt[keep]
-                return self._fastq_block_lines(buf, ls, le, nxt, pos)
-        seq, non_acgt = self._bases(buf, _select_lines(ls, le, nxt, skip, kind == 1, len(buf)), pos)
-        qual = buf[_select_lines(ls, le, nxt, skip, kind == 3, len(buf))]
-        headers = buf[_select_lines(ls, le, nxt, skip, kind == 0, len(buf))]
-        seq_off = np.zeros(len(h) + 1, dtype=np.int64)
-        np.cumsum(slen, out=seq_off[1:])
-        h_off = np.zeros(len(h) + 1, dtype=np.int64)
-        np.cumsum(he - h - 1, out=h_off[1:])
-        return ReadBatch(seq, seq_off, headers, h_off, qual, str(self.path), -1,
-                         byte_offsets=pos + h, non_acgt=non_acgt)
-
-
-def _lines(buf: np.ndarray, nl: np.ndarray | None = None, has_cr: bool | None = None):
-    """Line starts, ends (without CR/LF) and next-line starts covering the whole buffer.
-
-    ``has_cr`` (found by the caller with one memchr) spares a numpy pass over the buffer.
-    """
-    n = len(buf)
-    if nl is None:
-        nl = np.flatnonzero(buf == _NL)
-    if len(nl) == 0 or nl[-1] != n - 1:
-        nl = np.append(nl, n)  # last line without a newline at EOF
-    ls = np.empty(len(nl), dtype=np.int64)
-    ls[0] = 0
-    ls[1:] = nl[:-1] + 1
-    le = nl.astype(np.int64, copy=True)
-    nxt = le + 1
-    nxt[-1] = min(nxt[-1], n)
-    if has_cr is None:
-        has_cr = bool(np.any(buf == _CR))
-    if has_cr:
-        ok = le > ls
-        cr = np.zeros(len(nl), dtype=bool)
-        cr[ok] = buf[le[ok] - 1] == _CR
-        le -= cr
-    return ls, le, nxt
-
-
-def _select_lines(ls, le, nxt, skip, select, total: int | None = None) -> np.ndarray:
-    """Byte mask of the contents (after ``skip`` leading bytes) of the selected lines.
-
-    Each line contributes three runs: skipped prefix, content, terminator (CR/LF); a gap run
-    covers lines that were removed. Repeating a per-run boolean is far cheaper than building
-    per-byte index arrays.
-    """
-    n_lines = len(ls)
-    skip = np.minimum(skip, le - ls)
-    counts = np.empty(4 * n_lines, dtype=np.int64)
-    prev_end = np.empty(n_lines, dtype=np.int64)
-    if n_lines:
-        prev_end[0] = 0
-        prev_end[1:] = nxt[:-1]
-    counts[0::4] = ls - prev_end
-    counts[1::4] = skip
-    counts[2::4] = le - ls - skip
-    counts[3::4] = nxt - le
-    pattern = np.zeros(4 * n_lines, dtype=bool)
-    pattern[2::4] = select
-    mask = np.repeat(pattern, counts)
-    if total is not None and len(mask) < total:
-        mask = np.concatenate([mask, np.zeros(total - len(mask), dtype=bool)])
-    return mask
+    def _fq_scratch(self, size: int) -> tuple[np.ndarray, ...]:
+        """FASTQ index arrays for a ``size``-byte chunk (a record takes >= 6 bytes)."""
+        cap = size // 6 + 1
+        if self._fq_buffers is None or len(self._fq_buffers[6]) < size:
+            self._fq_buffers = (np.empty(cap, np.int64), np.empty(cap + 1, np.int64),
+                                np.empty(cap, np.int64), np.empty(cap, np.int64),
+                                np.empty(cap, np.int64), np.empty(cap, np.uint8),
+                                np.empty(size, np.uint8))
+        return self._fq_buffers
 
 
 def _looks_binary(data: bytes) -> bool:

@@ -1191,8 +1191,10 @@ class _Pass1:
             for k, t, c in zip(keys, res.keys.tax_ids.tolist(), res.counts.tolist()):
                 self.tax.setdefault(k, t)
                 self.key_counts[k] = self.key_counts.get(k, 0) + c
-            with open(self.dir / f"u{unit:06d}.keys", "w", encoding="utf-8") as fh:
-                json.dump(keys, fh)
+            if self.scheme.numeric:
+                np.save(self.dir / f"u{unit:06d}.keys.npy", res.keys.class_ids)
+            else:
+                (self.dir / f"u{unit:06d}.keys.json").write_text(json.dumps(keys), "utf-8")
         elif len(res.counts):
             self.class_counts[: len(res.counts)] += res.counts
         self.units = max(self.units, unit + 1)
@@ -1232,11 +1234,15 @@ class _Pass1:
         counts[label_map.index(np.array(keys, dtype=dtype))] = list(self.key_counts.values())
         with open(self.dir / "luts.i32", "wb") as out:
             for u in range(self.units):
-                path = self.dir / f"u{u:06d}.keys"
                 lut = np.zeros(0, np.int32)
+                path = self.dir / f"u{u:06d}.keys.npy"
                 if path.exists():
-                    lut = label_map.index(np.array(json.loads(path.read_text("utf-8")),
-                                                   dtype=dtype)).astype(np.int32)
+                    lut = label_map.index(np.load(path)).astype(np.int32)
+                    path.unlink()
+                path = self.dir / f"u{u:06d}.keys.json"
+                if path.exists():
+                    names = np.array(json.loads(path.read_text("utf-8")), dtype=object)
+                    lut = label_map.index(names).astype(np.int32)
                     path.unlink()
                 out.write(lut.tobytes())
                 offsets[u + 1] = offsets[u] + len(lut)
