@@ -58,6 +58,10 @@ def main() -> None:
             warm(path)
             t_seqkit, c_seqkit, _ = measure([seqkit, "stats", str(path)])
             train, val = out_dir / "train.fa", out_dir / "val.fa"
+            # Fresh outputs: renaming over an existing file makes ext4 flush it to disk first
+            # (auto_da_alloc), which would time the disk rather than readtax.
+            for old in (train, val):
+                old.unlink(missing_ok=True)
             t_rt, c_rt, rss = measure(readtax_cmd(
                 "subset", str(path), "-o", str(train), "--val-output", str(val),
                 "--per-species", str(a.per_species), "--val-per-species", str(a.val_per_species),

@@ -19,14 +19,7 @@ def test_exact_counts(tmp_path, workers):
     seqs[3] = "ACGTNNRY" + seqs[3]
     p = write_fasta(tmp_path / "r.fa", heads, seqs)
     # Tiny ranges so that two workers really split the file.
-    from readtax import parallel
-
-    old = parallel.MIN_RANGE
-    parallel.MIN_RANGE = 1 << 12
-    try:
-        st = compute_stats([p], workers=workers)
-    finally:
-        parallel.MIN_RANGE = old
+    st = compute_stats([p], workers=workers, unit_bytes=1 << 12)
     lengths = np.array([len(s) for s in seqs])
     assert st.reads == 500
     assert st.bases == lengths.sum()

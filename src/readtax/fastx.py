@@ -10,6 +10,7 @@ once. Gzip files (detected by magic bytes) are read whole.
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -520,9 +521,8 @@ class FastxReader:
         """Index arrays big enough for any ``size``-byte chunk (a record takes >= 2 bytes)."""
         cap = size // 2 + 1
         if self._buffers is None or len(self._buffers[4]) < size:
-            self._buffers = (np.empty(cap, np.int64), np.empty(cap + 1, np.int64),
-                             np.empty(cap + 1, np.int64), np.empty(cap, np.uint8),
-                             np.empty(size, np.uint8))
+            self._buffers = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64),
+                             _lazy(cap + 1, np.int64), _lazy(cap, np.uint8), _lazy(size, np.uint8))
         return self._buffers
 
     def _invalid_char(self, data, rec_start, rec_end, flags, seq_off, i: int, pos: int):
@@ -604,11 +604,20 @@ class FastxReader:
         """FASTQ index arrays for a ``size``-byte chunk (a record takes >= 6 bytes)."""
         cap = size // 6 + 1
         if self._fq_buffers is None or len(self._fq_buffers[6]) < size:
-            self._fq_buffers = (np.empty(cap, np.int64), np.empty(cap + 1, np.int64),
-                                np.empty(cap, np.int64), np.empty(cap, np.int64),
-                                np.empty(cap, np.int64), np.empty(cap, np.uint8),
-                                np.empty(size, np.uint8))
+            self._fq_buffers = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64),
+                                _lazy(cap, np.int64), _lazy(cap, np.int64), _lazy(cap, np.int64),
+                                _lazy(cap, np.uint8), _lazy(size, np.uint8))
         return self._fq_buffers
+
+
+def _lazy(n: int, dtype) -> np.ndarray:
+    """An array whose pages take memory only once written (a private anonymous mapping).
+
+    Index arrays are sized for the worst case (a record every two bytes) but real chunks fill
+    a small fraction; heap memory would often come back already resident.
+    """
+    nbytes = max(int(n) * np.dtype(dtype).itemsize, 1)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(n))
 
 
 def _looks_binary(data: bytes) -> bool:

@@ -15,7 +15,9 @@ from pathlib import Path
 from .errors import UsageError
 from .fastx import FastxReader, is_gzip
 
-MIN_RANGE = 32 << 20
+# Fixed work units: outputs must not depend on --workers, and a worker returns its free memory
+# after each one, so peak memory does not grow with the input.
+UNIT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,6 @@ def fixed_units(paths: Iterable[str | os.PathLike[str]], unit_bytes: int) -> lis
         units.extend(Unit(p, bounds[k], bounds[k + 1], bounds[k + 1] - bounds[k])
                      for k in range(parts))
     return units
-
-
-def make_units(paths: Iterable[str | os.PathLike[str]], workers: int,
-               min_range: int = MIN_RANGE) -> list[Unit]:
-    """About ``4 * workers`` ranges in total (each >= ``min_range``); whole files for 1 worker."""
-    paths = check_inputs(paths)
-    if workers <= 1:
-        return [Unit(p, 0, None, os.path.getsize(p)) for p in paths]
-    total = max(sum(os.path.getsize(p) for p in paths), 1)
-    return fixed_units(paths, max(min_range, total // (4 * workers)))
 
 
 def default_workers() -> int:

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme
-from .parallel import Unit, default_workers, make_units, map_units
+from .parallel import (
+    UNIT_BYTES,
+    Unit,
+    check_inputs,
+    default_workers,
+    fixed_units,
+    map_units,
+    release_memory,
+)
 from .progress import Progress
 
 MAX_LEN_BIN = 100_000  # longer reads share the last histogram bin
@@ -167,6 +175,7 @@ def _stats_unit(unit: Unit, scheme: LabelScheme | None, label_map: LabelMap | No
             st.class_counts = {keys[i]: v for i, v in st.class_counts.items()}
             if scheme.numeric:
                 st.class_tax = {keys[i]: int(found.tax_ids[i]) for i in range(len(keys))}
+    release_memory()
     return st
 
 
@@ -179,12 +188,20 @@ def compute_stats(
     skip_bad: bool = False,
     workers: int | None = None,
     progress: bool | None = None,
+    unit_bytes: int = UNIT_BYTES,
 ) -> ReadStats:
-    """Stream every read of ``paths`` once; memory depends on classes, not on reads."""
+    """Stream every read of ``paths`` once; memory depends on classes, not on reads.
+
+    ``unit_bytes`` (tests) sizes the byte ranges the workers take; results never depend on it.
+    """
     if isinstance(scheme, str):
         scheme = make_scheme(scheme)
     workers = default_workers() if workers is None else workers
-    units = make_units(paths, workers)
+    # About four units per worker (fewer readers to set up), each ending with the worker's
+    # free memory returned.
+    paths = check_inputs(paths)
+    total = sum(os.path.getsize(p) for p in paths)
+    units = fixed_units(paths, max(unit_bytes, total // (4 * max(workers, 1))))
     total = sum(u.size for u in units)
     bar = Progress(total, "stats", enabled=progress)
     result = ReadStats(files=[str(p) for p in paths])

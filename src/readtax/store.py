@@ -82,6 +82,7 @@ from .errors import InputError, StoreError, UsageError
 from .fastx import ReadBatch, _exclusive_cumsum, is_gzip, ragged_index
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import (
+    UNIT_BYTES,
     Unit,
     check_inputs,
     default_workers,
@@ -97,7 +98,6 @@ log = logging.getLogger("readtax.store")
 FORMAT = "readtax-store"
 FORMAT_VERSION = 1
 ID_BLOCK = 65536
-UNIT_BYTES = 64 << 20  # fixed pass-1 byte ranges: the output must not depend on --workers
 RUN_BYTES = 48 << 20  # pass-1 input bytes buffered per temporary run file
 BUCKET_BYTES = 96 << 20  # input bytes per shuffle bucket (pass-2 memory is proportional)
 GZIP_RATIO = 4  # assumed expansion of gzip input when sizing buckets
@@ -857,7 +857,6 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
                                        np.zeros(max(0, len(res.keys) - len(class_counts)),
                                                 np.int64)])
     res.counts = class_counts
-    release_memory()
     return res
 
 
@@ -1033,7 +1032,7 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     blocks, counts = _id_blocks(d["hdr"], id_src)
     class_row = np.bincount(cls, minlength=n_classes).astype(np.uint32)
     del d, packed, src, id_src, cls
-    release_memory()
+    release_memory()  # a bucket's arrays are large: hand them back rather than fragment
     return _Bucket(m, int(lp.sum()), blocks, counts, class_row, edges)
 
 

@@ -52,12 +52,18 @@ from .errors import InputError, UsageError
 from .fastx import ReadBatch, gather_ragged, sniff_format
 from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme, report_skipped
 from .outputs import atomic_path, check_output_path
-from .parallel import Unit, check_inputs, default_workers, fixed_units, map_units
+from .parallel import (
+    UNIT_BYTES,
+    Unit,
+    check_inputs,
+    default_workers,
+    fixed_units,
+    map_units,
+)
 from .progress import Progress
 
 log = logging.getLogger(__name__)
 
-UNIT_BYTES = 64 << 20
 MAX_UNITS = 512  # bounds the units x classes count matrices (512 x 3,507 x 8 B = 14 MB)
 READ_CHUNK = 4 << 20  # fixed so that batch boundaries (and so the draws) never change
 SHUFFLE_BUCKET_BYTES = 32 << 20  # target bucket size (grows past MAX_BUCKETS x this)
