@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,9 +288,6 @@ class FastxReader:
         self.chunk_size = max(int(chunk_size), 1 << 12)
         self.format: str | None = None
         self.bytes_read = 0  # compressed-file position is not tracked; this counts raw bytes
-        self._buffers: tuple[np.ndarray, ...] | None = None
-        self._spares: list[bytearray] = []
-        self._fq_buffers: tuple[np.ndarray, ...] | None = None
 
     def _fail(self, message: str, offset: int | None = None, record: int | None = None):
         line = None if offset is None else _line_number(self.path, offset)
@@ -342,6 +340,10 @@ class FastxReader:
                     return
             parse = self._parse_fasta if self.format == "fasta" else self._parse_fastq
             record_no = 0 if self.start == 0 else -1
+            mapped = None if self.gzip else _map_file(fh)
+            if mapped is not None:
+                yield from self._iter_mapped(mapped, pos, parse, record_no)
+                return
             eof = False
             while True:
                 if not eof and len(buf) < self.chunk_size:
@@ -373,6 +375,35 @@ class FastxReader:
                     else:
                         eof = True
 
+    def _iter_mapped(self, mm: mmap.mmap, pos: int, parse, record_no: int) -> Iterator[ReadBatch]:
+        """The read loop over a memory-mapped plain file: chunks are windows of the page
+        cache, parsed where they lie (no copy). Pages behind the reader are dropped from the
+        mapping as it goes, so resident memory stays at a few chunks."""
+        size = len(mm)
+        dropped = pos - pos % mmap.ALLOCATIONGRANULARITY
+        while pos < size:
+            n = min(self.chunk_size, size - pos)
+            while True:
+                eof = pos + n >= size
+                batch, consumed, stop = parse(_Window(mm, pos, n), pos, eof)
+                if consumed or eof or stop:
+                    break
+                n = min(2 * n, size - pos)  # one record longer than the window
+            if batch is not None and len(batch):
+                batch.first_record = record_no
+                if record_no >= 0:
+                    record_no += len(batch)
+                yield batch
+            pos += consumed
+            self.bytes_read = pos
+            if stop or consumed == 0:
+                return
+            # Read-only file pages: batches still viewing them fault them back in if used.
+            done = pos - pos % mmap.ALLOCATIONGRANULARITY
+            if done - dropped >= _DROP_BYTES and hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_DONTNEED, dropped, done - dropped)
+                dropped = done
+
     def _read_after(self, fh, head, n: int) -> bytearray | None:
         """``head`` followed by up to ``n`` new bytes, read in place (no copy of the new data).
 
@@ -382,13 +413,14 @@ class FastxReader:
         """
         size = len(head) + n
         # References: the list, ``b`` and getrefcount's argument; any more is a live batch.
-        # Two buffers: a consumer's loop variable still holds the last batch while it asks
-        # for the next one.
-        out = next((b for b in self._spares if sys.getrefcount(b) <= 3), None)
+        # Buffers are shared by the readers of a thread: a consumer's loop variable still
+        # holds the last batch while it asks for the next, and some read two files at once.
+        spares = _pool().spares
+        out = next((b for b in spares if sys.getrefcount(b) <= 3), None)
         if out is None:
             out = bytearray(size)
-            if len(self._spares) < 2:
-                self._spares.append(out)
+            if len(spares) < _SPARES:
+                spares.append(out)
         elif len(out) > size:
             del out[size:]
         elif len(out) < size:
@@ -454,7 +486,8 @@ class FastxReader:
                     return None, 0, False
                 stop = True
         # The block is a view of data[:cut]; the chunk's tail is not copied away.
-        batch = self._fasta_block(data, cut, np.frombuffer(data, dtype=np.uint8, count=cut), pos)
+        raw = data.view if isinstance(data, _Window) else data
+        batch = self._fasta_block(raw, cut, np.frombuffer(raw, dtype=np.uint8, count=cut), pos)
         return batch, cut, stop
 
     def _fasta_block(self, data: bytes, cut: int, buf: np.ndarray, pos: int) -> ReadBatch:
@@ -518,12 +551,16 @@ class FastxReader:
         return batch
 
     def _scratch(self, size: int) -> tuple[np.ndarray, ...]:
-        """Index arrays big enough for any ``size``-byte chunk (a record takes >= 2 bytes)."""
+        """Index arrays big enough for any ``size``-byte chunk (a record takes >= 2 bytes).
+
+        Shared by the thread's readers: results are copied out before a chunk returns.
+        """
+        pool = _pool()
         cap = size // 2 + 1
-        if self._buffers is None or len(self._buffers[4]) < size:
-            self._buffers = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64),
-                             _lazy(cap + 1, np.int64), _lazy(cap, np.uint8), _lazy(size, np.uint8))
-        return self._buffers
+        if pool.fasta is None or len(pool.fasta[4]) < size:
+            pool.fasta = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64),
+                          _lazy(cap + 1, np.int64), _lazy(cap, np.uint8), _lazy(size, np.uint8))
+        return pool.fasta
 
     def _invalid_char(self, data, rec_start, rec_end, flags, seq_off, i: int, pos: int):
         """Report the first byte of FASTA record ``i`` that is not a sequence character."""
@@ -549,6 +586,7 @@ class FastxReader:
 
     def _parse_fastq(self, data: bytes, pos: int, eof: bool):
         """Parse the complete records in ``data`` (which starts with '@')."""
+        data = data.view if isinstance(data, _Window) else data
         length = len(data)
         limit = length + 1 if self.end is None else self.end - pos
         if limit <= 0:
@@ -602,12 +640,64 @@ class FastxReader:
 
     def _fq_scratch(self, size: int) -> tuple[np.ndarray, ...]:
         """FASTQ index arrays for a ``size``-byte chunk (a record takes >= 6 bytes)."""
+        pool = _pool()
         cap = size // 6 + 1
-        if self._fq_buffers is None or len(self._fq_buffers[6]) < size:
-            self._fq_buffers = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64),
-                                _lazy(cap, np.int64), _lazy(cap, np.int64), _lazy(cap, np.int64),
-                                _lazy(cap, np.uint8), _lazy(size, np.uint8))
-        return self._fq_buffers
+        if pool.fastq is None or len(pool.fastq[6]) < size:
+            pool.fastq = (_lazy(cap, np.int64), _lazy(cap + 1, np.int64), _lazy(cap, np.int64),
+                          _lazy(cap, np.int64), _lazy(cap, np.int64), _lazy(cap, np.uint8),
+                          _lazy(size, np.uint8))
+        return pool.fastq
+
+
+_DROP_BYTES = 8 << 20  # a mapped reader releases the pages behind it this often
+
+
+class _Window:
+    """``mm[start:start + n]`` of a mapped file as the parser needs it: searches run on the
+    mapping, ``view`` is a zero-copy buffer for numpy and the compiled core."""
+
+    __slots__ = ("mm", "start", "n", "view")
+
+    def __init__(self, mm: mmap.mmap, start: int, n: int) -> None:
+        self.mm, self.start, self.n = mm, start, n
+        self.view = memoryview(mm)[start : start + n]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return self.view[i]
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        end = self.n if end is None else end
+        at = self.mm.find(sub, self.start + start, self.start + end)
+        return at - self.start if at >= 0 else -1
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        end = self.n if end is None else end
+        at = self.mm.rfind(sub, self.start + start, self.start + end)
+        return at - self.start if at >= 0 else -1
+
+
+def _map_file(fh) -> mmap.mmap | None:
+    """A read-only mapping of a plain file, or None where mapping is not possible."""
+    try:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_SPARES = 4  # chunk buffers kept per thread
+_POOL = threading.local()
+
+
+def _pool():
+    """This thread's reusable reader buffers (set up lazily, kept for the process's life)."""
+    if not hasattr(_POOL, "spares"):
+        _POOL.spares = []
+        _POOL.fasta = None
+        _POOL.fastq = None
+    return _POOL
 
 
 def _lazy(n: int, dtype) -> np.ndarray:
@@ -617,7 +707,10 @@ def _lazy(n: int, dtype) -> np.ndarray:
     a small fraction; heap memory would often come back already resident.
     """
     nbytes = max(int(n) * np.dtype(dtype).itemsize, 1)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(n))
+    if not hasattr(mmap, "MAP_PRIVATE"):  # pragma: no cover - not a POSIX system
+        return np.empty(int(n), dtype)
+    # Private: an anonymous mapping is shared by default, also with forked workers.
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE), dtype=dtype, count=int(n))
 
 
 def _looks_binary(data: bytes) -> bool:

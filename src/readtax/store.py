@@ -241,16 +241,19 @@ class Records:
                        np.concatenate([p.flat for p in parts]), packed)
 
 
-def encode_ids(ids: Records, order: np.ndarray | None = None) -> bytes:
+def encode_ids(ids: Records, order: np.ndarray | None = None,
+               offsets: np.ndarray | None = None) -> bytes:
     """Compress a block of ids (header lines without newlines), taken in ``order``.
 
     Front coding: the block holds one byte per id with the length of the prefix it shares with
     the previous id (at most ``ID_PREFIX``), then each id's remaining suffix ended by a newline;
     zlib compresses the whole. Neighbouring ids in the id order share most of their prefix.
+    ``offsets`` (the ids' byte offsets in ``ids.flat``) spares recomputing them per block.
     """
     order = np.arange(len(ids), dtype=np.int64) if order is None else np.asarray(order, np.int64)
     out = np.empty(2 * len(order) + int(ids.lengths[order].sum()), np.uint8)
-    size = _native.front_code(ids.flat, _exclusive_cumsum(ids.lengths), order, ID_PREFIX, out)
+    offsets = _exclusive_cumsum(ids.lengths) if offsets is None else offsets
+    size = _native.front_code(ids.flat, offsets, order, ID_PREFIX, out)
     # ISA-L writes the same zlib format as zlib at level 1, about 4x faster.
     return isal_zlib.compress(out[:size], ID_LEVEL)
 
@@ -1063,9 +1066,10 @@ def _write_inner(path: Path, first: int, data: np.ndarray) -> list[tuple[int, in
 def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]:
     """Compressed blocks of the headers in ``order`` (at most ID_BLOCK per block)."""
     blocks, counts = [], []
+    offsets = np.append(hdr.starts, len(hdr.flat))
     for lo in range(0, len(order), ID_BLOCK):
         sel = order[lo : lo + ID_BLOCK]
-        blocks.append(encode_ids(hdr, sel))
+        blocks.append(encode_ids(hdr, sel, offsets))
         counts.append(len(sel))
     return blocks, counts
 
