@@ -1010,16 +1010,21 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     packed = repack(d["packed"], src, base_start & 3)
     # N runs: records are sorted by read; regroup them in physical order.
     rr = d["rr"]
-    run_count = np.bincount(rr, minlength=m) if len(rr) else np.zeros(m, np.int64)
-    run_first = np.zeros(m, np.int64)
-    np.cumsum(run_count[:-1], out=run_first[1:])
-    runs, _ = ragged_index(run_first[src], run_count[src])
-    slot_of_run = np.repeat(np.arange(m), run_count[src])
-    nstart = (base_start + local_off[slot_of_run] + d["rs"][runs].astype(np.int64)).astype(np.uint64)
-    nlen = d["rl"][runs].astype(np.uint32)
     lead = read_start & 7
     bits = np.zeros(lead + m, np.uint8)
-    bits[lead:] = run_count[src] > 0
+    if len(rr):
+        run_count = np.bincount(rr, minlength=m)
+        run_first = np.zeros(m, np.int64)
+        np.cumsum(run_count[:-1], out=run_first[1:])
+        count_src = run_count[src]
+        runs, _ = ragged_index(run_first[src], count_src)
+        slot_of_run = np.repeat(np.arange(m), count_src)
+        nstart = (base_start + local_off[slot_of_run]
+                  + d["rs"][runs].astype(np.int64)).astype(np.uint64)
+        nlen = d["rl"][runs].astype(np.uint32)
+        bits[lead:] = count_src > 0
+    else:  # no read of the bucket has an N
+        nstart, nlen = np.zeros(0, np.uint64), np.zeros(0, np.uint32)
     flags = np.packbits(bits, bitorder="little")
     tmp, names = ctx["out_dir"], ctx["names"]
     _write_at(tmp / names["classes"], read_start * ctx["class_dtype"].itemsize,
