@@ -75,6 +75,18 @@ static inline Py_ssize_t first_non_acgt(const uint8_t *s, Py_ssize_t n) {
 }
 #endif
 
+/* Copies s[0:n] to o upper-cased with IUPAC codes as N; returns the index of the first byte
+ * that is not a sequence character (copying stops there), or -1. */
+static inline Py_ssize_t normalise(const uint8_t *s, Py_ssize_t n, uint8_t *o) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint8_t c = BASE_NORM[s[i]];
+        if (!c)
+            return i;
+        o[i] = c;
+    }
+    return -1;
+}
+
 /* How many records ahead the gathers over a random order prefetch. */
 #define PREFETCH 16
 
@@ -352,14 +364,9 @@ static PyObject *copy_bases(PyObject *self, PyObject *args) {
         if (!flags[i]) {
             memcpy(o + w, s, (size_t)len[i]);
         } else {
-            for (int64_t j = 0; j < len[i]; j++) {
-                uint8_t c = BASE_NORM[s[j]];
-                if (!c) {
-                    bad = start[i] + j;
-                    break;
-                }
-                o[w + j] = c;
-            }
+            Py_ssize_t at = normalise(s, len[i], o + w);
+            if (at >= 0)
+                bad = start[i] + at;
         }
         w += len[i];
     }
@@ -414,16 +421,11 @@ static PyObject *fasta_bases(PyObject *self, PyObject *args) {
                 goto done;
             }
             if (flags[r]) {
-                for (Py_ssize_t i = 0; i < len; i++) {
-                    uint8_t c = BASE_NORM[p[pos + i]];
-                    if (!c) {
-                        bad = pos + i;
-                        break;
-                    }
-                    o[w + i] = c;
-                }
-                if (bad >= 0)
+                Py_ssize_t at = normalise(p + pos, len, o + w);
+                if (at >= 0) {
+                    bad = pos + at;
                     break;
+                }
             } else {
                 memcpy(o + w, p + pos, (size_t)len);
             }
@@ -545,14 +547,11 @@ static PyObject *fasta_pack(PyObject *self, PyObject *args) {
             } else {
                 for (Py_ssize_t a = pos; a < le && bad < 0; a += 256) {
                     Py_ssize_t k = le - a < 256 ? le - a : 256;
-                    for (Py_ssize_t i = 0; i < k; i++) {
-                        tmp[i] = BASE_NORM[p[a + i]];
-                        if (!tmp[i]) {
-                            bad = a + i;
-                            break;
-                        }
-                    }
-                    pack_piece(&pk, tmp, k);
+                    Py_ssize_t at = normalise(p + a, k, tmp);
+                    if (at >= 0)
+                        bad = a + at;
+                    else
+                        pack_piece(&pk, tmp, k);
                 }
             }
             pos = e + 1;
@@ -1060,6 +1059,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "readtax._native", "readtax's compiled loops.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

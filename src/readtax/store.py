@@ -791,14 +791,18 @@ def _write_all(fd: int, bufs: list[memoryview]) -> None:
     while bufs:
         batch = bufs[:limit]
         done = os.writev(fd, batch) if limit > 1 else os.write(fd, batch[0])
-        # A short write leaves part of the batch: drop what went out, keep the rest.
-        while done and bufs:
-            if done >= len(bufs[0]):
-                done -= len(bufs[0])
-                bufs.pop(0)
-            else:
-                bufs[0] = bufs[0][done:]
-                done = 0
+        _advance(bufs, done)  # a short write leaves part of the batch
+
+
+def _advance(bufs: list[memoryview], n: int) -> None:
+    """Drop the first ``n`` bytes of a list of buffers (after a gathered read or write)."""
+    while n and bufs:
+        if n >= len(bufs[0]):
+            n -= len(bufs[0])
+            bufs.pop(0)
+        else:
+            bufs[0] = bufs[0][n:]
+            n = 0
 
 
 def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
@@ -969,13 +973,7 @@ def _read_exact(fd: int, views: list[memoryview], offset: int, path: str) -> Non
         if got <= 0:
             raise StoreError(f"temporary run file {path} is shorter than recorded", path)
         offset += got
-        while got and views:
-            if got >= len(views[0]):
-                got -= len(views[0])
-                views.pop(0)
-            else:
-                views[0] = views[0][got:]
-                got = 0
+        _advance(views, got)
 
 
 def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
