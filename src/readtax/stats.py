@@ -197,11 +197,11 @@ def compute_stats(
     if isinstance(scheme, str):
         scheme = make_scheme(scheme)
     workers = default_workers() if workers is None else workers
-    # About four units per worker (fewer readers to set up), each ending with the worker's
-    # free memory returned.
+    # About four units per worker (fewer readers to set up) but at most 1 GiB, so that progress
+    # moves; each ends with the worker's free memory returned.
     paths = check_inputs(paths)
     total = sum(os.path.getsize(p) for p in paths)
-    units = fixed_units(paths, max(unit_bytes, total // (4 * max(workers, 1))))
+    units = fixed_units(paths, max(unit_bytes, min(total // (4 * max(workers, 1)), 1 << 30)))
     total = sum(u.size for u in units)
     bar = Progress(total, "stats", enabled=progress)
     result = ReadStats(files=[str(p) for p in paths])
