@@ -56,14 +56,14 @@ def main() -> None:
     workers = [int(w) for w in a.workers.split(",")]
 
     base = make_fasta(DATA / "synth_1000.fa", 1000, a.classes)
-    t0, _ = measure(predict_cmd(run, base, out, workers[0], a.batch_size))
+    t0, _, _ = measure(predict_cmd(run, base, out, workers[0], a.batch_size))
     rows = []
     for scale in (1, 10):
         n = a.reads * scale
         data = make_fasta(DATA / f"synth_{n}.fa", n, a.classes)
         warm(data)
         for w in workers if scale == 1 else workers[-1:]:
-            t, rss = measure(predict_cmd(run, data, out, w, a.batch_size,
+            t, rss, _ = measure(predict_cmd(run, data, out, w, a.batch_size,
                                          ["--kraken-out", str(out) + ".k",
                                           "--report", str(out) + ".r", "--top-k", "5"]))
             steady = (n - 1000) / max(t - t0, 1e-9)

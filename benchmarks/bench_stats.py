@@ -27,8 +27,9 @@ def main() -> None:
         path = make_fasta(DATA / f"synth_{n}.fa", n)
         size = path.stat().st_size
         warm(path)
-        t_seqkit, _ = measure([seqkit, "stats", str(path)])
-        t_rt, rss = measure(readtax_cmd("stats", "--workers", str(a.workers), str(path)))
+        t_seqkit = measure([seqkit, "stats", str(path)], repeat=3).wall
+        t_rt, rss, _ = measure(readtax_cmd("stats", "--workers", str(a.workers), str(path)),
+                               repeat=3)
         ratio = t_seqkit / t_rt
         rows.append([f"{scale}x", f"{n:,}", f"{size / 1e9:.2f}", f"{t_seqkit:.2f}",
                      f"{size / t_seqkit / 1e9:.2f}", f"{t_rt:.2f}", f"{size / t_rt / 1e9:.2f}",

@@ -30,26 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import measure  # noqa: E402
 from synth import make_fasta  # noqa: E402
-
-_MEASURE = """
-import resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-wall = time.perf_counter() - t
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, rc)
-"""
-
-
-def measured(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall s, peak RSS in MB of the largest process of the tree, CPU s of the tree)."""
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], check=True,
-                         capture_output=True, text=True).stdout.split()
-    wall, rss, cpu, rc = float(out[0]), int(out[1]), float(out[2]), int(out[3])
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
-    return wall, rss / 1024, cpu
 
 
 class Clock:
@@ -69,11 +51,12 @@ class Clock:
 
 
 def seqkit_seconds(path: Path, threads: int) -> tuple[float, float] | None:
-    """(wall s, CPU s) of ``seqkit stats``, best of two (the page cache is warm)."""
+    """(wall s, CPU s) of ``seqkit stats``, median of three (the page cache is warm)."""
     exe = shutil.which("seqkit")
     if exe is None:
         return None
-    return min(measured([exe, "stats", "-j", str(threads), str(path)])[::2] for _ in range(2))
+    m = measure([exe, "stats", "-j", str(threads), str(path)], repeat=3)
+    return m.wall, m.cpu
 
 
 def pack_cmd(inp: Path, out: Path, workers: int, *extra: str) -> list[str]:
@@ -219,7 +202,8 @@ def main() -> None:
     store = work / "store"
     rss = {}
     for workers in (1, 2):
-        wall, rss[workers], cpu = measured(pack_cmd(fa, store, workers))
+        wall, rss[workers], cpu = measure(pack_cmd(fa, store, workers), repeat=3,
+                                          before=lambda: shutil.rmtree(store, ignore_errors=True))
         ref = sk.get(1)
         ratio = (f"; {ref[0] / wall:.2f}x seqkit stats -j 1 wall, "
                  f"{ref[1] / cpu:.2f}x its CPU time") if ref else ""
@@ -233,7 +217,7 @@ def main() -> None:
         print(f"  {name:20s} {f['size'] / n:7.3f} bytes per read")
     if not a.no_rss:
         fa4 = make_fasta(data / f"reads_{4 * n}.fa", 4 * n)
-        wall4, rss4, _ = measured(pack_cmd(fa4, work / "store4", 2))
+        wall4, rss4, _ = measure(pack_cmd(fa4, work / "store4", 2))
         print(f"peak RSS, pack --workers 2: {rss[2]:.0f} MB on 1x, {rss4:.0f} MB on 4x input "
               f"({4 * n:,} reads packed in {wall4:.1f} s)")
         shutil.rmtree(work / "store4", ignore_errors=True)

@@ -9,32 +9,11 @@ tree) are printed too: on a shared machine they vary far less than wall time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
 
-from common import DATA, HERE, machine, need, now, readtax_cmd, table, warm
+from common import DATA, HERE, machine, measure, need, now, readtax_cmd, table, warm
 from synth import make_fasta
-
-
-def measure(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall s, CPU s of the process tree, peak RSS MB of its largest process) of ``cmd``."""
-    wrapper = (
-        "import resource, subprocess, sys, time, json;"
-        "t = time.perf_counter();"
-        "rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL);"
-        "dt = time.perf_counter() - t;"
-        "r = resource.getrusage(resource.RUSAGE_CHILDREN);"
-        "print(json.dumps([rc, dt, r.ru_utime + r.ru_stime, r.ru_maxrss]))"
-    )
-    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
-                         env=dict(os.environ))
-    rc, wall, cpu, rss_kb = json.loads(out.stdout.strip().splitlines()[-1])
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}\n{out.stderr}")
-    return wall, cpu, rss_kb / 1024
 
 
 def main() -> None:
@@ -56,16 +35,19 @@ def main() -> None:
             path = make_fasta(DATA / f"synth_{n}.fa", n)
             size = path.stat().st_size
             warm(path)
-            t_seqkit, c_seqkit, _ = measure([seqkit, "stats", str(path)])
+            t_seqkit, _, c_seqkit = measure([seqkit, "stats", str(path)], repeat=3)
             train, val = out_dir / "train.fa", out_dir / "val.fa"
-            # Fresh outputs: renaming over an existing file makes ext4 flush it to disk first
-            # (auto_da_alloc), which would time the disk rather than readtax.
-            for old in (train, val):
-                old.unlink(missing_ok=True)
-            t_rt, c_rt, rss = measure(readtax_cmd(
+
+            def fresh(outs=(train, val)) -> None:
+                # Fresh outputs: renaming over an existing file makes ext4 flush it to disk
+                # first (auto_da_alloc), which would time the disk rather than readtax.
+                for old in outs:
+                    old.unlink(missing_ok=True)
+
+            t_rt, rss, c_rt = measure(readtax_cmd(
                 "subset", str(path), "-o", str(train), "--val-output", str(val),
                 "--per-species", str(a.per_species), "--val-per-species", str(a.val_per_species),
-                "--workers", str(a.workers), "--force", "--quiet"))
+                "--workers", str(a.workers), "--force", "--quiet"), repeat=3, before=fresh)
             written = train.stat().st_size + val.stat().st_size
             ratio = t_rt / t_seqkit
             rows.append([f"{scale}x", f"{n:,}", f"{size / 1e9:.2f}", f"{written / 1e9:.2f}",

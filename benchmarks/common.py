@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -9,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("READTAX_BENCH_DATA", HERE / "data"))
@@ -21,26 +24,45 @@ def readtax_cmd(*args: str) -> list[str]:
     return [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "readtax"]), *args]
 
 
-def measure(cmd: list[str], *, env: dict | None = None, check: bool = True) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB of the largest process in its tree).
+class Measured(NamedTuple):
+    wall: float  # seconds
+    rss: float  # peak RSS in MB of the largest process of the command's tree
+    cpu: float  # CPU seconds (user + system) of the tree
 
-    Uses a wrapper process so that RUSAGE_CHILDREN covers only this command's tree.
-    """
+
+def _measure_once(cmd: list[str], env: dict | None, check: bool) -> Measured:
+    # A wrapper process, so that RUSAGE_CHILDREN covers only this command's tree.
     wrapper = (
         "import resource, subprocess, sys, time, json;"
         "t = time.perf_counter();"
         "rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL);"
         "dt = time.perf_counter() - t;"
-        "print(json.dumps([rc, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(json.dumps([rc, dt, r.ru_maxrss, r.ru_utime + r.ru_stime]))"
     )
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
                          env={**os.environ, **(env or {})})
-    import json
-
-    rc, dt, rss_kb = json.loads(out.stdout.strip().splitlines()[-1])
+    rc, dt, rss_kb, cpu = json.loads(out.stdout.strip().splitlines()[-1])
     if check and rc != 0:
         raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}\n{out.stderr}")
-    return dt, rss_kb / 1024
+    return Measured(dt, rss_kb / 1024, cpu)
+
+
+def measure(cmd: list[str], *, repeat: int = 1, before: Callable[[], None] | None = None,
+            env: dict | None = None, check: bool = True) -> Measured:
+    """Run ``cmd`` ``repeat`` times (``before`` first each time, untimed): the run with the
+    median wall time, with the largest peak RSS of all runs.
+
+    Timings on a small shared VM vary by tens of percent from run to run (first-touch page
+    faults are expensive there); a median of a few runs is what a user sees typically.
+    """
+    runs = []
+    for _ in range(max(1, repeat)):
+        if before is not None:
+            before()
+        runs.append(_measure_once(cmd, env, check))
+    mid = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]
+    return Measured(mid.wall, max(m.rss for m in runs), mid.cpu)
 
 
 def need(tool: str, package: str | None = None) -> str:
