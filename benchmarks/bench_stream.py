@@ -210,7 +210,7 @@ def memory(reads: int, scales: str) -> None:
         n = reads * scale
         p = make_fasta(DATA / f"synth_{n}.fa", n)
         warm(p)
-        dt, rss = measure([sys.executable, __file__, "--child", str(p)])
+        dt, rss, _ = measure([sys.executable, __file__, "--child", str(p)])
         rows.append([f"{scale}x", f"{n:,}", f"{p.stat().st_size / 1e9:.2f}", f"{dt:.1f}",
                      f"{n / dt / 1e6:.2f}", f"{rss:.0f}"])
         print(f"{scale}x: {dt:.1f}s, peak RSS {rss:.0f} MB", file=sys.stderr)
