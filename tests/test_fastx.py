@@ -265,3 +265,15 @@ def test_fastq_skip_bad_counts_each_reason(tmp_path):
                          "invalid character in sequence": 1}
     msg = _error(p)
     assert "line 5" in msg and "no sequence" in msg
+
+
+def test_file_shrinking_while_read_is_an_error_not_a_crash(tmp_path):
+    heads, seqs, _ = random_reads(3000, length=150, seed=4)
+    p = write_fasta(tmp_path / "r.fa", heads, seqs)
+    it = iter(FastxReader(p, chunk_size=1 << 14))
+    next(it)
+    with open(p, "r+b") as fh:
+        fh.truncate(1 << 15)
+    with pytest.raises(FormatError, match="shrank"):
+        for _ in it:
+            pass

@@ -384,6 +384,11 @@ class FastxReader:
         while pos < size:
             n = min(self.chunk_size, size - pos)
             while True:
+                if mm.size() < pos + n:
+                    # Touching mapped pages past a shrunken file's end would kill the
+                    # process (SIGBUS); a file rewritten under us is an input error.
+                    raise FormatError(f"the file shrank to {mm.size():,} bytes while being read "
+                                      f"(it was {size:,})", self.path)
                 eof = pos + n >= size
                 batch, consumed, stop = parse(_Window(mm, pos, n), pos, eof)
                 if consumed or eof or stop:
