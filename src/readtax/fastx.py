@@ -1,7 +1,10 @@
-"""Batch-oriented FASTA/FASTQ reading over large byte buffers with numpy.
+"""Batch-oriented FASTA/FASTQ reading over large byte buffers.
 
 A reader yields :class:`ReadBatch` objects: all bases of a batch in one ``uint8`` buffer with
-offsets, all headers in another. No Python object is created per read on the hot path.
+offsets, all headers in another. No Python object is created per read on the hot path: one
+compiled pass (``_native.fasta_index`` / ``fastq_index``) indexes a 4 MiB chunk, copies its
+headers and classifies every base; bases are copied (or 2-bit encoded) only on request. Plain
+files are memory-mapped and parsed where they lie in the page cache; gzip is read in chunks.
 
 Plain files can be read by byte range ``[start, end)``: a record belongs to the range that holds
 its first byte (the ``>`` or ``@``), so N ranges that tile a file produce every record exactly
