@@ -1041,6 +1041,110 @@ done:
     return result;
 }
 
+/* interleave(out, pieces, bounds, first, last) -> bytes written
+ *
+ * Bucket-major assembly of a pack run file: pieces[f][k] is field f's data from batch k and
+ * bounds[f][k] (int64, one entry per bucket + 1) the byte offsets of each bucket's part in it.
+ * For buckets first..last-1 in order, each field in order, each batch in order, the parts are
+ * copied to out back to back. Stops (returning what it wrote) before a bucket that would not
+ * fit, so the caller writes out and calls again from there; see the second return value.
+ * Returns (bytes written, next bucket).
+ */
+#define MAX_FIELDS 16
+static PyObject *interleave(PyObject *self, PyObject *args) {
+    Py_buffer out;
+    PyObject *pieces, *bounds;
+    Py_ssize_t first, last;
+    if (!PyArg_ParseTuple(args, "w*OOnn", &out, &pieces, &bounds, &first, &last))
+        return NULL;
+    PyObject *result = NULL, *pf = NULL, *bf = NULL;
+    Py_buffer *data = NULL, *bnd = NULL;
+    Py_ssize_t nf = 0, nk = 0, held = 0;
+    pf = PySequence_Fast(pieces, "pieces must be a sequence");
+    bf = pf ? PySequence_Fast(bounds, "bounds must be a sequence") : NULL;
+    if (!bf)
+        goto done;
+    nf = PySequence_Fast_GET_SIZE(pf);
+    if (nf != PySequence_Fast_GET_SIZE(bf) || nf > MAX_FIELDS || nf == 0) {
+        PyErr_SetString(PyExc_ValueError, "interleave: pieces and bounds differ in fields");
+        goto done;
+    }
+    PyObject *row0 = PySequence_Fast_GET_ITEM(pf, 0);
+    nk = PySequence_Size(row0);
+    if (nk < 0)
+        goto done;
+    data = PyMem_Calloc((size_t)(nf * nk + 1), sizeof(Py_buffer));
+    bnd = PyMem_Calloc((size_t)(nf * nk + 1), sizeof(Py_buffer));
+    if (!data || !bnd) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < nf; f++) {
+        PyObject *pr = PySequence_Fast_GET_ITEM(pf, f), *br = PySequence_Fast_GET_ITEM(bf, f);
+        if (PySequence_Size(pr) != nk || PySequence_Size(br) != nk) {
+            PyErr_SetString(PyExc_ValueError, "interleave: every field needs one piece per batch");
+            goto done;
+        }
+        for (Py_ssize_t k = 0; k < nk; k++) {
+            PyObject *a = PySequence_GetItem(pr, k), *b = PySequence_GetItem(br, k);
+            int bad = !a || !b || PyObject_GetBuffer(a, &data[held], PyBUF_SIMPLE) < 0;
+            if (!bad && PyObject_GetBuffer(b, &bnd[held], PyBUF_SIMPLE) < 0) {
+                PyBuffer_Release(&data[held]);
+                bad = 1;
+            }
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            if (bad)
+                goto done;
+            held++;
+            Py_ssize_t nb = bnd[held - 1].len / 8;
+            const int64_t *o = (const int64_t *)bnd[held - 1].buf;
+            if (nb < last + 1 || first < 0 || first > last) {
+                PyErr_SetString(PyExc_ValueError, "interleave: bounds shorter than the buckets");
+                goto done;
+            }
+            for (Py_ssize_t j = first; j < last; j++)
+                if (o[j] < 0 || o[j] > o[j + 1] || o[j + 1] > data[held - 1].len) {
+                    PyErr_SetString(PyExc_ValueError, "interleave: bounds outside their piece");
+                    goto done;
+                }
+        }
+    }
+    uint8_t *dst = (uint8_t *)out.buf;
+    Py_ssize_t w = 0, j = first;
+    for (; j < last; j++) {
+        Py_ssize_t need = 0;
+        for (Py_ssize_t i = 0; i < nf * nk; i++) {
+            const int64_t *o = (const int64_t *)bnd[i].buf;
+            need += o[j + 1] - o[j];
+        }
+        if (w + need > out.len) {
+            if (j == first) {
+                PyErr_SetString(PyExc_ValueError, "interleave: one bucket exceeds the buffer");
+                goto done;
+            }
+            break;
+        }
+        for (Py_ssize_t i = 0; i < nf * nk; i++) {
+            const int64_t *o = (const int64_t *)bnd[i].buf;
+            memcpy(dst + w, (const uint8_t *)data[i].buf + o[j], (size_t)(o[j + 1] - o[j]));
+            w += o[j + 1] - o[j];
+        }
+    }
+    result = Py_BuildValue("nn", w, j);
+done:
+    for (Py_ssize_t i = 0; i < held; i++) {
+        PyBuffer_Release(&data[i]);
+        PyBuffer_Release(&bnd[i]);
+    }
+    PyMem_Free(data);
+    PyMem_Free(bnd);
+    Py_XDECREF(pf);
+    Py_XDECREF(bf);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
@@ -1054,6 +1158,7 @@ static PyMethodDef methods[] = {
     {"repack_2bit", repack_2bit, METH_VARARGS, "Join byte-aligned 2-bit reads into one stream."},
     {"front_code", front_code, METH_VARARGS, "Front-code a block of ids."},
     {"feistel", feistel, METH_VARARGS, "Keyed Feistel permutation with cycle-walking."},
+    {"interleave", interleave, METH_VARARGS, "Assemble a bucket-major run file."},
     {NULL, NULL, 0, NULL},
 };
 

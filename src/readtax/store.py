@@ -702,12 +702,14 @@ def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
 class _RunBuffer:
     """Pass-1 reads of one unit, flushed to a run file grouped by bucket.
 
-    Each batch is split by bucket as it arrives (a small, cache-resident sort), so a flush only
-    writes the pieces of bucket 0, then bucket 1, ... field by field: no whole-run sort, and no
-    copy of the run buffer.
+    Each batch is sorted by bucket as it arrives (a small, cache-resident sort) and kept whole
+    with the offsets of its buckets' parts; a flush assembles the bucket-major file image in
+    compiled code (``_native.interleave``). No Python work per bucket: a full-size input has
+    about a thousand buckets.
     """
 
     FIELDS = ("cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr")
+    OUT_BYTES = 8 << 20  # the file image is assembled and written this much at a time
 
     def __init__(self, unit: int, tmp: Path, n_buckets: int) -> None:
         self.unit = unit
@@ -717,9 +719,10 @@ class _RunBuffer:
         self._reset()
 
     def _reset(self) -> None:
-        # field -> bucket -> pieces; table[b] = reads, N runs, packed bytes, header bytes, bases
-        self.parts: dict[str, list[list[np.ndarray]]] = {
-            k: [[] for _ in range(self.n_buckets)] for k in self.FIELDS}
+        # field -> batch -> data, and field -> batch -> byte offsets of the buckets' parts
+        self.parts: list[list[np.ndarray]] = [[] for _ in self.FIELDS]
+        self.bounds: list[list[np.ndarray]] = [[] for _ in self.FIELDS]
+        # table[b] = reads, N runs, packed bytes, header bytes, bases of bucket b in this run
         self.table = np.zeros((self.n_buckets, _COLS), np.int64)
         self.nbytes = 0
 
@@ -739,44 +742,40 @@ class _RunBuffer:
                 rr = rank[rr.astype(np.int64)]
                 rorder = np.argsort(bucket[rr], kind="stable")
                 rr, rs, rl = rr[rorder], rs[rorder], rl[rorder]
-        bounds = np.searchsorted(bucket, np.arange(nbk + 1))
-        run_bucket = bucket[rr] if len(rr) else np.zeros(0, np.int64)
-        run_bounds = np.searchsorted(run_bucket, np.arange(nbk + 1))
-        pk_off = _exclusive_cumsum(packed.row_bytes())
-        hd_off = _exclusive_cumsum(headers.lengths)
-        base_off = _exclusive_cumsum(lengths)
-        cls32, len32, hlen32 = (cls.astype(np.uint32), lengths.astype(np.uint32),
-                                headers.lengths.astype(np.uint32))
-        p = self.parts
-        for b in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
-            lo, hi = int(bounds[b]), int(bounds[b + 1])
-            rlo, rhi = int(run_bounds[b]), int(run_bounds[b + 1])
-            first = int(self.table[b, 0])  # reads of this bucket already in the run
-            p["cls"][b].append(cls32[lo:hi])
-            p["len"][b].append(len32[lo:hi])
-            p["hlen"][b].append(hlen32[lo:hi])
-            if rhi > rlo:
-                p["rr"][b].append((rr[rlo:rhi] - lo + first).astype(np.uint32))
-                p["rs"][b].append(rs[rlo:rhi])
-                p["rl"][b].append(rl[rlo:rhi])
-            p["packed"][b].append(packed.flat[pk_off[lo] : pk_off[hi]])
-            p["hdr"][b].append(headers.flat[hd_off[lo] : hd_off[hi]])
-            self.table[b] += (hi - lo, rhi - rlo, pk_off[hi] - pk_off[lo],
-                              hd_off[hi] - hd_off[lo], base_off[hi] - base_off[lo])
-        self.nbytes += int(base_off[-1] + hd_off[-1])
+        buckets = np.arange(nbk + 1)
+        bounds = np.searchsorted(bucket, buckets)
+        run_bucket = bucket[rr].astype(np.int64) if len(rr) else np.zeros(0, np.int64)
+        run_bounds = np.searchsorted(run_bucket, buckets)
+        if len(rr):
+            # A run's read number counts from the first read of its bucket's section.
+            rr = np.asarray(rr, np.int64) - bounds[run_bucket] + self.table[run_bucket, 0]
+        pk_off = _exclusive_cumsum(packed.row_bytes())[bounds]
+        hd_off = _exclusive_cumsum(headers.lengths)[bounds]
+        bases = _exclusive_cumsum(lengths)[bounds]
+        rec, run = 4 * bounds, 4 * run_bounds
+        data = (cls.astype(np.uint32), lengths.astype(np.uint32),
+                headers.lengths.astype(np.uint32), np.asarray(rr, np.uint32),
+                np.asarray(rs, np.uint32), np.asarray(rl, np.uint32), packed.flat, headers.flat)
+        for f, (arr, off) in enumerate(zip(data, (rec, rec, rec, run, run, run, pk_off, hd_off))):
+            self.parts[f].append(np.ascontiguousarray(arr))
+            self.bounds[f].append(np.ascontiguousarray(off, np.int64))
+        self.table += np.stack([np.diff(bounds), np.diff(run_bounds), np.diff(pk_off),
+                                np.diff(hd_off), np.diff(bases)], axis=1)
+        self.nbytes += int(bases[-1] + hd_off[-1])
 
     def flush(self) -> None:
         if not self.table[:, 0].any():
             return
         path = self.tmp / f"u{self.unit:06d}-{len(self.runs):04d}.run"
-        # Bucket-major: bucket b's fields lie together, so pass 2 reads each run's section of
-        # a bucket with one call. One gathered write per bucket.
+        per_bucket = 12 * self.table[:, 0] + 12 * self.table[:, 1] + self.table[:, 2] + self.table[:, 3]
+        out = np.empty(max(self.OUT_BYTES, int(per_bucket.max(initial=0))), np.uint8)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            for b in range(self.n_buckets):
-                bufs = [memoryview(np.ascontiguousarray(piece)).cast("B")
-                        for k in self.FIELDS for piece in self.parts[k][b]]
-                _write_all(fd, [v for v in bufs if len(v)])
+            first = 0
+            while first < self.n_buckets:
+                size, first = _native.interleave(out, self.parts, self.bounds, first,
+                                                 self.n_buckets)
+                _write_all(fd, [memoryview(out)[:size]])
         finally:
             os.close(fd)
         cum = np.zeros((self.n_buckets + 1, _COLS), np.int64)
