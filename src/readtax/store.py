@@ -904,7 +904,8 @@ class _Bucket:
 def _load_sections(b: int) -> dict:
     """Bucket b's records from every run, in input order, with global class indices.
 
-    The sections are read straight into one array per field (no mapping, no joining copies).
+    The sections are read straight into one array per field (no mapping, no joining copies);
+    the bookkeeping is vectorised over runs, since a full-size input has thousands of them.
     """
     ctx = _CTX
     runs = ctx["runs"]
@@ -912,52 +913,49 @@ def _load_sections(b: int) -> dict:
     # Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended to.
     cum = np.memmap(tmp / "cum.i64", np.int64, "r", shape=(len(runs), ctx["n_buckets"] + 1, _COLS))
     if ctx["shuffle"]:
-        which = np.flatnonzero(cum[:, b + 1, 0] > cum[:, b, 0])
+        pre = np.array(cum[:, b])
+        row = np.array(cum[:, b + 1]) - pre
+        which = np.flatnonzero(row[:, 0] > 0)
+        pre, row = pre[which], row[which]
     else:  # one bucket per run
         which = np.array([b])
-    secs = []
-    for r in which.tolist():
-        tot = np.array(cum[r, -1])
-        pre = np.array(cum[r, b]) if ctx["shuffle"] else np.zeros(_COLS, np.int64)
-        row = np.array(cum[r, b + 1]) - pre if ctx["shuffle"] else tot
-        secs.append((runs[r], tot, pre, row))
+        row = np.array(cum[b, -1])[None, :]
+        pre = np.zeros_like(row)
     del cum
-    luts = None
-    if not ctx["mapped"]:
-        luts = np.memmap(tmp / "luts.i32", np.int32, "r") if ctx["lut_offsets"][-1] else None
-    totals = sum((row for *_, row in secs), np.zeros(_COLS, np.int64))
-    m, r, pk, hd = (int(x) for x in totals[:4])
+    # Section start in its (bucket-major) run file, and where each run's part of each field
+    # goes in the bucket's arrays.
+    start = (12 * pre[:, 0] + 12 * pre[:, 1] + pre[:, 2] + pre[:, 3]).tolist()
+    at = np.zeros((len(which) + 1, _COLS), np.int64)
+    np.cumsum(row, axis=0, out=at[1:])
+    m, r, pk, hd = (int(x) for x in at[-1, :4])
     out = {k: np.empty(m, np.uint32) for k in ("cls", "len", "hlen")}
     out.update({k: np.empty(r, np.uint32) for k in ("rr", "rs", "rl")})
     out["packed"] = np.empty(pk, np.uint8)
     out["hdr"] = np.empty(hd, np.uint8)
-    at = np.zeros(_COLS, np.int64)  # where the next run's section goes in each array
-    cls = np.empty(m, np.int64)
-    rr = np.empty(r, np.int64)
-    for (path, unit), _tot, pre, row in secs:
-        # The section: bucket-major run file, fields of one bucket back to back.
-        start = 12 * int(pre[0]) + 12 * int(pre[1]) + int(pre[2]) + int(pre[3])
-        views = []
-        for k, col in (("cls", 0), ("len", 0), ("hlen", 0), ("rr", 1), ("rs", 1), ("rl", 1),
-                       ("packed", 2), ("hdr", 3)):
-            lo, count = int(at[col]), int(row[col])
-            if count:
-                views.append(memoryview(out[k][lo : lo + count]).cast("B"))
+    fields = [(memoryview(out[k]).cast("B"), col, item) for k, col, item in (
+        ("cls", 0, 4), ("len", 0, 4), ("hlen", 0, 4), ("rr", 1, 4), ("rs", 1, 4), ("rl", 1, 4),
+        ("packed", 2, 1), ("hdr", 3, 1))]
+    bounds = at.tolist()
+    for i, r_i in enumerate(which.tolist()):
+        lo, hi = bounds[i], bounds[i + 1]
+        views = [buf[item * lo[col] : item * hi[col]] for buf, col, item in fields
+                 if hi[col] > lo[col]]
+        path = runs[r_i][0]
         fd = os.open(path, os.O_RDONLY)
         try:
-            _read_exact(fd, views, start, path)
+            _read_exact(fd, views, start[i], path)
         finally:
             os.close(fd)
-        lo, hi = int(at[0]), int(at[0] + row[0])
-        if luts is None:  # class indices of the mapping already
-            cls[lo:hi] = out["cls"][lo:hi]
-        else:
-            first = int(ctx["lut_offsets"][unit])
-            cls[lo:hi] = luts[first + out["cls"][lo:hi].astype(np.int64)]
-        rlo, rhi = int(at[1]), int(at[1] + row[1])
-        rr[rlo:rhi] = out["rr"][rlo:rhi]
-        rr[rlo:rhi] += lo
-        at += row
+    # Run read numbers count from their run's section; class keys become global indices.
+    first_read = np.repeat(at[:-1, 0], row[:, 1])
+    rr = out["rr"].astype(np.int64) + first_read
+    if ctx["mapped"] or not ctx["lut_offsets"][-1]:
+        cls = out["cls"].astype(np.int64)  # class indices of the mapping already
+    else:
+        units = np.array([runs[r_i][1] for r_i in which.tolist()], np.int64)
+        base = np.repeat(ctx["lut_offsets"][units], row[:, 0])
+        luts = np.memmap(tmp / "luts.i32", np.int32, "r")
+        cls = np.asarray(luts[base + out["cls"]]).astype(np.int64)
     lengths = out["len"].astype(np.int64)
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
             "packed": Records(lengths, out["packed"], packed=True),
