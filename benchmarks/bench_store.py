@@ -59,6 +59,23 @@ def seqkit_seconds(path: Path, threads: int) -> tuple[float, float] | None:
     return m.wall, m.cpu
 
 
+def many_buckets(fa: Path, work: Path, size: int, ref) -> None:
+    """Pack with buckets sized so that there are about 1,000, as a 100 GB input has: the
+    per-bucket and per-(run, bucket) costs that a small input hides."""
+    n_buckets = 1000
+    code = ("import sys; from readtax.cli import _tune_allocator; _tune_allocator();"
+            "from readtax.store import pack;"
+            "pack([sys.argv[1]], sys.argv[2], workers=1, bucket_bytes=int(sys.argv[3]),"
+            " force=True, progress=False)")
+    out = work / "store_many"
+    m = measure([sys.executable, "-c", code, str(fa), str(out), str(size // n_buckets + 1)],
+                before=lambda: shutil.rmtree(out, ignore_errors=True))
+    ratio = f"; {ref[0] / m.wall:.2f}x seqkit stats -j 1 wall" if ref else ""
+    print(f"pack --workers 1 with {n_buckets} buckets (the count a 100 GB input gets): "
+          f"{m.wall:.2f} s wall{ratio}")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def pack_cmd(inp: Path, out: Path, workers: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "readtax", "pack", "-q", str(inp), "-o", str(out),
             "--workers", str(workers), "--force", *extra]
@@ -221,6 +238,7 @@ def main() -> None:
         print(f"peak RSS, pack --workers 2: {rss[2]:.0f} MB on 1x, {rss4:.0f} MB on 4x input "
               f"({4 * n:,} reads packed in {wall4:.1f} s)")
         shutil.rmtree(work / "store4", ignore_errors=True)
+    many_buckets(fa, work, size, sk.get(1))
     loader_figures(store)
     shuffle_quality(data / f"reads_{n}.sorted.fa", work, n)
     cold_cache(store)
