@@ -118,18 +118,23 @@ def distinct_classes(batches) -> float:
     return float(np.mean([len(np.unique(b)) for b in batches]))
 
 
-def stream_mixing(path: Path, limit: int | None, **kw) -> float:
-    from readtax.stream import StreamDataset
-
-    ds = StreamDataset([str(path)], batch_size=BATCH, label_map=_label_map(), drop_last=True,
-                       **kw)
+def _labels(ds, limit: int | None) -> list[np.ndarray]:
+    """Label arrays of the dataset's batches, up to about ``limit`` reads."""
     labels, n = [], 0
     for b in ds:
         labels.append(b.labels)
         n += len(b)
         if limit and n >= limit:
             break
-    return distinct_classes(labels)
+    return labels
+
+
+def stream_mixing(path: Path, limit: int | None, **kw) -> float:
+    from readtax.stream import StreamDataset
+
+    ds = StreamDataset([str(path)], batch_size=BATCH, label_map=_label_map(), drop_last=True,
+                       **kw)
+    return distinct_classes(_labels(ds, limit))
 
 
 def random_mixing(n_reads: int) -> float:
@@ -159,13 +164,7 @@ def store_mixing(path: Path, limit: int | None) -> str:
     from readtax.loader import StoreDataset
 
     ds = StoreDataset(str(store), batch_size=BATCH, seed=0, shuffle=True, drop_last=True)
-    labels, n = [], 0
-    for b in ds:
-        labels.append(b.labels)
-        n += len(b)
-        if limit and n >= limit:
-            break
-    return f"{distinct_classes(labels):.1f}"
+    return f"{distinct_classes(_labels(ds, limit)):.1f}"
 
 
 def child(path: str) -> None:

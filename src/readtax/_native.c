@@ -75,6 +75,16 @@ static inline Py_ssize_t first_non_acgt(const uint8_t *s, Py_ssize_t n) {
 }
 #endif
 
+/* End of the line starting at pos (offset of its '\n', or len when the data ends first), and
+ * the end of its content (without '\r'). */
+static inline Py_ssize_t line_end(const uint8_t *p, Py_ssize_t pos, Py_ssize_t len,
+                                  Py_ssize_t *content_end) {
+    const uint8_t *nl = pos < len ? memchr(p + pos, '\n', (size_t)(len - pos)) : NULL;
+    Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : len;
+    *content_end = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+    return e;
+}
+
 /* Copies s[0:n] to o upper-cased with IUPAC codes as N; returns the index of the first byte
  * that is not a sequence character (copying stops there), or -1. */
 static inline Py_ssize_t normalise(const uint8_t *s, Py_ssize_t n, uint8_t *o) {
@@ -211,16 +221,6 @@ static inline uint8_t classify(const uint8_t *s, Py_ssize_t n, long long *non_ac
         }
     }
     return f;
-}
-
-/* End of the line starting at pos (offset of its '\n', or len when the data ends first), and
- * the end of its content (without '\r'). */
-static inline Py_ssize_t line_end(const uint8_t *p, Py_ssize_t pos, Py_ssize_t len,
-                                  Py_ssize_t *content_end) {
-    const uint8_t *nl = pos < len ? memchr(p + pos, '\n', (size_t)(len - pos)) : NULL;
-    Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : len;
-    *content_end = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
-    return e;
 }
 
 /* fastq_index(data, length, eof, limit, skip, rec_start, hdr_off, seq_start, seq_len,
@@ -409,12 +409,10 @@ static PyObject *fasta_bases(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "fasta_bases: record outside the buffers");
             goto done;
         }
-        const uint8_t *nl = memchr(p + pos, '\n', (size_t)(end - pos));
-        pos = nl ? (Py_ssize_t)(nl - p) + 1 : end;
+        Py_ssize_t le;
+        pos = line_end(p, pos, end, &le) + 1; /* past the header line */
         while (pos < end) {
-            nl = memchr(p + pos, '\n', (size_t)(end - pos));
-            Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : end;
-            Py_ssize_t le = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+            Py_ssize_t e = line_end(p, pos, end, &le);
             Py_ssize_t len = le - pos;
             if (w + len > stop) {
                 PyErr_SetString(PyExc_ValueError, "fasta_bases: record longer than its offsets");
@@ -531,12 +529,10 @@ static PyObject *fasta_pack(PyObject *self, PyObject *args) {
         /* Bases are counted against the row: 4 per byte, so a row holds at most that many. */
         Py_ssize_t room = 4 * (row_off[r + 1] - row_off[r]), seen = 0;
         packer pk = {o + row_off[r], 0, 0};
-        const uint8_t *nl = memchr(p + pos, '\n', (size_t)(end - pos));
-        pos = nl ? (Py_ssize_t)(nl - p) + 1 : end;
+        Py_ssize_t le;
+        pos = line_end(p, pos, end, &le) + 1; /* past the header line */
         while (pos < end) {
-            nl = memchr(p + pos, '\n', (size_t)(end - pos));
-            Py_ssize_t e = nl ? (Py_ssize_t)(nl - p) : end;
-            Py_ssize_t le = (e > pos && p[e - 1] == '\r') ? e - 1 : e;
+            Py_ssize_t e = line_end(p, pos, end, &le);
             seen += le - pos;
             if (seen > room) {
                 PyErr_SetString(PyExc_ValueError, "fasta_pack: record longer than its row");

@@ -103,10 +103,7 @@ class ReadBatch:
         """The reads 2-bit encoded (code ``(ascii >> 1) & 3``, 4 bases per byte from the low
         bits up), each starting on a byte: the packed store's pass-1 form. Readers may
         override it to encode without building the ASCII bases."""
-        lengths = self.lengths
-        out = np.empty(int(((lengths + 3) >> 2).sum()), np.uint8)
-        _native.pack_2bit(self.seq, np.ascontiguousarray(self.seq_offsets, np.int64), out)
-        return out
+        return two_bit_rows(self.seq, self.seq_offsets)
 
     @property
     def non_acgt(self) -> int:
@@ -180,6 +177,14 @@ def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, n
 def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
     out = np.zeros(len(x) + 1, np.int64)
     np.cumsum(x, out=out[1:])
+    return out
+
+
+def two_bit_rows(seq: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Reads ``seq[offsets[i]:offsets[i+1]]`` 2-bit encoded, each starting on a byte."""
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    out = np.empty(int(((np.diff(offsets) + 3) >> 2).sum()), np.uint8)
+    _native.pack_2bit(np.ascontiguousarray(seq, np.uint8), offsets, out)
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .fastx import FastxReader, is_gzip
+from .progress import Progress
 
 # Fixed work units: outputs must not depend on --workers, and a worker returns its free memory
 # after each one, so peak memory does not grow with the input.
@@ -104,6 +105,20 @@ def map_units(fn: Callable, units: list, workers: int, *args, window: int | None
             if nxt is not None:
                 pending.append(pool.apply_async(call, (nxt,)))
             yield result
+
+
+def map_units_progress(fn: Callable, items: list, sizes: list[int], workers: int, *args,
+                       desc: str, enabled: bool | None, unit: str = "bytes") -> Iterator:
+    """:func:`map_units` with a progress bar that moves by ``sizes[i]`` as result i arrives."""
+    bar = Progress(sum(sizes), desc, unit=unit, enabled=enabled)
+    done = 0
+    try:
+        for size, result in zip(sizes, map_units(fn, items, workers, *args)):
+            yield result
+            done += size
+            bar.update(done)
+    finally:
+        bar.close()
 
 
 class _Call:

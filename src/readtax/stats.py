@@ -15,10 +15,9 @@ from .parallel import (
     check_inputs,
     default_workers,
     fixed_units,
-    map_units,
+    map_units_progress,
     release_memory,
 )
-from .progress import Progress
 
 MAX_LEN_BIN = 100_000  # longer reads share the last histogram bin
 
@@ -202,16 +201,11 @@ def compute_stats(
     paths = check_inputs(paths)
     total = sum(os.path.getsize(p) for p in paths)
     units = fixed_units(paths, max(unit_bytes, min(total // (4 * max(workers, 1)), 1 << 30)))
-    total = sum(u.size for u in units)
-    bar = Progress(total, "stats", enabled=progress)
     result = ReadStats(files=[str(p) for p in paths])
-    done = 0
-    for unit, st in zip(units, map_units(_stats_unit, units, workers, scheme, label_map,
-                                         skip_unknown, skip_bad)):
+    for st in map_units_progress(_stats_unit, units, [u.size for u in units], workers, scheme,
+                                 label_map, skip_unknown, skip_bad, desc="stats",
+                                 enabled=progress):
         result.merge(st)
-        done += unit.size
-        bar.update(done)
-    bar.close()
     return result
 
 

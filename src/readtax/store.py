@@ -79,7 +79,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import __version__, _native
 from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
-from .fastx import ReadBatch, _exclusive_cumsum, is_gzip, ragged_index
+from .fastx import _exclusive_cumsum, is_gzip, ragged_index, two_bit_rows
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import (
     UNIT_BYTES,
@@ -87,7 +87,7 @@ from .parallel import (
     check_inputs,
     default_workers,
     fixed_units,
-    map_units,
+    map_units_progress,
     release_memory,
 )
 from .progress import Progress
@@ -139,9 +139,7 @@ del _b, _codes4, _w
 
 def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """ASCII bases -> 2-bit bytes with every read starting at a byte boundary (pass-1 format)."""
-    offsets = _exclusive_cumsum(np.asarray(lengths, np.int64))
-    return ReadBatch(np.ascontiguousarray(seq, np.uint8), offsets, np.zeros(0, np.uint8),
-                     np.zeros(len(offsets), np.int64)).two_bit()
+    return two_bit_rows(seq, _exclusive_cumsum(np.asarray(lengths, np.int64)))
 
 
 def repack(reads: Records, order: np.ndarray, lead: int) -> np.ndarray:
@@ -233,12 +231,6 @@ class Records:
         _native.gather(self.flat, self.starts[order], rows[order], out)
         return Records(self.lengths[order], out, self.packed)
 
-    @staticmethod
-    def concat(parts: list[Records], packed: bool = False) -> Records:
-        if not parts:
-            return Records(np.zeros(0, np.int64), np.zeros(0, np.uint8), packed)
-        return Records(np.concatenate([p.lengths for p in parts]),
-                       np.concatenate([p.flat for p in parts]), packed)
 
 
 def encode_ids(ids: Records, order: np.ndarray | None = None,
@@ -657,8 +649,6 @@ class _RunInfo:
     def totals(self) -> np.ndarray:
         return self.cum[-1]
 
-    def section(self, b: int) -> np.ndarray:
-        return self.cum[b + 1] - self.cum[b]
 
 
 @dataclass
@@ -1172,7 +1162,6 @@ class _Pass1:
         self.runs: list[tuple[str, int]] = []  # (path, unit) per run
         self.cum_file = open(runs_dir / "cum.i64", "wb")  # noqa: SIM115 - closed in finish()
         self.sizes = np.zeros((n_buckets, _COLS), np.int64)  # per bucket (or per run, see below)
-        self.run_totals: list[np.ndarray] = []  # unshuffled stores: one bucket per run
         self.tax: dict = {}  # class key -> tax id
         self.key_counts: dict = {}  # class key -> reads (no mapping)
         self.class_counts = np.zeros(0 if mapping is None else len(mapping), np.int64)
@@ -1188,7 +1177,6 @@ class _Pass1:
             self.runs.append((run.path, run.unit))
             self.cum_file.write(np.ascontiguousarray(run.cum, np.int64).tobytes())
             self.sizes += np.diff(run.cum, axis=0)
-            self.run_totals.append(run.totals())
         if res.keys is not None:
             keys = (res.keys.class_ids.tolist() if self.scheme.numeric else list(res.keys.names))
             for k, t, c in zip(keys, res.keys.tax_ids.tolist(), res.counts.tolist()):
@@ -1336,17 +1324,12 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     _CTX.update(scheme=scheme, label_map=mapping, skip_unknown=skip_unknown, skip_bad=skip_bad,
                 seed=seed,
                 n_buckets=n_buckets, tmp=runs_dir, run_bytes=run_bytes)
-    total = sum(u.size for u in units)
     t0 = time.monotonic()
-    bar = Progress(total, f"pack {out.name}: reading", enabled=progress)
     acc = _Pass1(runs_dir, scheme, mapping, n_buckets)
-    done = 0
-    for u, (unit, res) in enumerate(zip(units, map_units(_pack_unit, list(enumerate(units)),
-                                                          workers))):
+    for u, res in enumerate(map_units_progress(
+            _pack_unit, list(enumerate(units)), [unit.size for unit in units], workers,
+            desc=f"pack {out.name}: reading", enabled=progress)):
         acc.add(u, res)
-        done += unit.size
-        bar.update(done)
-    bar.close()
     log.debug("pack pass 1 (read, encode, runs): %.2f s", time.monotonic() - t0)
 
     label_map = acc.label_map()
@@ -1358,8 +1341,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     min_len, max_len = acc.min_len, acc.max_len
     fixed = min_len == max_len
     class_dtype = "uint16" if n_classes < 65536 else "uint32"
-    sizes = acc.sizes if shuffle else np.stack(acc.run_totals)
-    acc.run_totals = []
+    if shuffle:
+        sizes = acc.sizes
+    else:  # one bucket per run: the runs' totals, from the tables pass 1 wrote
+        sizes = np.fromfile(runs_dir / "cum.i64", np.int64).reshape(len(acc.runs), 2, _COLS)[:, -1]
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
     run_starts = np.concatenate([[0], np.cumsum(sizes[:, 1])])
@@ -1376,13 +1361,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
                      int(run_starts[-1]), np.dtype(class_dtype).itemsize)
     t0 = time.monotonic()
-    bar = Progress(n, f"pack {out.name}: writing", unit="reads", enabled=progress)
-    written = 0
-    for bk in map_units(_build_bucket, tasks, workers):
+    for bk in map_units_progress(_build_bucket, tasks, [int(sizes[b, 0]) for b in nonempty],
+                                 workers, desc=f"pack {out.name}: writing", unit="reads",
+                                 enabled=progress):
         writer.add(bk)
-        written += bk.reads
-        bar.update(written)
-    bar.close()
     log.debug("pack pass 2 buckets: %.2f s", time.monotonic() - t0)
     files = writer.close()
     log.debug("pack pass 2 final files: %.2f s", time.monotonic() - t0)

@@ -59,8 +59,8 @@ from .parallel import (
     default_workers,
     fixed_units,
     map_units,
+    map_units_progress,
 )
-from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -840,18 +840,13 @@ def subset(
     label_map = load_mapping(mapping) if isinstance(mapping, (str, os.PathLike)) else mapping
     workers = default_workers() if workers is None else workers
     units = plan_units(paths, unit_bytes)
-    total_bytes = sum(u.size for u in units)
 
     # Pass 1: reads per class per unit.
     t0 = time.monotonic()
-    bar = Progress(total_bytes, "subset: counting", enabled=progress)
-    parts, done = [], 0
-    for unit, part in zip(units, map_units(_count_unit, units, workers, scheme, label_map,
-                                           skip_unknown, skip_bad)):
-        parts.append(part)
-        done += unit.size
-        bar.update(done)
-    bar.close()
+    unit_sizes = [u.size for u in units]
+    parts = list(map_units_progress(_count_unit, units, unit_sizes, workers, scheme, label_map,
+                                    skip_unknown, skip_bad, desc="subset: counting",
+                                    enabled=progress))
     log.debug("pass 1 (count): %.2f s over %d units", time.monotonic() - t0, len(units))
     label_map, counts = _merge_counts(parts, scheme, label_map)
     for p in parts:  # the merged matrix holds them now
@@ -901,17 +896,13 @@ def subset(
                 ctx = mp.get_context("fork")
                 _TURN = (ctx.Value("q", 0, lock=False), ctx.Condition())
             t0 = time.monotonic()
-            bar = Progress(total_bytes, "subset: selecting", enabled=progress)
-            done = 0
             unit_pieces = []
-            for unit, res in zip(units, map_units(_select_unit, items, workers, plan)):
+            for res in map_units_progress(_select_unit, items, unit_sizes, workers, plan,
+                                          desc="subset: selecting", enabled=progress):
                 written_t += res.written_train
                 written_v += res.written_val
                 if buckets:
                     unit_pieces.append(res.pieces)
-                done += unit.size
-                bar.update(done)
-            bar.close()
             _TURN = None
             log.debug("pass 2 (select, write): %.2f s", time.monotonic() - t0)
             if buckets:
