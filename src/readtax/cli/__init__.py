@@ -128,8 +128,10 @@ def _tune_allocator() -> None:
     """Keep buffers below 32 MB on the heap and reuse them (glibc only).
 
     The data verbs allocate and free multi-megabyte numpy buffers per chunk; by default glibc
-    maps each afresh with mmap, and the page faults cost as much as the parsing. The memory
-    stays bounded by the buffer sizes; only the churn goes.
+    maps each afresh with mmap and gives freed heap tops back, and the page faults on the
+    next chunk cost as much as the parsing (pack: 140k faults, 0.4 s of 3.9 s on 6M reads).
+    Keeping up to 256 MB of freed heap cannot raise the peak, which one chunk or bucket sets
+    and which stays bounded by the buffer sizes; only the churn goes.
     """
     try:
         import ctypes
@@ -140,7 +142,7 @@ def _tune_allocator() -> None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 64 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
 
 
 def main_cli() -> None:
