@@ -890,6 +890,24 @@ done:
     return result;
 }
 
+/* Length of the common prefix of a and b, at most lim, 8 bytes at a time (the ids of a
+ * species share 20-30 bytes). */
+static inline int64_t common_prefix(const uint8_t *a, const uint8_t *b, int64_t lim) {
+    int64_t l = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; l + 8 <= lim; l += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + l, 8);
+        memcpy(&y, b + l, 8);
+        if (x != y)
+            return l + (__builtin_ctzll(x ^ y) >> 3);
+    }
+#endif
+    while (l < lim && a[l] == b[l])
+        l++;
+    return l;
+}
+
 /* front_code(hdr, hdr_off, order, prefix_max, out) -> bytes written
  *
  * The ids hdr[hdr_off[r]:hdr_off[r+1]] for r in order, front-coded: first one byte per id with
@@ -934,8 +952,7 @@ static PyObject *front_code(PyObject *self, PyObject *args) {
         if (lim > prefix_max)
             lim = prefix_max;
         if (prev)
-            while (l < lim && cur[l] == prev[l])
-                l++;
+            l = common_prefix(cur, prev, lim);
         if (w + (len - l) + 1 > out.len) {
             PyErr_SetString(PyExc_ValueError, "front_code: output too small");
             goto done;

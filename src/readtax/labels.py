@@ -342,6 +342,7 @@ class Labeler:
         self._found: dict = {}
         self._found_tax: dict = {}
         self._dense = np.zeros(0, dtype=np.int64)
+        self._rank: np.ndarray | None = None  # class_rank(), while no class is added
 
     def classes(self, batch: ReadBatch) -> np.ndarray:
         """Class index per read (int64); -1 for reads skipped as unknown."""
@@ -414,6 +415,21 @@ class Labeler:
             return self._dense[keys]
         get = self._found.get
         return np.fromiter((get(k) for k in keys.tolist()), dtype=np.int64, count=len(keys))
+
+    def class_rank(self) -> np.ndarray | None:
+        """Rank of each class index in the order of the final label map, so that sorting by
+        it sorts by class (None with a map: the indices are the map's own)."""
+        if self.label_map is not None:
+            return None
+        if self._rank is not None and len(self._rank) == len(self._found):
+            return self._rank
+        keys = list(self._found)
+        order = np.argsort(np.array(keys, dtype=np.int64 if self.scheme.numeric else object),
+                           kind="stable")
+        rank = np.empty(len(keys), np.int64)
+        rank[order] = np.arange(len(keys))
+        self._rank = rank
+        return rank
 
     def discovered_map(self) -> LabelMap:
         """The classes seen so far as a map, in first-appearance index order."""

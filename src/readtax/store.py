@@ -715,21 +715,24 @@ class _RunBuffer:
         self.table = np.zeros((self.n_buckets, _COLS), np.int64)
         self.nbytes = 0
 
-    def add(self, cls, lengths, packed: Records, headers: Records, runs, bucket) -> None:
+    def add(self, cls, lengths, packed: Records, headers: Records, runs, bucket,
+            class_rank: np.ndarray | None = None) -> None:
+        """Add a batch; ``class_rank[key]`` orders the class keys as the final label map
+        will (None: the keys are final class indices already)."""
         nbk = self.n_buckets
         rr, rs, rl = runs
         if nbk > 1:
-            order = np.argsort(bucket, kind="stable")
+            order = _bucket_class_order(bucket, cls if class_rank is None else class_rank[cls])
             bucket = bucket[order]
             cls, lengths = cls[order], lengths[order]
             packed, headers = packed.take(order), headers.take(order)
             if len(rr):
-                # N runs follow their reads: new position, then grouped by bucket (a stable
-                # sort keeps each read's runs, and the reads of a bucket, in order).
+                # N runs follow their reads to their new positions, in that order (which
+                # groups them by bucket; a stable sort keeps each read's runs in order).
                 rank = np.empty_like(order)
                 rank[order] = np.arange(len(order))
                 rr = rank[rr.astype(np.int64)]
-                rorder = np.argsort(bucket[rr], kind="stable")
+                rorder = np.argsort(rr, kind="stable")
                 rr, rs, rl = rr[rorder], rs[rorder], rl[rorder]
         buckets = np.arange(nbk + 1)
         bounds = np.searchsorted(bucket, buckets)
@@ -771,6 +774,18 @@ class _RunBuffer:
         np.cumsum(self.table, axis=0, out=cum[1:])
         self.runs.append(_RunInfo(str(path), self.unit, cum))
         self._reset()
+
+
+def _bucket_class_order(bucket: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Reads by bucket, then by class, ties in input order.
+
+    Within a bucket's part of a batch the reads are in class order, the order pass 2 gathers
+    ids in: its gathers then walk each part forward instead of jumping across the bucket.
+    """
+    if len(key) and int(key.max()) < 65536:
+        key = key.astype(np.uint16)  # 16-bit keys sort by radix
+    order = np.argsort(key, kind="stable")
+    return order[np.argsort(bucket[order], kind="stable")]
 
 
 def _write_all(fd: int, bufs: list[memoryview]) -> None:
@@ -827,7 +842,8 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
             bucket = np.zeros(m, np.uint16)
         kept += m
         buf.add(cls, lengths, Records(lengths, packed, packed=True),
-                Records(np.diff(batch.header_offsets), batch.headers), (rr, rs, rl), bucket)
+                Records(np.diff(batch.header_offsets), batch.headers), (rr, rs, rl), bucket,
+                labeler.class_rank())
         _accumulate(res, lengths, n_count)
         c = np.bincount(cls)
         if len(c) > len(class_counts):
