@@ -90,5 +90,10 @@ def test_interleave_is_bucket_major_and_resumable():
     small = np.empty(4, np.uint8)
     size, nxt = _native.interleave(small, [f0, f1], [b0, b1], 0, 3)
     assert (small[:size].tobytes(), nxt) == (b"AAx1", 1)
+    # Reverse: the last bucket first; what is left ends where it stopped.
+    size, rest = _native.interleave(out, [f0, f1], [b0, b1], 0, 3, True)
+    assert (out[:size].tobytes(), rest) == (b"CY2" + b"b" + b"AAx1", 0)
+    size, rest = _native.interleave(small, [f0, f1], [b0, b1], 0, 3, True)
+    assert (small[:size].tobytes(), rest) == (b"CY2b", 1)
     with pytest.raises(ValueError):
         _native.interleave(out, [f0, f1], [[np.array([0, 9, 9, 9], np.int64), b0[1]], b1], 0, 3)

@@ -1054,21 +1054,22 @@ done:
     return result;
 }
 
-/* interleave(out, pieces, bounds, first, last) -> bytes written
+/* interleave(out, pieces, bounds, first, last, reverse) -> (bytes written, rest)
  *
  * Bucket-major assembly of a pack run file: pieces[f][k] is field f's data from batch k and
  * bounds[f][k] (int64, one entry per bucket + 1) the byte offsets of each bucket's part in it.
- * For buckets first..last-1 in order, each field in order, each batch in order, the parts are
- * copied to out back to back. Stops (returning what it wrote) before a bucket that would not
- * fit, so the caller writes out and calls again from there; see the second return value.
- * Returns (bytes written, next bucket).
+ * For buckets first..last-1 in order (last-1 down to first when reverse), each field in order,
+ * each batch in order, the parts are copied to out back to back. Stops before a bucket that
+ * would not fit, so the caller writes out and calls again for the rest: returns the bytes
+ * written and where the buckets left start (forward) or end (reverse).
  */
 #define MAX_FIELDS 16
 static PyObject *interleave(PyObject *self, PyObject *args) {
     Py_buffer out;
     PyObject *pieces, *bounds;
     Py_ssize_t first, last;
-    if (!PyArg_ParseTuple(args, "w*OOnn", &out, &pieces, &bounds, &first, &last))
+    int reverse = 0;
+    if (!PyArg_ParseTuple(args, "w*OOnn|p", &out, &pieces, &bounds, &first, &last, &reverse))
         return NULL;
     PyObject *result = NULL, *pf = NULL, *bf = NULL;
     Py_buffer *data = NULL, *bnd = NULL;
@@ -1124,15 +1125,15 @@ static PyObject *interleave(PyObject *self, PyObject *args) {
         }
     }
     uint8_t *dst = (uint8_t *)out.buf;
-    Py_ssize_t w = 0, j = first;
-    for (; j < last; j++) {
-        Py_ssize_t need = 0;
+    Py_ssize_t w = 0, done_count = 0, count = last - first;
+    for (; done_count < count; done_count++) {
+        Py_ssize_t j = reverse ? last - 1 - done_count : first + done_count, need = 0;
         for (Py_ssize_t i = 0; i < nf * nk; i++) {
             const int64_t *o = (const int64_t *)bnd[i].buf;
             need += o[j + 1] - o[j];
         }
         if (w + need > out.len) {
-            if (j == first) {
+            if (done_count == 0) {
                 PyErr_SetString(PyExc_ValueError, "interleave: one bucket exceeds the buffer");
                 goto done;
             }
@@ -1144,7 +1145,7 @@ static PyObject *interleave(PyObject *self, PyObject *args) {
             w += o[j + 1] - o[j];
         }
     }
-    result = Py_BuildValue("nn", w, j);
+    result = Py_BuildValue("nn", w, reverse ? last - done_count : first + done_count);
 done:
     for (Py_ssize_t i = 0; i < held; i++) {
         PyBuffer_Release(&data[i]);

@@ -636,10 +636,14 @@ def store_stats(store: ReadStore):
 
 @dataclass
 class _RunInfo:
-    """A pass-1 run file, bucket-major: bucket b's section holds its class keys, lengths and
-    header lengths (uint32), N-run reads, starts and lengths (uint32), packed bases and headers,
-    in that order. ``cum[b]`` sums, over the buckets before b, its reads, N runs, packed
-    bytes, header bytes and bases (shape (B + 1, 5)): bucket b's section starts there."""
+    """A pass-1 run file, bucket-major with the last bucket first: bucket b's section holds
+    its class keys, lengths and header lengths (uint32), N-run reads, starts and lengths
+    (uint32), packed bases and headers, in that order. ``cum[b]`` sums, over the buckets
+    before b, its reads, N runs, packed bytes, header bytes and bases (shape (B + 1, 5)).
+
+    Pass 2 builds buckets first to last, so the sections it has read are always the tail of
+    the file: truncating it there hands their pages back while pass 2 writes the store (see
+    :func:`_section_bytes`)."""
 
     path: str
     unit: int
@@ -763,10 +767,9 @@ class _RunBuffer:
         out = np.empty(max(self.OUT_BYTES, int(per_bucket.max(initial=0))), np.uint8)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            first = 0
-            while first < self.n_buckets:
-                size, first = _native.interleave(out, self.parts, self.bounds, first,
-                                                 self.n_buckets)
+            rest = self.n_buckets
+            while rest > 0:  # last bucket first
+                size, rest = _native.interleave(out, self.parts, self.bounds, 0, rest, True)
                 _write_all(fd, [memoryview(out)[:size]])
         finally:
             os.close(fd)
@@ -774,6 +777,19 @@ class _RunBuffer:
         np.cumsum(self.table, axis=0, out=cum[1:])
         self.runs.append(_RunInfo(str(path), self.unit, cum))
         self._reset()
+
+
+def _section_bytes(cum: np.ndarray) -> np.ndarray:
+    """Bytes of a run file's sections from the ``cum`` columns (reads, N runs, packed bytes,
+    header bytes): 12 per read and per N run (three uint32 each) plus the data."""
+    return 12 * cum[..., 0] + 12 * cum[..., 1] + cum[..., 2] + cum[..., 3]
+
+
+def _section_start(total: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Where a bucket's section starts in run files, from the runs' ``cum`` rows for all
+    buckets (``total``) and for the buckets up to and including it (``above``): after the
+    sections of the buckets above it."""
+    return _section_bytes(total) - _section_bytes(above)
 
 
 def _bucket_class_order(bucket: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -918,18 +934,16 @@ def _load_sections(b: int) -> dict:
     # Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended to.
     cum = np.memmap(tmp / "cum.i64", np.int64, "r", shape=(len(runs), ctx["n_buckets"] + 1, _COLS))
     if ctx["shuffle"]:
-        pre = np.array(cum[:, b])
-        row = np.array(cum[:, b + 1]) - pre
+        row = np.array(cum[:, b + 1]) - np.array(cum[:, b])
         which = np.flatnonzero(row[:, 0] > 0)
-        pre, row = pre[which], row[which]
+        row = row[which]
+        start = _section_start(np.array(cum[which, -1]), np.array(cum[which, b + 1])).tolist()
     else:  # one bucket per run
         which = np.array([b])
         row = np.array(cum[b, -1])[None, :]
-        pre = np.zeros_like(row)
+        start = [0]
     del cum
-    # Section start in its (bucket-major) run file, and where each run's part of each field
-    # goes in the bucket's arrays.
-    start = (12 * pre[:, 0] + 12 * pre[:, 1] + pre[:, 2] + pre[:, 3]).tolist()
+    # Where each run's part of each field goes in the bucket's arrays.
     at = np.zeros((len(which) + 1, _COLS), np.int64)
     np.cumsum(row, axis=0, out=at[1:])
     m, r, pk, hd = (int(x) for x in at[-1, :4])
@@ -1077,6 +1091,38 @@ def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]
         blocks.append(encode_ids(hdr, sel, offsets))
         counts.append(len(sel))
     return blocks, counts
+
+
+class _SpentRuns:
+    """Cuts the sections pass 2 has read off the run files as buckets complete.
+
+    Results arrive in bucket order, so when bucket b is done every bucket up to b has been
+    read, and those sections are the tail of each run file. Their pages go back to the system
+    while the store is written, which then reuses them instead of touching fresh memory (on
+    this project's VM that halves the cost of the writes).
+    """
+
+    def __init__(self, runs_dir: Path, runs: list[tuple[str, int]], n_buckets: int,
+                 shuffle: bool) -> None:
+        self.runs = runs
+        self.shuffle = shuffle
+        self.cum = np.memmap(runs_dir / "cum.i64", np.int64, "r",
+                             shape=(len(runs), n_buckets + 1, _COLS))
+        self.total = np.array(self.cum[:, -1])
+        self.size = _section_bytes(self.total)
+
+    def done(self, b: int) -> None:
+        if not self.shuffle:  # one bucket per run: the run is spent
+            os.unlink(self.runs[b][0])
+            return
+        cut = _section_start(self.total, np.array(self.cum[:, b + 1]))
+        for r in np.flatnonzero(cut < self.size).tolist():
+            path = self.runs[r][0]
+            if cut[r] == 0:
+                os.unlink(path)
+            else:
+                os.truncate(path, int(cut[r]))
+            self.size[r] = cut[r]
 
 
 # -- pack, writing the final files ----------------------------------------------------------
@@ -1376,10 +1422,12 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
                      int(run_starts[-1]), np.dtype(class_dtype).itemsize)
     t0 = time.monotonic()
-    for bk in map_units_progress(_build_bucket, tasks, [int(sizes[b, 0]) for b in nonempty],
-                                 workers, desc=f"pack {out.name}: writing", unit="reads",
-                                 enabled=progress):
+    spent = _SpentRuns(runs_dir, acc.runs, n_buckets, shuffle)
+    for (b, *_), bk in zip(tasks, map_units_progress(
+            _build_bucket, tasks, [int(sizes[b, 0]) for b in nonempty], workers,
+            desc=f"pack {out.name}: writing", unit="reads", enabled=progress)):
         writer.add(bk)
+        spent.done(b)
     log.debug("pack pass 2 buckets: %.2f s", time.monotonic() - t0)
     files = writer.close()
     log.debug("pack pass 2 final files: %.2f s", time.monotonic() - t0)
