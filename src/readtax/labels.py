@@ -403,15 +403,17 @@ class Labeler:
             sel = keys
         uniq, first = np.unique(sel, return_index=True)
         tax_new = None if tax is None else (tax[new][first] if dense else tax[first])
-        for j, u in enumerate(uniq.tolist()):
-            if u in self._found:
-                continue
-            self._found[u] = len(self._found)
-            if dense:
-                self._dense[u] = self._found[u]
-            if tax_new is not None:
-                self._found_tax[u] = int(tax_new[j])
+        if not dense:  # only the dense lookup proved every key new
+            fresh = np.array([u not in self._found for u in uniq.tolist()], dtype=bool)
+            uniq = uniq[fresh]
+            tax_new = None if tax_new is None else tax_new[fresh]
+        start = len(self._found)
+        # In bulk: a unit of a full-size input discovers thousands of classes.
+        self._found.update(zip(uniq.tolist(), range(start, start + len(uniq))))
+        if tax_new is not None:
+            self._found_tax.update(zip(uniq.tolist(), tax_new.astype(np.int64).tolist()))
         if dense:
+            self._dense[uniq] = np.arange(start, start + len(uniq))
             return self._dense[keys]
         get = self._found.get
         return np.fromiter((get(k) for k in keys.tolist()), dtype=np.int64, count=len(keys))
