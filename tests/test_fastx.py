@@ -212,10 +212,13 @@ def test_native_index_matches_a_line_parser(tmp_path, seed):
     p.write_bytes(text)
     heads, seqs, n_count = _reference_fasta(text)
     got_h, got_s, got_n = [], [], 0
-    for b in FastxReader(p, chunk_size=4096):
-        # The reader's 2-bit encoding straight from the file equals encoding its bases.
+    eager = FastxReader(p, chunk_size=4096, two_bit=True)
+    for b, e in zip(FastxReader(p, chunk_size=4096), eager, strict=True):
+        # The reader's 2-bit encoding straight from the file, and the one made while indexing
+        # (lower case and other letters re-encoded), equal encoding its bases.
         plain = ReadBatch(b.seq, b.seq_offsets, b.headers, b.header_offsets)
         assert np.array_equal(b.two_bit(), plain.two_bit())
+        assert np.array_equal(e.two_bit(), plain.two_bit())
         got_h += [b.header(i).encode() for i in range(len(b))]
         got_s += [s.encode() for s in b.sequences()]
         got_n += b.non_acgt
@@ -277,3 +280,13 @@ def test_file_shrinking_while_read_is_an_error_not_a_crash(tmp_path):
     with pytest.raises(FormatError, match="shrank"):
         for _ in it:
             pass
+
+
+def test_eager_two_bit_skips_dropped_records(tmp_path):
+    # Skipped records (no sequence, invalid characters) leave no row behind.
+    p = tmp_path / "r.fa"
+    p.write_bytes(b">a\nACGTA\n>empty\n>bad\nAC!GT\n>b\nacgtnNGGC\nTT\n>c\nG\n")
+    batch = next(iter(FastxReader(p, skip_bad=True, two_bit=True)))
+    plain = ReadBatch(batch.seq, batch.seq_offsets, batch.headers, batch.header_offsets)
+    assert batch.sequences() == ["ACGTA", "ACGTNNGGCTT", "G"]
+    assert np.array_equal(batch.two_bit(), plain.two_bit())

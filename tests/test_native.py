@@ -27,10 +27,21 @@ def test_fasta_index_reports_small_arrays_and_leading_text():
     with pytest.raises(ValueError):
         _native.fasta_index(data, len(data), z, np.empty(2, np.int64), np.empty(2, np.int64),
                             np.empty(1, np.uint8), np.empty(16, np.uint8))
-    n, lines, has_cr, non_acgt, err = _native.fasta_index(
+    n, lines, has_cr, non_acgt, err, _ = _native.fasta_index(
         b"xx\n>a\nA\n", 8, np.empty(4, np.int64), np.empty(5, np.int64), np.empty(5, np.int64),
         np.empty(4, np.uint8), np.empty(8, np.uint8))
     assert (n, err) == (0, 0)
+    # Packing while indexing needs room for the worst case (a quarter plus a half of the data).
+    with pytest.raises(ValueError, match="packed buffer"):
+        _native.fasta_index(data, len(data), np.empty(8, np.int64), np.empty(9, np.int64),
+                            np.empty(9, np.int64), np.empty(8, np.uint8), np.empty(16, np.uint8),
+                            np.empty(4, np.uint8))
+    rows = np.empty(len(data) // 4 + len(data) // 2 + 8, np.uint8)
+    n, *_, packed = _native.fasta_index(data, len(data), np.empty(8, np.int64),
+                                        np.empty(9, np.int64), np.empty(9, np.int64),
+                                        np.empty(8, np.uint8), np.empty(16, np.uint8), rows)
+    # AC -> codes 0, 1; GT -> 3, 2 (A=0 C=1 T=2 G=3), one byte per record
+    assert (n, packed, rows[:2].tolist()) == (2, 2, [0b0100, 0b1011])
 
 
 def test_repack_and_front_code_check_indices():

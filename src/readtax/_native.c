@@ -109,7 +109,58 @@ static int check_buffer(Py_buffer *b, Py_ssize_t need, Py_ssize_t item, const ch
     return 0;
 }
 
-/* fasta_index(data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf)
+typedef struct {
+    uint8_t *o;
+    uint8_t acc;
+    int t;
+} packer;
+
+static inline uint8_t code4(const uint8_t *s) {
+    return (uint8_t)(((s[0] >> 1) & 3) | (((s[1] >> 1) & 3) << 2) | (((s[2] >> 1) & 3) << 4) |
+                     (((s[3] >> 1) & 3) << 6));
+}
+
+static inline void pack_piece(packer *pk, const uint8_t *restrict s, Py_ssize_t len) {
+    /* Locals, not pk's fields, in the loops: stores through o could alias *pk otherwise. */
+    uint8_t *restrict o = pk->o;
+    uint8_t acc = pk->acc;
+    int t = pk->t;
+    Py_ssize_t i = 0;
+    for (; t && i < len; i++) {
+        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
+        if (++t == 4) {
+            *o++ = acc;
+            acc = 0;
+            t = 0;
+        }
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Eight bases per step as one 64-bit word: codes into bits 0-1 of each byte, then pairs
+     * of bytes and pairs of pairs merged into bytes 0 and 4. */
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w = (w >> 1) & 0x0303030303030303ULL;
+        w = (w | (w >> 6)) & 0x000F000F000F000FULL;
+        w |= w >> 12;
+        o[0] = (uint8_t)w;
+        o[1] = (uint8_t)(w >> 32);
+        o += 2;
+    }
+#endif
+    Py_ssize_t full = (len - i) >> 2;
+    for (Py_ssize_t g = 0; g < full; g++)
+        o[g] = code4(s + i + 4 * g);
+    o += full;
+    i += 4 * full;
+    for (; i < len; i++, t++)
+        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
+    pk->o = o;
+    pk->acc = acc;
+    pk->t = t;
+}
+
+/* fasta_index(data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf[, packed])
  *
  * Indexes the FASTA records in data[:cut]. Per record i: rec_start[i] (offset of its '>'),
  * its header (without '>' and line end) copied to hdr_buf[hdr_off[i]:hdr_off[i+1]], its base
@@ -117,19 +168,31 @@ static int check_buffer(Py_buffer *b, Py_ssize_t need, Py_ssize_t item, const ch
  * bit 0 a byte that is not a sequence character, bit 1 a base that is not upper-case ACGT.
  * Arrays must hold one entry per '>' in data[:cut] (+1 for the offsets).
  *
- * Returns (records, lines, has_cr, non_acgt, err) where non_acgt counts bases stored as N and
- * err is the offset of a line before the first header (-1 when the data starts with one).
+ * With packed (at least cut / 4 + cut / 2 + 8 bytes), each record's bases are also 2-bit
+ * encoded in the same pass, while the line is in cache: record i's row (as fasta_pack writes
+ * it) at the sum of the earlier rows' (length + 3) // 4 bytes. Rows of records with flags
+ * hold arbitrary codes and must be packed again (fasta_pack normalises them).
+ *
+ * Returns (records, lines, has_cr, non_acgt, err, packed_bytes) where non_acgt counts bases
+ * stored as N and err is the offset of a line before the first header (-1 when the data
+ * starts with one).
  */
 static PyObject *fasta_index(PyObject *self, PyObject *args) {
-    Py_buffer data, rs, ho, so, fl, hb;
+    Py_buffer data, rs, ho, so, fl, hb, pb = {0};
     Py_ssize_t cut;
-    if (!PyArg_ParseTuple(args, "y*nw*w*w*w*w*", &data, &cut, &rs, &ho, &so, &fl, &hb))
+    if (!PyArg_ParseTuple(args, "y*nw*w*w*w*w*|w*", &data, &cut, &rs, &ho, &so, &fl, &hb, &pb))
         return NULL;
     PyObject *result = NULL;
     if (cut < 0 || cut > data.len) {
         PyErr_SetString(PyExc_ValueError, "cut outside the data");
         goto done;
     }
+    int packing = pb.buf != NULL && pb.len > 0;
+    if (packing && pb.len < cut / 4 + cut / 2 + 8) {
+        PyErr_SetString(PyExc_ValueError, "fasta_index: packed buffer too small");
+        goto done;
+    }
+    packer pk = {packing ? (uint8_t *)pb.buf : NULL, 0, 0};
     const uint8_t *p = (const uint8_t *)data.buf;
     Py_ssize_t cap = rs.len / 8;
     if (check_buffer(&ho, cap + 1, 8, "hdr_off") || check_buffer(&so, cap + 1, 8, "seq_off") ||
@@ -166,6 +229,11 @@ static PyObject *fasta_index(PyObject *self, PyObject *args) {
                 PyErr_SetString(PyExc_ValueError, "fasta_index: output arrays too small");
                 goto done;
             }
+            if (pk.t) { /* the previous record's last, partial byte */
+                *pk.o++ = pk.acc;
+                pk.acc = 0;
+                pk.t = 0;
+            }
             rec_start[n] = pos;
             memcpy(hdr + hpos, p + pos + 1, (size_t)hl);
             hpos += hl;
@@ -178,6 +246,8 @@ static PyObject *fasta_index(PyObject *self, PyObject *args) {
             break;
         } else if (le > pos) {
             seq_off[n] += le - pos;
+            if (packing) /* rows take at most a quarter of the bytes plus one per record */
+                pack_piece(&pk, p + pos, le - pos);
             if (!clean) {
                 uint8_t f = 0;
                 for (Py_ssize_t i = pos; i < le; i++) {
@@ -194,7 +264,10 @@ static PyObject *fasta_index(PyObject *self, PyObject *args) {
         }
         pos = e + 1;
     }
-    result = Py_BuildValue("nniLn", n, lines, has_cr, non_acgt, err);
+    if (pk.t)
+        *pk.o++ = pk.acc;
+    result = Py_BuildValue("nniLnn", n, lines, has_cr, non_acgt, err,
+                           packing ? (Py_ssize_t)(pk.o - (uint8_t *)pb.buf) : (Py_ssize_t)0);
 done:
     PyBuffer_Release(&data);
     PyBuffer_Release(&rs);
@@ -202,6 +275,8 @@ done:
     PyBuffer_Release(&so);
     PyBuffer_Release(&fl);
     PyBuffer_Release(&hb);
+    if (pb.buf)
+        PyBuffer_Release(&pb);
     return result;
 }
 
@@ -447,57 +522,6 @@ done:
 }
 
 /* 2-bit packing state of one read whose bases arrive in pieces (lines). */
-typedef struct {
-    uint8_t *o;
-    uint8_t acc;
-    int t;
-} packer;
-
-static inline uint8_t code4(const uint8_t *s) {
-    return (uint8_t)(((s[0] >> 1) & 3) | (((s[1] >> 1) & 3) << 2) | (((s[2] >> 1) & 3) << 4) |
-                     (((s[3] >> 1) & 3) << 6));
-}
-
-static inline void pack_piece(packer *pk, const uint8_t *restrict s, Py_ssize_t len) {
-    /* Locals, not pk's fields, in the loops: stores through o could alias *pk otherwise. */
-    uint8_t *restrict o = pk->o;
-    uint8_t acc = pk->acc;
-    int t = pk->t;
-    Py_ssize_t i = 0;
-    for (; t && i < len; i++) {
-        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
-        if (++t == 4) {
-            *o++ = acc;
-            acc = 0;
-            t = 0;
-        }
-    }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    /* Eight bases per step as one 64-bit word: codes into bits 0-1 of each byte, then pairs
-     * of bytes and pairs of pairs merged into bytes 0 and 4. */
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        w = (w >> 1) & 0x0303030303030303ULL;
-        w = (w | (w >> 6)) & 0x000F000F000F000FULL;
-        w |= w >> 12;
-        o[0] = (uint8_t)w;
-        o[1] = (uint8_t)(w >> 32);
-        o += 2;
-    }
-#endif
-    Py_ssize_t full = (len - i) >> 2;
-    for (Py_ssize_t g = 0; g < full; g++)
-        o[g] = code4(s + i + 4 * g);
-    o += full;
-    i += 4 * full;
-    for (; i < len; i++, t++)
-        acc |= (uint8_t)(((s[i] >> 1) & 3) << (2 * t));
-    pk->o = o;
-    pk->acc = acc;
-    pk->t = t;
-}
-
 /* fasta_pack(data, rec_start, rec_end, flags, row_off, out) -> data offset of a bad byte or -1
  *
  * The 2-bit rows of pack_2bit, straight from the FASTA records (as fasta_bases reads them):

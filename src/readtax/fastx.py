@@ -267,6 +267,8 @@ class FastxReader:
     ``start``/``end`` select a byte range of a plain file; the reader resynchronises to the first
     record starting at or after ``start`` and stops before the first record starting at or after
     ``end``. ``chunk_size`` bounds the bytes parsed at once (memory is a small multiple of it).
+    ``two_bit``: the consumer will call :meth:`ReadBatch.two_bit` on every batch, so FASTA
+    records are encoded in the indexing pass, while each line is in cache.
     """
 
     def __init__(
@@ -277,9 +279,12 @@ class FastxReader:
         end: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         skip_bad: bool = False,
+        two_bit: bool = False,
     ) -> None:
         self.path = Path(path)
         self.skip_bad = skip_bad
+        # FASTA: 2-bit encode while indexing, for consumers that call ReadBatch.two_bit()
+        self.eager_two_bit = two_bit
         self.skipped: dict[str, int] = {}  # reason -> records skipped (with skip_bad)
         if not self.path.exists():
             raise UsageError(f"{self.path}: no such file")
@@ -510,8 +515,9 @@ class FastxReader:
         the bases themselves are copied only when a consumer asks for them.
         """
         rec_start, hdr_off, seq_off, flags, hdr_buf = self._scratch(cut)
-        n, lines, has_cr, non_acgt, err = _native.fasta_index(
-            data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf)
+        rows = np.empty(cut // 4 + cut // 2 + 8 if self.eager_two_bit else 0, np.uint8)
+        n, lines, has_cr, non_acgt, err, row_bytes = _native.fasta_index(
+            data, cut, rec_start, hdr_off, seq_off, flags, hdr_buf, rows)
         if err >= 0 or n == 0:
             self._fail("expected a FASTA header line starting with '>'", offset=pos + max(err, 0))
         # Exact-size copies: the scratch arrays are reused for the next chunk.
@@ -530,6 +536,12 @@ class FastxReader:
         if invalid.any() and not self.skip_bad:
             self._invalid_char(data, rec_start, rec_end, flags, seq_off, int(np.flatnonzero(invalid)[0]), pos)
         dropped = empty | invalid
+        eager = self.eager_two_bit
+        if eager and dropped.any():  # rows of the kept records only (a rare path)
+            nrow = (np.diff(seq_off) + 3) >> 2
+            keep = np.flatnonzero(~dropped)
+            rows = gather_ragged(rows[:row_bytes], _exclusive_cumsum(nrow), keep)[0]
+            row_bytes = len(rows)
         if dropped.any():
             self._count_skip("header with no sequence", int(np.count_nonzero(empty)))
             self._count_skip("invalid character in sequence", int(np.count_nonzero(invalid & ~empty)))
@@ -551,9 +563,20 @@ class FastxReader:
         canonical = (lines == 2 * n and not has_cr and not dropped.any() and not flags.any()
                      and data[cut - 1] == _NL)
         def two_bit():
-            out = np.empty(int(((np.diff(seq_off) + 3) >> 2).sum()), np.uint8)
             row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
-            _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
+            if not eager:
+                out = np.empty(int(row_off[-1]), np.uint8)
+                _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
+                return out
+            out = rows[:row_bytes]
+            redo = np.flatnonzero(flags)
+            if len(redo):  # lower case or other letters: rows normalised by fasta_pack
+                nrow = np.diff(row_off)[redo]
+                fixed = np.empty(int(nrow.sum()), np.uint8)
+                _native.fasta_pack(data, rec_start[redo], rec_end[redo], flags[redo],
+                                   _exclusive_cumsum(nrow), fixed)
+                idx, _ = ragged_index(row_off[redo], nrow)
+                out[idx] = fixed
             return out
 
         batch = ReadBatch(seq, seq_off, headers, hdr_off, None, str(self.path), -1,

@@ -30,9 +30,11 @@ class Unit:
     end: int | None = None
     size: int = 0
 
-    def reader(self, chunk_size: int | None = None, skip_bad: bool = False) -> FastxReader:
+    def reader(self, chunk_size: int | None = None, skip_bad: bool = False,
+               two_bit: bool = False) -> FastxReader:
         kw = {} if chunk_size is None else {"chunk_size": chunk_size}
-        return FastxReader(self.path, start=self.start, end=self.end, skip_bad=skip_bad, **kw)
+        return FastxReader(self.path, start=self.start, end=self.end, skip_bad=skip_bad,
+                           two_bit=two_bit, **kw)
 
 
 def check_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:

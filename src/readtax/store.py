@@ -829,7 +829,7 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
     ctx = _CTX
     labeler = Labeler(ctx["scheme"], ctx["label_map"], skip_unknown=ctx["skip_unknown"],
                       skip_bad=ctx["skip_bad"])
-    reader = unit.reader(skip_bad=ctx["skip_bad"])
+    reader = unit.reader(skip_bad=ctx["skip_bad"], two_bit=True)
     buf = _RunBuffer(unit_no, ctx["tmp"], ctx["n_buckets"])
     res = _UnitResult([], None, np.zeros(0, np.int64), 0, {})
     kept = 0
