@@ -108,3 +108,42 @@ def test_interleave_is_bucket_major_and_resumable():
     assert (small[:size].tobytes(), rest) == (b"CY2b", 1)
     with pytest.raises(ValueError):
         _native.interleave(out, [f0, f1], [[np.array([0, 9, 9, 9], np.int64), b0[1]], b1], 0, 3)
+
+
+def test_split_batch_buckets_by_hash_then_class_rank():
+    from readtax.sampler import TAG_BUCKET, hash64
+
+    rng = np.random.default_rng(3)
+    n, nbk = 300, 7
+    cls = rng.integers(0, 9, n).astype(np.int64)
+    rank = rng.permutation(9).astype(np.int64)
+    lengths = rng.integers(0, 20, n).astype(np.int64)
+    rows_of = [rng.integers(0, 256, (int(x) + 3) // 4).astype(np.uint8) for x in lengths]
+    hdrs = [b"r%d" % i for i in range(n)]
+    packed = np.concatenate(rows_of)
+    headers = np.frombuffer(b"".join(hdrs), np.uint8)
+    hdr_off = np.concatenate([[0], np.cumsum([len(h) for h in hdrs])]).astype(np.int64)
+    key = int(hash64(5, TAG_BUCKET, 2)[0])
+    order = np.empty(n, np.int64)
+    u32 = np.empty((3, n), np.uint32)
+    rows, hdr = np.empty(len(packed), np.uint8), np.empty(len(headers), np.uint8)
+    bounds = np.empty((4, nbk + 1), np.int64)
+    _native.split_batch(key, 40, nbk, cls, rank, lengths, packed, headers, hdr_off, order,
+                        u32[0], u32[1], u32[2], rows, hdr, bounds)
+    # The buckets of sampler.hash64, sorted by (bucket, class rank), ties in input order.
+    bucket = (hash64(5, TAG_BUCKET, 2, np.arange(40, 40 + n, dtype=np.uint64))
+              % np.uint64(nbk)).astype(np.int64)
+    expect = np.lexsort((np.arange(n), rank[cls], bucket))
+    assert order.tolist() == expect.tolist()
+    assert u32[0].tolist() == cls[order].tolist() and u32[1].tolist() == lengths[order].tolist()
+    assert rows.tobytes() == b"".join(rows_of[i].tobytes() for i in order)
+    assert hdr.tobytes() == b"".join(hdrs[i] for i in order)
+    assert bounds[0].tolist() == np.searchsorted(bucket[order], np.arange(nbk + 1)).tolist()
+    assert bounds[3, -1] == lengths.sum() and bounds[1, -1] == len(packed)
+    # One bucket keeps the input order; class keys outside the rank table are an error.
+    _native.split_batch(key, 40, 1, cls, rank, lengths, packed, headers, hdr_off, order,
+                        u32[0], u32[1], u32[2], rows, hdr, bounds[:, :2].copy())
+    assert order.tolist() == list(range(n))
+    with pytest.raises(ValueError):
+        _native.split_batch(key, 40, nbk, cls + 9, rank, lengths, packed, headers, hdr_off,
+                            order, u32[0], u32[1], u32[2], rows, hdr, bounds)

@@ -1078,6 +1078,167 @@ done:
     return result;
 }
 
+/* split_batch(h0, k0, n_buckets, cls, rank, lengths, packed, hdr, hdr_off,
+ *             order, out_cls, out_len, out_hlen, out_packed, out_hdr, bounds)
+ *
+ * One pack batch spread over the shuffle buckets. Read i (i = 0..n-1, the k0 + i-th of its
+ * unit) goes to bucket splitmix64(h0 ^ (k0 + i)) % n_buckets, exactly as
+ * sampler.hash64(seed, TAG_BUCKET, unit, k) % n_buckets with h0 = hash64(seed, TAG_BUCKET,
+ * unit); within a bucket reads are sorted by rank[cls[i]] (by cls[i] when rank is empty),
+ * ties in input order. With one bucket the order is the input order.
+ *
+ * Outputs, in that order: order[j] (int64) the input index of output read j; its class key,
+ * length and header length (uint32); its 2-bit row ((length + 3) // 4 bytes of packed, rows
+ * back to back) and header (hdr[hdr_off[i]:hdr_off[i+1]]) concatenated; and bounds
+ * (int64, 4 x (n_buckets + 1)): where each bucket starts in reads, row bytes, header bytes
+ * and bases. Replaces an argsort and a dozen gathers per batch with two counting passes.
+ */
+static PyObject *split_batch(PyObject *self, PyObject *args) {
+    unsigned long long h0;
+    long long k0;
+    Py_ssize_t nbk;
+    Py_buffer cb, rb, lb, pb, hb, hob, ob, ocb, olb, ohb, opb, ohdb, bb;
+    if (!PyArg_ParseTuple(args, "KLny*y*y*y*y*y*w*w*w*w*w*w*w*", &h0, &k0, &nbk, &cb, &rb, &lb,
+                          &pb, &hb, &hob, &ob, &ocb, &olb, &ohb, &opb, &ohdb, &bb))
+        return NULL;
+    PyObject *result = NULL;
+    uint32_t *bucket = NULL;
+    int64_t *tmp = NULL, *count = NULL, *row_start = NULL;
+    Py_ssize_t n = cb.len / 8, nrank = rb.len / 8;
+    if (nbk < 1 || check_buffer(&lb, n, 8, "lengths") || check_buffer(&hob, n + 1, 8, "hdr_off") ||
+        check_buffer(&ob, n, 8, "order") || check_buffer(&ocb, n, 4, "out_cls") ||
+        check_buffer(&olb, n, 4, "out_len") || check_buffer(&ohb, n, 4, "out_hlen") ||
+        check_buffer(&bb, 4 * (nbk + 1), 8, "bounds"))
+        goto done;
+    const int64_t *cls = (const int64_t *)cb.buf, *rank = (const int64_t *)rb.buf,
+                  *len = (const int64_t *)lb.buf, *hoff = (const int64_t *)hob.buf;
+    int64_t *order = (int64_t *)ob.buf, *bounds = (int64_t *)bb.buf;
+    /* Keys and row offsets, checked. */
+    int64_t nkey = 0, rows = 0;
+    row_start = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+    bucket = PyMem_Malloc((size_t)(n + 1) * sizeof(uint32_t));
+    if (!row_start || !bucket) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t c = cls[i];
+        if (c < 0 || (nrank && c >= nrank) || len[i] < 0 || len[i] > UINT32_MAX ||
+            hoff[i] < 0 || hoff[i + 1] < hoff[i] || hoff[i + 1] > hb.len ||
+            hoff[i + 1] - hoff[i] > UINT32_MAX || c > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "split_batch: read fields out of range");
+            goto done;
+        }
+        int64_t k = nrank ? rank[c] : c;
+        if (k < 0) {
+            PyErr_SetString(PyExc_ValueError, "split_batch: negative class rank");
+            goto done;
+        }
+        if (k + 1 > nkey)
+            nkey = k + 1;
+        row_start[i] = rows;
+        rows += (len[i] + 3) >> 2;
+        uint64_t z = (h0 ^ (uint64_t)(k0 + i)) + 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        bucket[i] = (uint32_t)(z % (uint64_t)nbk);
+    }
+    row_start[n] = rows;
+    if (nkey > (1 << 28)) { /* counting bins; class keys are indices into a label map */
+        PyErr_SetString(PyExc_ValueError, "split_batch: class keys too large");
+        goto done;
+    }
+    if (rows > pb.len || rows > opb.len || hoff[n] > ohdb.len) {
+        PyErr_SetString(PyExc_ValueError, "split_batch: row or header buffers too small");
+        goto done;
+    }
+    /* Counting sorts, least significant key first: by class rank, then (stably) by bucket. */
+    if (nbk == 1) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            order[i] = i;
+    } else {
+        Py_ssize_t bins = nkey > nbk ? nkey : nbk;
+        tmp = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+        count = PyMem_Calloc((size_t)bins + 1, sizeof(int64_t));
+        if (!tmp || !count) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            count[(nrank ? rank[cls[i]] : cls[i]) + 1]++;
+        for (Py_ssize_t k = 0; k < nkey; k++)
+            count[k + 1] += count[k];
+        for (Py_ssize_t i = 0; i < n; i++)
+            tmp[count[nrank ? rank[cls[i]] : cls[i]]++] = i;
+        memset(count, 0, ((size_t)bins + 1) * sizeof(int64_t));
+        for (Py_ssize_t i = 0; i < n; i++)
+            count[bucket[i] + 1]++;
+        for (Py_ssize_t b = 0; b < nbk; b++)
+            count[b + 1] += count[b];
+        for (Py_ssize_t j = 0; j < n; j++)
+            order[count[bucket[tmp[j]]]++] = tmp[j];
+    }
+    /* Gather in the new order; bucket starts along the way. */
+    const uint8_t *src = (const uint8_t *)pb.buf, *hsrc = (const uint8_t *)hb.buf;
+    uint8_t *dst = (uint8_t *)opb.buf, *hdst = (uint8_t *)ohdb.buf;
+    uint32_t *ocls = (uint32_t *)ocb.buf, *olen = (uint32_t *)olb.buf, *ohl = (uint32_t *)ohb.buf;
+    int64_t *b_reads = bounds, *b_rows = bounds + (nbk + 1), *b_hdr = bounds + 2 * (nbk + 1),
+            *b_bases = bounds + 3 * (nbk + 1);
+    int64_t w = 0, hw = 0, bases = 0;
+    Py_ssize_t cur = 0; /* buckets whose start is recorded */
+    for (Py_ssize_t j = 0; j < n; j++) {
+        int64_t i = order[j];
+        for (; cur <= (Py_ssize_t)bucket[i]; cur++) {
+            b_reads[cur] = j;
+            b_rows[cur] = w;
+            b_hdr[cur] = hw;
+            b_bases[cur] = bases;
+        }
+        if (j + PREFETCH < n) {
+            int64_t a = order[j + PREFETCH];
+            __builtin_prefetch(src + row_start[a]);
+            __builtin_prefetch(hsrc + hoff[a]);
+        }
+        int64_t nb = row_start[i + 1] - row_start[i], hl = hoff[i + 1] - hoff[i];
+        memcpy(dst + w, src + row_start[i], (size_t)nb);
+        memcpy(hdst + hw, hsrc + hoff[i], (size_t)hl);
+        w += nb;
+        hw += hl;
+        bases += len[i];
+        ocls[j] = (uint32_t)cls[i];
+        olen[j] = (uint32_t)len[i];
+        ohl[j] = (uint32_t)hl;
+    }
+    for (; cur <= nbk; cur++) {
+        b_reads[cur] = n;
+        b_rows[cur] = w;
+        b_hdr[cur] = hw;
+        b_bases[cur] = bases;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(bucket);
+    PyMem_Free(tmp);
+    PyMem_Free(count);
+    PyMem_Free(row_start);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&hb);
+    PyBuffer_Release(&hob);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&ocb);
+    PyBuffer_Release(&olb);
+    PyBuffer_Release(&ohb);
+    PyBuffer_Release(&opb);
+    PyBuffer_Release(&ohdb);
+    PyBuffer_Release(&bb);
+    return result;
+}
+
 /* interleave(out, pieces, bounds, first, last, reverse) -> (bytes written, rest)
  *
  * Bucket-major assembly of a pack run file: pieces[f][k] is field f's data from batch k and
@@ -1196,6 +1357,7 @@ static PyMethodDef methods[] = {
     {"repack_2bit", repack_2bit, METH_VARARGS, "Join byte-aligned 2-bit reads into one stream."},
     {"front_code", front_code, METH_VARARGS, "Front-code a block of ids."},
     {"feistel", feistel, METH_VARARGS, "Keyed Feistel permutation with cycle-walking."},
+    {"split_batch", split_batch, METH_VARARGS, "Spread a pack batch over the buckets."},
     {"interleave", interleave, METH_VARARGS, "Assemble a bucket-major run file."},
     {NULL, NULL, 0, NULL},
 };

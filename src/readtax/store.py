@@ -719,45 +719,52 @@ class _RunBuffer:
         self.table = np.zeros((self.n_buckets, _COLS), np.int64)
         self.nbytes = 0
 
-    def add(self, cls, lengths, packed: Records, headers: Records, runs, bucket,
+    def add(self, cls: np.ndarray, lengths: np.ndarray, packed: np.ndarray,
+            headers: np.ndarray, header_offsets: np.ndarray, runs, bucket_key: int, first: int,
             class_rank: np.ndarray | None = None) -> None:
-        """Add a batch; ``class_rank[key]`` orders the class keys as the final label map
-        will (None: the keys are final class indices already)."""
+        """Add a batch: its class keys, lengths, 2-bit rows (one per read, back to back),
+        headers, N runs and (``bucket_key``, ``first``) the hash of its unit and the number
+        of its first read there, which place each read in a bucket. ``class_rank[key]``
+        orders the class keys as the final label map will (None: the keys are final class
+        indices already)."""
         nbk = self.n_buckets
+        m = len(cls)
+        order = np.empty(m, np.int64)
+        u32 = np.empty((3, m), np.uint32)  # class keys, lengths, header lengths
+        rows = np.empty(len(packed), np.uint8)
+        hdr = np.empty(len(headers), np.uint8)
+        bounds = np.empty((4, nbk + 1), np.int64)  # reads, row bytes, header bytes, bases
+        rank = np.zeros(0, np.int64) if class_rank is None or nbk == 1 else class_rank
+        _native.split_batch(bucket_key, first, nbk, np.ascontiguousarray(cls, np.int64), rank,
+                            np.ascontiguousarray(lengths, np.int64), packed, headers,
+                            np.ascontiguousarray(header_offsets, np.int64), order, u32[0],
+                            u32[1], u32[2], rows, hdr, bounds)
         rr, rs, rl = runs
-        if nbk > 1:
-            order = _bucket_class_order(bucket, cls if class_rank is None else class_rank[cls])
-            bucket = bucket[order]
-            cls, lengths = cls[order], lengths[order]
-            packed, headers = packed.take(order), headers.take(order)
-            if len(rr):
-                # N runs follow their reads to their new positions, in that order (which
-                # groups them by bucket; a stable sort keeps each read's runs in order).
-                rank = np.empty_like(order)
-                rank[order] = np.arange(len(order))
-                rr = rank[rr.astype(np.int64)]
-                rorder = np.argsort(rr, kind="stable")
-                rr, rs, rl = rr[rorder], rs[rorder], rl[rorder]
-        buckets = np.arange(nbk + 1)
-        bounds = np.searchsorted(bucket, buckets)
-        run_bucket = bucket[rr].astype(np.int64) if len(rr) else np.zeros(0, np.int64)
-        run_bounds = np.searchsorted(run_bucket, buckets)
         if len(rr):
-            # A run's read number counts from the first read of its bucket's section.
-            rr = np.asarray(rr, np.int64) - bounds[run_bucket] + self.table[run_bucket, 0]
-        pk_off = _exclusive_cumsum(packed.row_bytes())[bounds]
-        hd_off = _exclusive_cumsum(headers.lengths)[bounds]
-        bases = _exclusive_cumsum(lengths)[bounds]
-        rec, run = 4 * bounds, 4 * run_bounds
-        data = (cls.astype(np.uint32), lengths.astype(np.uint32),
-                headers.lengths.astype(np.uint32), np.asarray(rr, np.uint32),
-                np.asarray(rs, np.uint32), np.asarray(rl, np.uint32), packed.flat, headers.flat)
-        for f, (arr, off) in enumerate(zip(data, (rec, rec, rec, run, run, run, pk_off, hd_off))):
-            self.parts[f].append(np.ascontiguousarray(arr))
-            self.bounds[f].append(np.ascontiguousarray(off, np.int64))
-        self.table += np.stack([np.diff(bounds), np.diff(run_bounds), np.diff(pk_off),
-                                np.diff(hd_off), np.diff(bases)], axis=1)
-        self.nbytes += int(bases[-1] + hd_off[-1])
+            # N runs follow their reads to their new positions, in that order (which groups
+            # them by bucket; a stable sort keeps each read's runs in order), and a run's read
+            # number counts from the first read of its bucket's section.
+            pos = np.empty(m, np.int64)
+            pos[order] = np.arange(m)
+            rr = pos[np.asarray(rr, np.int64)]
+            rorder = np.argsort(rr, kind="stable")
+            rr, rs, rl = rr[rorder], rs[rorder], rl[rorder]
+            run_bucket = np.searchsorted(bounds[0], rr, side="right") - 1
+            rr = rr - bounds[0][run_bucket] + self.table[run_bucket, 0]
+        else:
+            run_bucket = np.zeros(0, np.int64)
+        run_bounds = np.searchsorted(run_bucket, np.arange(nbk + 1))
+        rec, run = 4 * bounds[0], 4 * run_bounds
+        data = (u32[0], u32[1], u32[2], np.asarray(rr, np.uint32), np.asarray(rs, np.uint32),
+                np.asarray(rl, np.uint32), rows, hdr)
+        for f, (arr, off) in enumerate(zip(data, (rec, rec, rec, run, run, run, bounds[1],
+                                                  bounds[2]))):
+            self.parts[f].append(arr)
+            self.bounds[f].append(np.ascontiguousarray(off))
+        self.table[:, 0] += np.diff(bounds[0])
+        self.table[:, 1] += np.diff(run_bounds)
+        self.table[:, 2:] += np.diff(bounds[1:], axis=1).T
+        self.nbytes += int(bounds[3, -1] + bounds[2, -1])
 
     def flush(self) -> None:
         if not self.table[:, 0].any():
@@ -792,18 +799,6 @@ def _section_start(total: np.ndarray, above: np.ndarray) -> np.ndarray:
     return _section_bytes(total) - _section_bytes(above)
 
 
-def _bucket_class_order(bucket: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Reads by bucket, then by class, ties in input order.
-
-    Within a bucket's part of a batch the reads are in class order, the order pass 2 gathers
-    ids in: its gathers then walk each part forward instead of jumping across the bucket.
-    """
-    if len(key) and int(key.max()) < 65536:
-        key = key.astype(np.uint16)  # 16-bit keys sort by radix
-    order = np.argsort(key, kind="stable")
-    return order[np.argsort(bucket[order], kind="stable")]
-
-
 def _write_all(fd: int, bufs: list[memoryview]) -> None:
     """Write the buffers in order with as few gathered writes as the system allows."""
     limit = getattr(os, "IOV_MAX", 1024) if hasattr(os, "writev") else 1
@@ -831,6 +826,8 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
                       skip_bad=ctx["skip_bad"])
     reader = unit.reader(skip_bad=ctx["skip_bad"], two_bit=True)
     buf = _RunBuffer(unit_no, ctx["tmp"], ctx["n_buckets"])
+    # Read k of the unit goes to bucket hash64(seed, TAG_BUCKET, unit, k) % buckets.
+    bucket_key = int(hash64(ctx["seed"], TAG_BUCKET, unit_no)[0])
     res = _UnitResult([], None, np.zeros(0, np.int64), 0, {})
     kept = 0
     hist = np.zeros(0, np.int64)
@@ -849,17 +846,9 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
             n_count = 0
         else:
             rr, rs, rl, n_count = _n_runs(batch.seq, batch.seq_offsets)
-        packed = batch.two_bit()
-        if ctx["n_buckets"] > 1:
-            h = hash64(ctx["seed"], TAG_BUCKET, unit_no, np.arange(kept, kept + m, dtype=np.uint64))
-            bucket = (h % np.uint64(ctx["n_buckets"])).astype(np.uint16 if ctx["n_buckets"] < 65536
-                                                             else np.uint32)
-        else:
-            bucket = np.zeros(m, np.uint16)
+        buf.add(cls, lengths, batch.two_bit(), batch.headers, batch.header_offsets,
+                (rr, rs, rl), bucket_key, kept, labeler.class_rank())
         kept += m
-        buf.add(cls, lengths, Records(lengths, packed, packed=True),
-                Records(np.diff(batch.header_offsets), batch.headers), (rr, rs, rl), bucket,
-                labeler.class_rank())
         _accumulate(res, lengths, n_count)
         c = np.bincount(cls)
         if len(c) > len(class_counts):
