@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import csv
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -437,7 +438,9 @@ class Labeler:
         """The classes seen so far as a map, in first-appearance index order."""
         keys = list(self._found)
         if self.scheme.numeric:
-            return LabelMap(np.array(keys, dtype=np.int64), [str(k) for k in keys],
-                            np.array([self._found_tax.get(k, -1) for k in keys], dtype=np.int64))
+            tax = self._found_tax
+            return LabelMap(np.array(keys, dtype=np.int64), list(map(str, keys)),
+                            np.fromiter(map(tax.get, keys, itertools.repeat(-1)), np.int64,
+                                        count=len(keys)))
         return LabelMap(np.arange(len(keys), dtype=np.int64), [str(k) for k in keys],
                         np.full(len(keys), -1, dtype=np.int64))

@@ -1212,8 +1212,11 @@ class _Pass1:
         self.runs: list[tuple[str, int]] = []  # (path, unit) per run
         self.cum_file = open(runs_dir / "cum.i64", "wb")  # noqa: SIM115 - closed in finish()
         self.sizes = np.zeros((n_buckets, _COLS), np.int64)  # per bucket (or per run, see below)
-        self.tax: dict = {}  # class key -> tax id
-        self.key_counts: dict = {}  # class key -> reads (no mapping)
+        # Without a mapping: the classes found so far (sorted), their tax ids (as first seen)
+        # and reads; kept as arrays, since every unit of a full-size input finds thousands.
+        self.keys = np.zeros(0, np.int64 if scheme.numeric else object)
+        self.key_tax = np.zeros(0, np.int64)
+        self.key_counts = np.zeros(0, np.int64)
         self.class_counts = np.zeros(0 if mapping is None else len(mapping), np.int64)
         self.units = 0
         self.reads = self.bases = self.non_acgt = self.skipped = 0
@@ -1228,14 +1231,12 @@ class _Pass1:
             self.cum_file.write(np.ascontiguousarray(run.cum, np.int64).tobytes())
             self.sizes += np.diff(run.cum, axis=0)
         if res.keys is not None:
-            keys = (res.keys.class_ids.tolist() if self.scheme.numeric else list(res.keys.names))
-            for k, t, c in zip(keys, res.keys.tax_ids.tolist(), res.counts.tolist()):
-                self.tax.setdefault(k, t)
-                self.key_counts[k] = self.key_counts.get(k, 0) + c
+            self._merge_keys(res.keys, res.counts)
             if self.scheme.numeric:
                 np.save(self.dir / f"u{unit:06d}.keys.npy", res.keys.class_ids)
             else:
-                (self.dir / f"u{unit:06d}.keys.json").write_text(json.dumps(keys), "utf-8")
+                (self.dir / f"u{unit:06d}.keys.json").write_text(json.dumps(list(res.keys.names)),
+                                                                  "utf-8")
         elif len(res.counts):
             self.class_counts[: len(res.counts)] += res.counts
         self.units = max(self.units, unit + 1)
@@ -1252,16 +1253,28 @@ class _Pass1:
         for k, v in res.skipped_bad.items():
             self.skipped_bad[k] = self.skipped_bad.get(k, 0) + v
 
+    def _merge_keys(self, found: LabelMap, counts: np.ndarray) -> None:
+        """Fold a unit's classes in: the tax id first seen for a class stays (earlier units
+        come first in the concatenation), reads add up."""
+        numeric = self.scheme.numeric
+        keys = np.concatenate([self.keys, found.class_ids if numeric
+                               else np.array(found.names, dtype=object)])
+        tax = np.concatenate([self.key_tax, found.tax_ids])
+        c = np.concatenate([self.key_counts, np.asarray(counts, np.int64)[: len(found)]])
+        self.keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        self.key_tax = tax[first]
+        self.key_counts = np.zeros(len(self.keys), np.int64)
+        np.add.at(self.key_counts, inverse, c)
+
     def label_map(self) -> LabelMap:
         """The mapping, or the classes discovered by all units, sorted by class id (or by name
         for named labels)."""
         if self.mapping is not None:
             return self.mapping
-        keys = sorted(self.tax)
         if self.scheme.numeric:
-            return LabelMap(np.array(keys, np.int64), [str(i) for i in keys],
-                            np.array([self.tax[k] for k in keys], np.int64))
-        return LabelMap(np.arange(len(keys), dtype=np.int64), keys, np.full(len(keys), -1, np.int64))
+            return LabelMap(self.keys, [str(i) for i in self.keys.tolist()], self.key_tax)
+        return LabelMap(np.arange(len(self.keys), dtype=np.int64), list(self.keys),
+                        np.full(len(self.keys), -1, np.int64))
 
     def finish(self, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
         """Class counts in ``label_map`` order; writes ``luts.i32`` and returns its offsets."""
@@ -1270,9 +1283,7 @@ class _Pass1:
         if self.mapping is not None:
             return self.class_counts, offsets
         counts = np.zeros(len(label_map), np.int64)
-        keys = list(self.key_counts)
-        dtype = np.int64 if self.scheme.numeric else object
-        counts[label_map.index(np.array(keys, dtype=dtype))] = list(self.key_counts.values())
+        counts[label_map.index(self.keys)] = self.key_counts
         with open(self.dir / "luts.i32", "wb") as out:
             for u in range(self.units):
                 lut = np.zeros(0, np.int32)
@@ -1453,13 +1464,21 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
         "inputs": [{"path": Path(p).name, "size": os.path.getsize(p)} for p in paths],
         "files": files,
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n",
-                                       encoding="utf-8")
+    (tmp / "manifest.json").write_text(_manifest_text(manifest), encoding="utf-8")
     size = sum(f["size"] for f in files.values())
     log.info("packed %d reads of %d classes into %s: %.1f bytes per read", n, n_classes, out,
              size / n)
     report_skipped(skipped, skipped_bad)
     return manifest
+
+
+def _manifest_text(manifest: dict) -> str:
+    """The manifest as JSON, one top-level key per line. Each value is encoded compactly by
+    the C encoder: json's indenting encoder is pure Python, and the label map and class
+    counts of a full-size store have thousands of entries each."""
+    lines = [f"{json.dumps(k)}: {json.dumps(manifest[k], sort_keys=True)}"
+             for k in sorted(manifest)]
+    return "{\n " + ",\n ".join(lines) + "\n}\n"
 
 
 def _merge_hist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
