@@ -134,6 +134,22 @@ static inline void pack_piece(packer *pk, const uint8_t *restrict s, Py_ssize_t 
             t = 0;
         }
     }
+#if defined(__SSE2__)
+    /* Sixteen bases per step: the word trick below on four 32-bit lanes, then the lanes'
+     * low bytes packed together. */
+    const __m128i m3 = _mm_set1_epi8(3), m15 = _mm_set1_epi16(0x0F),
+                  m255 = _mm_set1_epi32(0xFF);
+    for (; i + 16 <= len; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+        x = _mm_and_si128(_mm_srli_epi16(x, 1), m3);
+        x = _mm_and_si128(_mm_or_si128(x, _mm_srli_epi16(x, 6)), m15);
+        x = _mm_and_si128(_mm_or_si128(x, _mm_srli_epi32(x, 12)), m255);
+        x = _mm_packus_epi16(_mm_packs_epi32(x, x), x);
+        int32_t v = _mm_cvtsi128_si32(x);
+        memcpy(o, &v, 4);
+        o += 4;
+    }
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     /* Eight bases per step as one 64-bit word: codes into bits 0-1 of each byte, then pairs
      * of bytes and pairs of pairs merged into bytes 0 and 4. */
