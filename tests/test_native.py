@@ -88,26 +88,22 @@ def test_feistel_kernel_equals_the_numpy_network(n):
     assert sorted(permute(x, n, 5).tolist()) == list(range(n))
 
 
-def test_interleave_is_bucket_major_and_resumable():
-    # Two fields from two batches, three buckets: bucket, then field, then batch.
+def test_write_parts_is_bucket_major_last_bucket_first(tmp_path):
+    # Two fields from two batches, three buckets: bucket (last first), then field, then batch.
     f0 = [np.frombuffer(b"AAbC", np.uint8), np.frombuffer(b"xY", np.uint8)]
     b0 = [np.array([0, 2, 3, 4], np.int64), np.array([0, 1, 1, 2], np.int64)]
     f1 = [np.frombuffer(b"12", np.uint8), np.frombuffer(b"", np.uint8)]
     b1 = [np.array([0, 1, 1, 2], np.int64), np.array([0, 0, 0, 0], np.int64)]
-    out = np.empty(16, np.uint8)
-    size, nxt = _native.interleave(out, [f0, f1], [b0, b1], 0, 3)
-    assert (out[:size].tobytes(), nxt) == (b"AAx1" + b"b" + b"CY2", 3)
-    # A small buffer stops before the bucket that does not fit; the caller resumes there.
-    small = np.empty(4, np.uint8)
-    size, nxt = _native.interleave(small, [f0, f1], [b0, b1], 0, 3)
-    assert (small[:size].tobytes(), nxt) == (b"AAx1", 1)
-    # Reverse: the last bucket first; what is left ends where it stopped.
-    size, rest = _native.interleave(out, [f0, f1], [b0, b1], 0, 3, True)
-    assert (out[:size].tobytes(), rest) == (b"CY2" + b"b" + b"AAx1", 0)
-    size, rest = _native.interleave(small, [f0, f1], [b0, b1], 0, 3, True)
-    assert (small[:size].tobytes(), rest) == (b"CY2b", 1)
-    with pytest.raises(ValueError):
-        _native.interleave(out, [f0, f1], [[np.array([0, 9, 9, 9], np.int64), b0[1]], b1], 0, 3)
+    path = tmp_path / "run"
+    with open(path, "wb") as fh:
+        assert _native.write_parts(fh.fileno(), [f0, f1], [b0, b1], 3) == 8
+    assert path.read_bytes() == b"CY2" + b"b" + b"AAx1"
+    # Bounds outside a piece, or a closed file: errors, not faults.
+    with open(path, "wb") as fh, pytest.raises(ValueError):
+        _native.write_parts(fh.fileno(), [f0, f1],
+                            [[np.array([0, 9, 9, 9], np.int64), b0[1]], b1], 3)
+    with pytest.raises(OSError):
+        _native.write_parts(-1, [f0, f1], [b0, b1], 3)
 
 
 def test_split_batch_buckets_by_hash_then_class_rank():

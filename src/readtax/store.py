@@ -695,14 +695,14 @@ def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
 class _RunBuffer:
     """Pass-1 reads of one unit, flushed to a run file grouped by bucket.
 
-    Each batch is sorted by bucket as it arrives (a small, cache-resident sort) and kept whole
-    with the offsets of its buckets' parts; a flush assembles the bucket-major file image in
-    compiled code (``_native.interleave``). No Python work per bucket: a full-size input has
+    Each batch is sorted by bucket, and by class within a bucket, as it arrives (a small,
+    cache-resident sort: ``_native.split_batch``) and kept whole with the offsets of its
+    buckets' parts; a flush writes the bucket-major file with gathered writes straight from
+    the parts (``_native.write_parts``). No Python work per bucket: a full-size input has
     about a thousand buckets.
     """
 
     FIELDS = ("cls", "len", "hlen", "rr", "rs", "rl", "packed", "hdr")
-    OUT_BYTES = 8 << 20  # the file image is assembled and written this much at a time
 
     def __init__(self, unit: int, tmp: Path, n_buckets: int) -> None:
         self.unit = unit
@@ -770,14 +770,9 @@ class _RunBuffer:
         if not self.table[:, 0].any():
             return
         path = self.tmp / f"u{self.unit:06d}-{len(self.runs):04d}.run"
-        per_bucket = 12 * self.table[:, 0] + 12 * self.table[:, 1] + self.table[:, 2] + self.table[:, 3]
-        out = np.empty(max(self.OUT_BYTES, int(per_bucket.max(initial=0))), np.uint8)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            rest = self.n_buckets
-            while rest > 0:  # last bucket first
-                size, rest = _native.interleave(out, self.parts, self.bounds, 0, rest, True)
-                _write_all(fd, [memoryview(out)[:size]])
+        try:  # gathered writes straight from the batches' parts, the last bucket first
+            _native.write_parts(fd, self.parts, self.bounds, self.n_buckets)
         finally:
             os.close(fd)
         cum = np.zeros((self.n_buckets + 1, _COLS), np.int64)
@@ -797,15 +792,6 @@ def _section_start(total: np.ndarray, above: np.ndarray) -> np.ndarray:
     buckets (``total``) and for the buckets up to and including it (``above``): after the
     sections of the buckets above it."""
     return _section_bytes(total) - _section_bytes(above)
-
-
-def _write_all(fd: int, bufs: list[memoryview]) -> None:
-    """Write the buffers in order with as few gathered writes as the system allows."""
-    limit = getattr(os, "IOV_MAX", 1024) if hasattr(os, "writev") else 1
-    while bufs:
-        batch = bufs[:limit]
-        done = os.writev(fd, batch) if limit > 1 else os.write(fd, batch[0])
-        _advance(bufs, done)  # a short write leaves part of the batch
 
 
 def _advance(bufs: list[memoryview], n: int) -> None:
