@@ -143,3 +143,22 @@ def test_split_batch_buckets_by_hash_then_class_rank():
     with pytest.raises(ValueError):
         _native.split_batch(key, 40, nbk, cls + 9, rank, lengths, packed, headers, hdr_off,
                             order, u32[0], u32[1], u32[2], rows, hdr, bounds)
+
+
+def test_bucket_layout_equals_argsort_and_permute():
+    from readtax.sampler import feistel_params
+
+    rng = np.random.default_rng(4)
+    for m in (1, 2, 17, 1000):
+        cls = rng.integers(0, 5, m).astype(np.int64)
+        by_class, src = np.empty(m, np.int64), np.empty(m, np.int64)
+        keys, a, b = feistel_params(m, 987654321)
+        _native.bucket_layout(cls, 5, keys, a, b, by_class, src)
+        expect = np.argsort(cls, kind="stable")
+        assert by_class.tolist() == expect.tolist()
+        rank = permute(np.arange(m), m, 987654321, inverse=True)
+        assert src.tolist() == expect[rank].tolist()
+        _native.bucket_layout(cls, 5, np.zeros(0, np.uint64), 1, m, by_class, src)
+        assert src.tolist() == list(range(m))
+    with pytest.raises(ValueError):
+        _native.bucket_layout(cls, 4, keys, a, b, by_class, src)  # class 4 is outside

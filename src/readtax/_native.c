@@ -1258,6 +1258,69 @@ done:
     return result;
 }
 
+/* bucket_layout(cls, n_classes, keys, a, b, by_class, src)
+ *
+ * The two orders of a pack bucket of m reads with class indices cls (int64): by_class (int64)
+ * lists the reads by class, ties in input order (a counting sort), and src[s] (int64) is
+ * the read at physical slot s: the read of class-order rank feistel^-1(s) (keys, a, b as
+ * sampler.permute; its inverse with cycle-walking). No keys: src is the input order.
+ */
+static PyObject *bucket_layout(PyObject *self, PyObject *args) {
+    Py_buffer cb, kb, bcb, sb;
+    Py_ssize_t n_classes;
+    unsigned long long a, b;
+    if (!PyArg_ParseTuple(args, "y*ny*KKw*w*", &cb, &n_classes, &kb, &a, &b, &bcb, &sb))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *count = NULL;
+    Py_ssize_t m = cb.len / 8;
+    int rounds = (int)(kb.len / 8);
+    if (check_buffer(&bcb, m, 8, "by_class") || check_buffer(&sb, m, 8, "src"))
+        goto done;
+    if (n_classes < 0 || (rounds && (a == 0 || b == 0 || a * b < (unsigned long long)m))) {
+        PyErr_SetString(PyExc_ValueError, "bucket_layout: bad classes or radices");
+        goto done;
+    }
+    const int64_t *cls = (const int64_t *)cb.buf;
+    const uint64_t *keys = (const uint64_t *)kb.buf;
+    int64_t *by_class = (int64_t *)bcb.buf, *src = (int64_t *)sb.buf;
+    count = PyMem_Calloc((size_t)n_classes + 1, sizeof(int64_t));
+    if (!count) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (cls[i] < 0 || cls[i] >= n_classes) {
+            PyErr_SetString(PyExc_ValueError, "bucket_layout: class index out of range");
+            goto done;
+        }
+        count[cls[i] + 1]++;
+    }
+    for (Py_ssize_t c = 0; c < n_classes; c++)
+        count[c + 1] += count[c];
+    for (Py_ssize_t i = 0; i < m; i++)
+        by_class[count[cls[i]]++] = i;
+    for (Py_ssize_t s = 0; s < m; s++) {
+        if (!rounds) {
+            src[s] = s;
+            continue;
+        }
+        uint64_t y = feistel_once((uint64_t)s, a, b, keys, rounds, 1);
+        while (y >= (uint64_t)m)
+            y = feistel_once(y, a, b, keys, rounds, 1);
+        src[s] = by_class[y];
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(count);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&bcb);
+    PyBuffer_Release(&sb);
+    return result;
+}
+
 /* write_parts(fd, pieces, bounds, buckets) -> bytes written
  *
  * Writes a bucket-major pack run file, the last bucket first: pieces[f][k] is field f's data
@@ -1397,6 +1460,7 @@ static PyMethodDef methods[] = {
     {"repack_2bit", repack_2bit, METH_VARARGS, "Join byte-aligned 2-bit reads into one stream."},
     {"front_code", front_code, METH_VARARGS, "Front-code a block of ids."},
     {"feistel", feistel, METH_VARARGS, "Keyed Feistel permutation with cycle-walking."},
+    {"bucket_layout", bucket_layout, METH_VARARGS, "Class order and physical order of a bucket."},
     {"write_parts", write_parts, METH_VARARGS, "Write a bucket-major run file from its parts."},
     {"split_batch", split_batch, METH_VARARGS, "Spread a pack batch over the buckets."},
     {NULL, NULL, 0, NULL},

@@ -186,7 +186,8 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
     a, b = _radices(nn)
     if scalar:  # one permutation: the compiled loop, identical arithmetic
         y = np.empty(len(x), np.int64)
-        _native.feistel(x, int(nn), np.array(keys, np.uint64), int(a), int(b), inverse, y)
+        keys, a, b = feistel_params(int(nn), kk, rounds)
+        _native.feistel(x, int(nn), keys, a, b, inverse, y)
         return y.reshape(shape)
     y = _feistel(x, a, b, keys, inverse)
     todo = np.flatnonzero(y >= nn)
@@ -200,6 +201,15 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
             y[todo] = z
             todo = todo[z >= nn[todo]]
     return y.astype(np.int64).reshape(shape)
+
+
+def feistel_params(n: int, key: int, rounds: int = ROUNDS) -> tuple[np.ndarray, int, int]:
+    """Round keys and radices of :func:`permute` over ``[0, n)`` with ``key``, for the
+    compiled loops (``_native.feistel``, ``_native.bucket_layout``)."""
+    keys = np.array([splitmix_int((key & _MASK64) ^ (0x100 + r)) for r in range(rounds)],
+                    np.uint64)
+    a, b = _radices(n)
+    return keys, int(a), int(b)
 
 
 def epoch_key(seed: int, epoch: int) -> int:

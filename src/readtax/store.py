@@ -90,7 +90,7 @@ from .parallel import (
     map_units_progress,
 )
 from .progress import Progress
-from .sampler import TAG_BUCKET, TAG_LAYOUT, hash64, permute
+from .sampler import TAG_BUCKET, TAG_LAYOUT, feistel_params, hash64, permute
 
 log = logging.getLogger("readtax.store")
 
@@ -981,18 +981,18 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     m = len(cls)
     lengths = d["len"].astype(np.int64)
     n_classes = ctx["n_classes"]
-    key_dtype = np.uint16 if n_classes < 65536 else np.uint32
-    by_class = np.argsort(cls.astype(key_dtype), kind="stable")
+    # by_class: the records in class order; src[s]: the record at physical slot s (shuffled:
+    # the class-order rank permute^-1(s); else the input order).
+    by_class, src = np.empty(m, np.int64), np.empty(m, np.int64)
     if ctx["shuffle"]:
-        layout_key = hash64(ctx["seed"], TAG_LAYOUT, j)[0]
-        rank_of_slot = permute(np.arange(m, dtype=np.int64), m, layout_key, inverse=True)
-        src = by_class[rank_of_slot]  # physical slot -> record (input order within bucket)
-        id_src = by_class
-        order = None
+        keys, a, b_ = feistel_params(m, int(hash64(ctx["seed"], TAG_LAYOUT, j)[0]))
     else:
-        src = np.arange(m, dtype=np.int64)
-        id_src = src
-        order = by_class.astype(np.uint32)
+        keys, a, b_ = np.zeros(0, np.uint64), 1, max(m, 1)
+    _native.bucket_layout(cls, n_classes, keys, a, b_, by_class, src)
+    if ctx["shuffle"]:
+        id_src, order = by_class, None
+    else:
+        id_src, order = src, by_class.astype(np.uint32)
     lp = lengths[src]
     local_off = np.zeros(m + 1, np.int64)
     np.cumsum(lp, out=local_off[1:])
