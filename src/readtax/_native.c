@@ -1060,6 +1060,63 @@ static inline uint64_t feistel_once(uint64_t x, uint64_t a, uint64_t b, const ui
     return left * b + right;
 }
 
+/* LANES elements through feistel_once's network in lockstep. One element's rounds form a
+ * chain of dependent multiplies; independent chains side by side keep the multiplier busy
+ * (four or eight lanes: about twice the throughput of one element at a time). Same
+ * arithmetic, same results. */
+#define LANES 8
+static inline void feistel_lanes(const uint64_t *x, uint64_t a, uint64_t b,
+                                 const uint64_t *keys, int rounds, int inverse, uint64_t *y) {
+    uint64_t l[LANES], r[LANES], ma = a, mb = b, t;
+    for (int k = 0; k < LANES; k++) {
+        if (x[k] >> 32 == 0 && b >> 32 == 0) {
+            l[k] = (uint32_t)x[k] / (uint32_t)b;
+            r[k] = (uint32_t)x[k] % (uint32_t)b;
+        } else {
+            l[k] = x[k] / b;
+            r[k] = x[k] % b;
+        }
+    }
+    if (!inverse) {
+        for (int q = 0; q < rounds; q++) {
+            for (int k = 0; k < LANES; k++) {
+                uint64_t f = feistel_round(r[k], keys[q], ma) + l[k];
+                if (f >= ma)
+                    f -= ma;
+                l[k] = r[k];
+                r[k] = f;
+            }
+            t = ma; ma = mb; mb = t;
+        }
+    } else {
+        for (int q = rounds - 1; q >= 0; q--) {
+            for (int k = 0; k < LANES; k++) {
+                uint64_t f = r[k] + mb - feistel_round(l[k], keys[q], mb);
+                if (f >= mb)
+                    f -= mb;
+                r[k] = l[k];
+                l[k] = f;
+            }
+            t = ma; ma = mb; mb = t;
+        }
+    }
+    for (int k = 0; k < LANES; k++)
+        y[k] = l[k] * b + r[k];
+}
+
+/* permute(x[i]) over [0, n) for i in [0, m): four at a time, cycle-walking one by one. */
+static void feistel_all(const uint64_t *x, Py_ssize_t m, uint64_t n, uint64_t a, uint64_t b,
+                        const uint64_t *keys, int rounds, int inverse, uint64_t *out) {
+    Py_ssize_t i = 0;
+    for (; i + LANES <= m; i += LANES)
+        feistel_lanes(x + i, a, b, keys, rounds, inverse, out + i);
+    for (; i < m; i++)
+        out[i] = feistel_once(x[i], a, b, keys, rounds, inverse);
+    for (i = 0; i < m; i++)
+        while (out[i] >= n)
+            out[i] = feistel_once(out[i], a, b, keys, rounds, inverse);
+}
+
 /* feistel(x, n, keys, a, b, inverse, out): out[i] = permute(x[i]) over [0, n). */
 static PyObject *feistel(PyObject *self, PyObject *args) {
     Py_buffer xb, kb, ob;
@@ -1077,17 +1134,12 @@ static PyObject *feistel(PyObject *self, PyObject *args) {
         goto done;
     }
     const uint64_t *x = (const uint64_t *)xb.buf, *keys = (const uint64_t *)kb.buf;
-    int64_t *out = (int64_t *)ob.buf;
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t i = 0; i < m; i++)
         if (x[i] >= n) {
             PyErr_SetString(PyExc_ValueError, "permute: values must lie in [0, n)");
             goto done;
         }
-        uint64_t y = feistel_once(x[i], a, b, keys, rounds, inverse);
-        while (y >= n)
-            y = feistel_once(y, a, b, keys, rounds, inverse);
-        out[i] = (int64_t)y;
-    }
+    feistel_all(x, m, n, a, b, keys, rounds, inverse, (uint64_t *)ob.buf);
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -1300,15 +1352,17 @@ static PyObject *bucket_layout(PyObject *self, PyObject *args) {
         count[c + 1] += count[c];
     for (Py_ssize_t i = 0; i < m; i++)
         by_class[count[cls[i]]++] = i;
-    for (Py_ssize_t s = 0; s < m; s++) {
-        if (!rounds) {
+    if (!rounds) {
+        for (Py_ssize_t s = 0; s < m; s++)
             src[s] = s;
-            continue;
-        }
-        uint64_t y = feistel_once((uint64_t)s, a, b, keys, rounds, 1);
-        while (y >= (uint64_t)m)
-            y = feistel_once(y, a, b, keys, rounds, 1);
-        src[s] = by_class[y];
+    } else {
+        /* src holds the slots, then their class-order ranks, then the reads. */
+        for (Py_ssize_t s = 0; s < m; s++)
+            src[s] = s;
+        feistel_all((const uint64_t *)src, m, (uint64_t)m, a, b, keys, rounds, 1,
+                    (uint64_t *)src);
+        for (Py_ssize_t s = 0; s < m; s++)
+            src[s] = by_class[src[s]];
     }
     result = Py_None;
     Py_INCREF(result);
