@@ -152,13 +152,19 @@ def test_bucket_layout_equals_argsort_and_permute():
     for m in (1, 2, 17, 1000):
         cls = rng.integers(0, 5, m).astype(np.int64)
         by_class, src = np.empty(m, np.int64), np.empty(m, np.int64)
+        lens = rng.integers(1, 300, m).astype(np.int64)
+        plen, pcls = np.empty(m, np.int64), np.empty(m, np.uint16)
         keys, a, b = feistel_params(m, 987654321)
-        _native.bucket_layout(cls, 5, keys, a, b, by_class, src)
+        _native.bucket_layout(cls, 5, keys, a, b, lens, by_class, src, plen, pcls)
         expect = np.argsort(cls, kind="stable")
         assert by_class.tolist() == expect.tolist()
         rank = permute(np.arange(m), m, 987654321, inverse=True)
         assert src.tolist() == expect[rank].tolist()
-        _native.bucket_layout(cls, 5, np.zeros(0, np.uint64), 1, m, by_class, src)
+        assert plen.tolist() == lens[src].tolist() and pcls.tolist() == cls[src].tolist()
+        wide = np.empty(m, np.uint32)  # 65,536 classes or more: uint32 class indices
+        _native.bucket_layout(cls, 5, keys, a, b, lens, by_class, src, plen, wide)
+        assert wide.tolist() == cls[src].tolist()
+        _native.bucket_layout(cls, 5, np.zeros(0, np.uint64), 1, m, lens, by_class, src, plen, pcls)
         assert src.tolist() == list(range(m))
     with pytest.raises(ValueError):
-        _native.bucket_layout(cls, 4, keys, a, b, by_class, src)  # class 4 is outside
+        _native.bucket_layout(cls, 4, keys, a, b, lens, by_class, src, plen, pcls)  # class 4

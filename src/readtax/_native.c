@@ -1310,25 +1310,35 @@ done:
     return result;
 }
 
-/* bucket_layout(cls, n_classes, keys, a, b, by_class, src)
+/* bucket_layout(cls, n_classes, keys, a, b, lengths, by_class, src, phys_len, phys_cls)
  *
  * The two orders of a pack bucket of m reads with class indices cls (int64): by_class (int64)
  * lists the reads by class, ties in input order (a counting sort), and src[s] (int64) is
  * the read at physical slot s: the read of class-order rank feistel^-1(s) (keys, a, b as
  * sampler.permute; its inverse with cycle-walking). No keys: src is the input order.
+ * Also the reads' lengths (int64) and classes (uint16, or uint32 when phys_cls holds 4 bytes
+ * per read) in physical order.
  */
 static PyObject *bucket_layout(PyObject *self, PyObject *args) {
-    Py_buffer cb, kb, bcb, sb;
+    Py_buffer cb, kb, lb, bcb, sb, plb, pcb;
     Py_ssize_t n_classes;
     unsigned long long a, b;
-    if (!PyArg_ParseTuple(args, "y*ny*KKw*w*", &cb, &n_classes, &kb, &a, &b, &bcb, &sb))
+    if (!PyArg_ParseTuple(args, "y*ny*KKy*w*w*w*w*", &cb, &n_classes, &kb, &a, &b, &lb, &bcb,
+                          &sb, &plb, &pcb))
         return NULL;
     PyObject *result = NULL;
     int64_t *count = NULL;
     Py_ssize_t m = cb.len / 8;
     int rounds = (int)(kb.len / 8);
-    if (check_buffer(&bcb, m, 8, "by_class") || check_buffer(&sb, m, 8, "src"))
+    if (check_buffer(&bcb, m, 8, "by_class") || check_buffer(&sb, m, 8, "src") ||
+        check_buffer(&lb, m, 8, "lengths") || check_buffer(&plb, m, 8, "phys_len") ||
+        check_buffer(&pcb, m, 2, "phys_cls"))
         goto done;
+    int wide = m > 0 && pcb.len >= 4 * m;
+    if (n_classes > (wide ? (Py_ssize_t)UINT32_MAX : 65535) + 1) {
+        PyErr_SetString(PyExc_ValueError, "bucket_layout: classes too many for phys_cls");
+        goto done;
+    }
     if (n_classes < 0 || (rounds && (a == 0 || b == 0 || a * b < (unsigned long long)m))) {
         PyErr_SetString(PyExc_ValueError, "bucket_layout: bad classes or radices");
         goto done;
@@ -1364,14 +1374,26 @@ static PyObject *bucket_layout(PyObject *self, PyObject *args) {
         for (Py_ssize_t s = 0; s < m; s++)
             src[s] = by_class[src[s]];
     }
+    const int64_t *len = (const int64_t *)lb.buf;
+    int64_t *plen = (int64_t *)plb.buf;
+    for (Py_ssize_t s = 0; s < m; s++) {
+        plen[s] = len[src[s]];
+        if (wide)
+            ((uint32_t *)pcb.buf)[s] = (uint32_t)cls[src[s]];
+        else
+            ((uint16_t *)pcb.buf)[s] = (uint16_t)cls[src[s]];
+    }
     result = Py_None;
     Py_INCREF(result);
 done:
     PyMem_Free(count);
     PyBuffer_Release(&cb);
     PyBuffer_Release(&kb);
+    PyBuffer_Release(&lb);
     PyBuffer_Release(&bcb);
     PyBuffer_Release(&sb);
+    PyBuffer_Release(&plb);
+    PyBuffer_Release(&pcb);
     return result;
 }
 

@@ -141,11 +141,15 @@ def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return two_bit_rows(seq, _exclusive_cumsum(np.asarray(lengths, np.int64)))
 
 
-def repack(reads: Records, order: np.ndarray, lead: int) -> np.ndarray:
+def repack(reads: Records, order: np.ndarray, lead: int, *,
+           lengths: np.ndarray | None = None) -> np.ndarray:
     """Byte-aligned 2-bit reads (``reads`` taken in ``order``; their ``lengths`` are bases) ->
-    one continuous 2-bit stream starting ``lead`` bases into its first byte."""
+    one continuous 2-bit stream starting ``lead`` bases into its first byte. ``lengths``:
+    the lengths in ``order``, when the caller has them."""
     order = np.ascontiguousarray(order, np.int64)
-    total = int(reads.lengths[order].sum()) if len(order) else 0
+    if lengths is None:
+        lengths = reads.lengths[order]
+    total = int(lengths.sum()) if len(order) else 0
     nbytes = -(-(lead + total) // 4)
     out = np.empty(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
     out[0] = 0  # the only byte the kernel reads before writing it
@@ -215,7 +219,8 @@ class Records:
 
     def __post_init__(self) -> None:
         self.lengths = np.asarray(self.lengths, np.int64)
-        self.starts = _exclusive_cumsum(self.row_bytes())[:-1]
+        self.offsets = _exclusive_cumsum(self.row_bytes())  # n + 1: starts, then the end
+        self.starts = self.offsets[:-1]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -232,19 +237,20 @@ class Records:
 
 
 
-def encode_ids(ids: Records, order: np.ndarray | None = None,
-               offsets: np.ndarray | None = None) -> bytes:
+def encode_ids(ids: Records, order: np.ndarray | None = None, *,
+               out: np.ndarray | None = None) -> bytes:
     """Compress a block of ids (header lines without newlines), taken in ``order``.
 
     Front coding: the block holds one byte per id with the length of the prefix it shares with
     the previous id (at most ``ID_PREFIX``), then each id's remaining suffix ended by a newline;
     zlib compresses the whole. Neighbouring ids in the id order share most of their prefix.
-    ``offsets`` (the ids' byte offsets in ``ids.flat``) spares recomputing them per block.
+    ``out``: a scratch buffer of at least two bytes per id plus the ids' bytes, reused by a
+    caller that encodes many blocks.
     """
     order = np.arange(len(ids), dtype=np.int64) if order is None else np.asarray(order, np.int64)
-    out = np.empty(2 * len(order) + int(ids.lengths[order].sum()), np.uint8)
-    offsets = _exclusive_cumsum(ids.lengths) if offsets is None else offsets
-    size = _native.front_code(ids.flat, offsets, order, ID_PREFIX, out)
+    if out is None:
+        out = np.empty(2 * len(order) + int(ids.lengths[order].sum()), np.uint8)
+    size = _native.front_code(ids.flat, ids.offsets, order, ID_PREFIX, out)
     # ISA-L writes the same zlib format as zlib at level 1, about 4x faster.
     return isal_zlib.compress(out[:size], ID_LEVEL)
 
@@ -983,20 +989,20 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     n_classes = ctx["n_classes"]
     # by_class: the records in class order; src[s]: the record at physical slot s (shuffled:
     # the class-order rank permute^-1(s); else the input order).
-    by_class, src = np.empty(m, np.int64), np.empty(m, np.int64)
+    by_class, src, lp = np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64)
+    phys_cls = np.empty(m, ctx["class_dtype"])  # the classes in physical order
     if ctx["shuffle"]:
         keys, a, b_ = feistel_params(m, int(hash64(ctx["seed"], TAG_LAYOUT, j)[0]))
     else:
         keys, a, b_ = np.zeros(0, np.uint64), 1, max(m, 1)
-    _native.bucket_layout(cls, n_classes, keys, a, b_, by_class, src)
+    _native.bucket_layout(cls, n_classes, keys, a, b_, lengths, by_class, src, lp, phys_cls)
     if ctx["shuffle"]:
         id_src, order = by_class, None
     else:
         id_src, order = src, by_class.astype(np.uint32)
-    lp = lengths[src]
     local_off = np.zeros(m + 1, np.int64)
     np.cumsum(lp, out=local_off[1:])
-    packed = repack(d["packed"], src, base_start & 3)
+    packed = repack(d["packed"], src, base_start & 3, lengths=lp)
     # N runs: records are sorted by read; regroup them in physical order.
     rr = d["rr"]
     lead = read_start & 7
@@ -1016,8 +1022,7 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
         nstart, nlen = np.zeros(0, np.uint64), np.zeros(0, np.uint32)
     flags = np.packbits(bits, bitorder="little")
     tmp, names = ctx["out_dir"], ctx["names"]
-    _write_at(tmp / names["classes"], read_start * ctx["class_dtype"].itemsize,
-              cls[src].astype(ctx["class_dtype"]))
+    _write_at(tmp / names["classes"], read_start * ctx["class_dtype"].itemsize, phys_cls)
     _write_at(tmp / F_NSTART, run_start * 8, nstart)
     _write_at(tmp / F_NLEN, run_start * 4, nlen)
     if not ctx["fixed_length"]:
@@ -1060,10 +1065,11 @@ def _write_inner(path: Path, first: int, data: np.ndarray) -> list[tuple[int, in
 def _id_blocks(hdr: Records, order: np.ndarray) -> tuple[list[bytes], list[int]]:
     """Compressed blocks of the headers in ``order`` (at most ID_BLOCK per block)."""
     blocks, counts = [], []
-    offsets = np.append(hdr.starts, len(hdr.flat))
+    # One front-coding buffer for every block: a block's ids take at most all of them.
+    out = np.empty(2 * min(ID_BLOCK, len(order)) + len(hdr.flat), np.uint8)
     for lo in range(0, len(order), ID_BLOCK):
         sel = order[lo : lo + ID_BLOCK]
-        blocks.append(encode_ids(hdr, sel, offsets))
+        blocks.append(encode_ids(hdr, sel, out=out))
         counts.append(len(sel))
     return blocks, counts
 
