@@ -661,6 +661,24 @@ static PyObject *lbl_fields(PyObject *self, PyObject *args) {
             status[i] = 1;
             continue;
         }
+        {   /* The usual header: two runs of at most 18 digits, each ended by '|'. */
+            Py_ssize_t q = s + 4, q0 = q;
+            int64_t c = 0, t = 0;
+            while (q < e && q - q0 < 18 && (unsigned)(h[q] - '0') <= 9)
+                c = c * 10 + (h[q++] - '0');
+            if (q > q0 && q < e && h[q] == '|') {
+                Py_ssize_t r0 = ++q;
+                while (q < e && q - r0 < 18 && (unsigned)(h[q] - '0') <= 9)
+                    t = t * 10 + (h[q++] - '0');
+                if (q > r0 && q < e && h[q] == '|') {
+                    cls[i] = c;
+                    tax[i] = t;
+                    status[i] = 0;
+                    good++;
+                    continue;
+                }
+            }
+        }
         const uint8_t *p1 = memchr(h + s + 4, '|', (size_t)(e - s - 4));
         const uint8_t *p2 = p1 ? memchr(p1 + 1, '|', (size_t)(h + e - p1 - 1)) : NULL;
         if (!p2) {
