@@ -434,13 +434,20 @@ class Labeler:
         self._rank = rank
         return rank
 
+    def discovered(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class keys seen so far in first-appearance index order (int64 class ids, or
+        label names as an object array) and their tax ids (-1 where unknown)."""
+        keys = list(self._found)
+        tax = np.fromiter(map(self._found_tax.get, keys, itertools.repeat(-1)), np.int64,
+                          count=len(keys))
+        if self.scheme.numeric:
+            return np.array(keys, dtype=np.int64), tax
+        return np.array([str(k) for k in keys], dtype=object), tax
+
     def discovered_map(self) -> LabelMap:
         """The classes seen so far as a map, in first-appearance index order."""
-        keys = list(self._found)
+        keys, tax = self.discovered()
         if self.scheme.numeric:
-            tax = self._found_tax
-            return LabelMap(np.array(keys, dtype=np.int64), list(map(str, keys)),
-                            np.fromiter(map(tax.get, keys, itertools.repeat(-1)), np.int64,
-                                        count=len(keys)))
-        return LabelMap(np.arange(len(keys), dtype=np.int64), [str(k) for k in keys],
+            return LabelMap(keys, list(map(str, keys.tolist())), tax)
+        return LabelMap(np.arange(len(keys), dtype=np.int64), list(keys),
                         np.full(len(keys), -1, dtype=np.int64))

@@ -62,6 +62,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import secrets
 import shutil
@@ -663,7 +664,7 @@ class _RunInfo:
 @dataclass
 class _UnitResult:
     runs: list[_RunInfo]
-    keys: LabelMap | None  # discovered classes of this unit (local index order)
+    keys: tuple[np.ndarray, np.ndarray] | None  # this unit's classes: keys, tax ids (local order)
     counts: np.ndarray  # reads per local class index
     skipped: int
     skipped_keys: dict
@@ -860,9 +861,9 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
         res.skipped_bad["header does not fit the label scheme"] = labeler.skipped_bad
     res.length_counts = hist
     if ctx["label_map"] is None:
-        res.keys = labeler.discovered_map()
+        res.keys = labeler.discovered()
         class_counts = np.concatenate([class_counts,
-                                       np.zeros(max(0, len(res.keys) - len(class_counts)),
+                                       np.zeros(max(0, len(res.keys[0]) - len(class_counts)),
                                                 np.int64)])
     res.counts = class_counts
     return res
@@ -1223,11 +1224,12 @@ class _Pass1:
             self.cum_file.write(np.ascontiguousarray(run.cum, np.int64).tobytes())
             self.sizes += np.diff(run.cum, axis=0)
         if res.keys is not None:
-            self._merge_keys(res.keys, res.counts)
+            keys, tax = res.keys
+            self._merge_keys(keys, tax, res.counts)
             if self.scheme.numeric:
-                np.save(self.dir / f"u{unit:06d}.keys.npy", res.keys.class_ids)
+                np.save(self.dir / f"u{unit:06d}.keys.npy", keys)
             else:
-                (self.dir / f"u{unit:06d}.keys.json").write_text(json.dumps(list(res.keys.names)),
+                (self.dir / f"u{unit:06d}.keys.json").write_text(json.dumps(keys.tolist()),
                                                                   "utf-8")
         elif len(res.counts):
             self.class_counts[: len(res.counts)] += res.counts
@@ -1245,13 +1247,11 @@ class _Pass1:
         for k, v in res.skipped_bad.items():
             self.skipped_bad[k] = self.skipped_bad.get(k, 0) + v
 
-    def _merge_keys(self, found: LabelMap, counts: np.ndarray) -> None:
+    def _merge_keys(self, found: np.ndarray, found_tax: np.ndarray, counts: np.ndarray) -> None:
         """Fold a unit's classes in: the tax id first seen for a class stays (earlier units
         come first in the concatenation), reads add up."""
-        numeric = self.scheme.numeric
-        keys = np.concatenate([self.keys, found.class_ids if numeric
-                               else np.array(found.names, dtype=object)])
-        tax = np.concatenate([self.key_tax, found.tax_ids])
+        keys = np.concatenate([self.keys, found])
+        tax = np.concatenate([self.key_tax, found_tax])
         c = np.concatenate([self.key_counts, np.asarray(counts, np.int64)[: len(found)]])
         self.keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         self.key_tax = tax[first]
@@ -1504,9 +1504,13 @@ def file_checksum(path: Path, algorithm: str = CHECKSUM) -> str:
                 h.update(block)
         return h.hexdigest()
     crc = 0
+    window = 16 << 20  # mapped a window at a time: mapped pages count as resident memory
     with open(path, "rb") as fh:
-        while block := fh.read(16 << 20):
-            crc = crc32(block, crc)
+        size = os.fstat(fh.fileno()).st_size
+        for at in range(0, size, window):  # straight from the page cache, no read copy
+            with mmap.mmap(fh.fileno(), min(window, size - at), offset=at,
+                           access=mmap.ACCESS_READ) as mm:
+                crc = crc32(mm, crc)
     return f"{crc:08x}"
 
 
