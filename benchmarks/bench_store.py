@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measure  # noqa: E402
+from common import measure, readtax_cmd  # noqa: E402
 from synth import make_fasta  # noqa: E402
 
 
@@ -77,8 +77,8 @@ def many_buckets(fa: Path, work: Path, size: int, ref) -> None:
 
 
 def pack_cmd(inp: Path, out: Path, workers: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "readtax", "pack", "-q", str(inp), "-o", str(out),
-            "--workers", str(workers), "--force", *extra]
+    return readtax_cmd("pack", "-q", str(inp), "-o", str(out), "--workers", str(workers),
+                       "--force", *extra)
 
 
 def evict(path: Path) -> bool:
