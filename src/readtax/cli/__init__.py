@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from .. import __version__
 from ..errors import ReadtaxError
+
+# Verbs whose work is numpy over buffers and the compiled core, never BLAS.
+DATA_VERBS = {"stats", "subset", "pack", "verify", "unpack"}
 
 VERBS = [
     "stats",
@@ -98,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     debug = getattr(args, "debug", False)
     _setup_logging(getattr(args, "quiet", False), debug)
+    if args.verb in DATA_VERBS:
+        # numpy's OpenBLAS starts a thread per core that spins for a while after import
+        # (~0.1 CPU s), taking CPU from the data workers. Set before the verb imports numpy;
+        # a user's own setting wins. Model verbs keep it: a torch build may use OpenBLAS.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return int(args._run(args) or 0)
     except ReadtaxError as exc:
