@@ -870,21 +870,25 @@ done:
     return result;
 }
 
-/* repack_2bit(src, row_off, lengths, order, lead, out)
+/* repack_2bit(src, row_off, lengths, order, lead, out[, fixed])
  *
  * Appends the byte-aligned 2-bit rows of the reads order[0], order[1], ... (row of read r at
  * src[row_off[r]], lengths[r] bases, unused bits zero) to one continuous stream that starts
  * `lead` bases (0-3) into out[0]. Every byte is written before it is read except out[0],
- * which must be zero; out needs one byte of slack at the end.
+ * which must be zero; out needs one byte of slack at the end. With fixed >= 0 every read has
+ * `fixed` bases and the rows lie back to back (row_off and lengths are not read): the random
+ * order then costs one lookup per read, not three.
  */
 static PyObject *repack_2bit(PyObject *self, PyObject *args) {
     Py_buffer sb, rb, lb, ob, out;
-    Py_ssize_t lead;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*nw*", &sb, &rb, &lb, &ob, &lead, &out))
+    Py_ssize_t lead, fixed = -1;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nw*|n", &sb, &rb, &lb, &ob, &lead, &out, &fixed))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = rb.len / 8, k = ob.len / 8;
-    if (check_buffer(&lb, n, 8, "lengths"))
+    Py_ssize_t fixed_row = fixed >= 0 ? (fixed + 3) >> 2 : 0;
+    Py_ssize_t n = fixed >= 0 ? (fixed_row ? sb.len / fixed_row : PY_SSIZE_T_MAX) : rb.len / 8,
+               k = ob.len / 8;
+    if (fixed < 0 && check_buffer(&lb, n, 8, "lengths"))
         goto done;
     const uint8_t *src = (const uint8_t *)sb.buf;
     const int64_t *row = (const int64_t *)rb.buf, *len = (const int64_t *)lb.buf,
@@ -898,7 +902,7 @@ static PyObject *repack_2bit(PyObject *self, PyObject *args) {
             goto done;
         }
         /* The order is random: fetch the row offsets, then the rows, ahead of their use. */
-        if (i + 2 * PREFETCH < k) {
+        if (fixed < 0 && i + 2 * PREFETCH < k) {
             int64_t far = order[i + 2 * PREFETCH];
             if (far >= 0 && far < n) {
                 __builtin_prefetch(row + far);
@@ -908,15 +912,16 @@ static PyObject *repack_2bit(PyObject *self, PyObject *args) {
         if (i + PREFETCH < k) {
             int64_t ahead = order[i + PREFETCH];
             if (ahead >= 0 && ahead < n)
-                __builtin_prefetch(src + row[ahead]);
+                __builtin_prefetch(src + (fixed >= 0 ? ahead * fixed_row : row[ahead]));
         }
-        int64_t nb = (len[r] + 3) >> 2, q = pos >> 2;
+        int64_t bases = fixed >= 0 ? fixed : len[r], start = fixed >= 0 ? r * fixed_row : row[r];
+        int64_t nb = (bases + 3) >> 2, q = pos >> 2;
         int shift = (int)(pos & 3) * 2;
-        if (row[r] < 0 || row[r] + nb > sb.len || q + nb + (shift ? 1 : 0) > out.len) {
+        if (start < 0 || start + nb > sb.len || q + nb + (shift ? 1 : 0) > out.len) {
             PyErr_SetString(PyExc_ValueError, "repack_2bit: read outside the buffers");
             goto done;
         }
-        const uint8_t *s = src + row[r];
+        const uint8_t *s = src + start;
         if (!shift) {
             memcpy(o + q, s, (size_t)nb);
         } else {
@@ -939,7 +944,7 @@ static PyObject *repack_2bit(PyObject *self, PyObject *args) {
             }
             o[q + nb] = (uint8_t)carry;
         }
-        pos += len[r];
+        pos += bases;
     }
     result = PyLong_FromLongLong(pos);
 done:

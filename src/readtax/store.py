@@ -143,18 +143,23 @@ def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def repack(reads: Records, order: np.ndarray, lead: int, *,
-           lengths: np.ndarray | None = None) -> np.ndarray:
+           lengths: np.ndarray | None = None, fixed: int | None = None) -> np.ndarray:
     """Byte-aligned 2-bit reads (``reads`` taken in ``order``; their ``lengths`` are bases) ->
     one continuous 2-bit stream starting ``lead`` bases into its first byte. ``lengths``:
-    the lengths in ``order``, when the caller has them."""
+    the lengths in ``order``, when the caller has them; ``fixed``: every read has that many
+    bases (rows are then found by arithmetic, not looked up)."""
     order = np.ascontiguousarray(order, np.int64)
-    if lengths is None:
-        lengths = reads.lengths[order]
-    total = int(lengths.sum()) if len(order) else 0
+    if fixed is not None:
+        total = fixed * len(order)
+    else:
+        if lengths is None:
+            lengths = reads.lengths[order]
+        total = int(lengths.sum()) if len(order) else 0
     nbytes = -(-(lead + total) // 4)
     out = np.empty(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
     out[0] = 0  # the only byte the kernel reads before writing it
-    _native.repack_2bit(reads.flat, reads.starts, reads.lengths, order, lead, out)
+    _native.repack_2bit(reads.flat, reads.starts, reads.lengths, order, lead, out,
+                        -1 if fixed is None else fixed)
     return out[:nbytes]
 
 
@@ -1003,7 +1008,8 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
         id_src, order = src, by_class.astype(np.uint32)
     local_off = np.zeros(m + 1, np.int64)
     np.cumsum(lp, out=local_off[1:])
-    packed = repack(d["packed"], src, base_start & 3, lengths=lp)
+    packed = repack(d["packed"], src, base_start & 3, lengths=lp,
+                    fixed=ctx["max_length"] if ctx["fixed_length"] else None)
     # N runs: records are sorted by read; regroup them in physical order.
     rr = d["rr"]
     lead = read_start & 7
@@ -1408,7 +1414,8 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
     _CTX.update(runs=acc.runs, lut_offsets=lut_offsets, mapped=mapping is not None,
                 shuffle=shuffle, n_classes=n_classes,
-                class_dtype=np.dtype(class_dtype), fixed_length=fixed, out_dir=tmp,
+                class_dtype=np.dtype(class_dtype), fixed_length=fixed, max_length=int(max_len),
+                out_dir=tmp,
                 names={"classes": class_file})
 
     writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
