@@ -1087,8 +1087,12 @@ class _SpentRuns:
     Results arrive in bucket order, so when bucket b is done every bucket up to b has been
     read, and those sections are the tail of each run file. Their pages go back to the system
     while the store is written, which then reuses them instead of touching fresh memory (on
-    this project's VM that halves the cost of the writes).
+    this project's VM that halves the cost of the writes). A run is cut once at least
+    ``CUT_BYTES`` of it are spent: a full-size input has thousands of runs and a thousand
+    buckets, and a truncate per run per bucket would cost minutes.
     """
+
+    CUT_BYTES = 1 << 20
 
     def __init__(self, runs_dir: Path, runs: list[tuple[str, int]], n_buckets: int,
                  shuffle: bool) -> None:
@@ -1104,7 +1108,8 @@ class _SpentRuns:
             os.unlink(self.runs[b][0])
             return
         cut = _section_start(self.total, np.array(self.cum[:, b + 1]))
-        for r in np.flatnonzero(cut < self.size).tolist():
+        for r in np.flatnonzero((cut == 0) & (self.size > 0)
+                                | (self.size - cut >= self.CUT_BYTES)).tolist():
             path = self.runs[r][0]
             if cut[r] == 0:
                 os.unlink(path)
