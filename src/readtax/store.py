@@ -909,6 +909,20 @@ class _Bucket:
     edges: dict
 
 
+def _run_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended
+    to, and the units' class lookup tables: mapped once per process, not once per bucket."""
+    ctx = _CTX
+    if "tables" not in ctx:
+        tmp = ctx["tmp"]
+        cum = np.memmap(tmp / "cum.i64", np.int64, "r",
+                        shape=(len(ctx["runs"]), ctx["n_buckets"] + 1, _COLS))
+        luts = (np.memmap(tmp / "luts.i32", np.int32, "r")
+                if ctx["lut_offsets"][-1] else np.zeros(0, np.int32))
+        ctx["tables"] = (cum, luts)
+    return ctx["tables"]
+
+
 def _load_sections(b: int) -> dict:
     """Bucket b's records from every run, in input order, with global class indices.
 
@@ -917,9 +931,7 @@ def _load_sections(b: int) -> dict:
     """
     ctx = _CTX
     runs = ctx["runs"]
-    tmp = ctx["tmp"]
-    # Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended to.
-    cum = np.memmap(tmp / "cum.i64", np.int64, "r", shape=(len(runs), ctx["n_buckets"] + 1, _COLS))
+    cum, luts = _run_tables()
     if ctx["shuffle"]:
         row = np.array(cum[:, b + 1]) - np.array(cum[:, b])
         which = np.flatnonzero(row[:, 0] > 0)
@@ -960,7 +972,6 @@ def _load_sections(b: int) -> dict:
     else:
         units = np.array([runs[r_i][1] for r_i in which.tolist()], np.int64)
         base = np.repeat(ctx["lut_offsets"][units], row[:, 0])
-        luts = np.memmap(tmp / "luts.i32", np.int32, "r")
         cls = np.asarray(luts[base + out["cls"]]).astype(np.int64)
     lengths = out["len"].astype(np.int64)
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
