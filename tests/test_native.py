@@ -124,8 +124,13 @@ def test_split_batch_buckets_by_hash_then_class_rank():
     u32 = np.empty((3, n), np.uint32)
     rows, hdr = np.empty(len(packed), np.uint8), np.empty(len(headers), np.uint8)
     bounds = np.empty((4, nbk + 1), np.int64)
-    _native.split_batch(key, 40, nbk, cls, rank, lengths, packed, headers, hdr_off, order,
-                        u32[0], u32[1], u32[2], rows, hdr, bounds)
+    counts, hist = np.zeros(9, np.int64), np.zeros(11, np.int64)
+    span = _native.split_batch(key, 40, nbk, cls, rank, lengths, packed, headers, hdr_off, order,
+                               u32[0], u32[1], u32[2], rows, hdr, bounds, counts, hist)
+    # Statistics in the same pass: reads per class, lengths (10 and longer share a bin).
+    assert span == (lengths.min(), lengths.max())
+    assert counts.tolist() == np.bincount(cls, minlength=9).tolist()
+    assert hist.tolist() == np.bincount(np.minimum(lengths, 10), minlength=11).tolist()
     # The buckets of sampler.hash64, sorted by (bucket, class rank), ties in input order.
     bucket = (hash64(5, TAG_BUCKET, 2, np.arange(40, 40 + n, dtype=np.uint64))
               % np.uint64(nbk)).astype(np.int64)
@@ -138,11 +143,15 @@ def test_split_batch_buckets_by_hash_then_class_rank():
     assert bounds[3, -1] == lengths.sum() and bounds[1, -1] == len(packed)
     # One bucket keeps the input order; class keys outside the rank table are an error.
     _native.split_batch(key, 40, 1, cls, rank, lengths, packed, headers, hdr_off, order,
-                        u32[0], u32[1], u32[2], rows, hdr, bounds[:, :2].copy())
+                        u32[0], u32[1], u32[2], rows, hdr, bounds[:, :2].copy(), counts, hist)
     assert order.tolist() == list(range(n))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # class keys outside the rank table or the counts
         _native.split_batch(key, 40, nbk, cls + 9, rank, lengths, packed, headers, hdr_off,
-                            order, u32[0], u32[1], u32[2], rows, hdr, bounds)
+                            order, u32[0], u32[1], u32[2], rows, hdr, bounds, counts, hist)
+    with pytest.raises(ValueError):
+        _native.split_batch(key, 40, nbk, cls, np.zeros(0, np.int64), lengths, packed, headers,
+                            hdr_off, order, u32[0], u32[1], u32[2], rows, hdr, bounds,
+                            counts[:5], hist)
 
 
 def test_bucket_layout_equals_argsort_and_permute():

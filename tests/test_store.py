@@ -242,6 +242,8 @@ def test_store_stats(messy, tmp_path, run):
     assert stats.reads == len(seqs) and stats.bases == sum(map(len, exp))
     assert stats.non_acgt == sum(s.count("N") for s in exp)
     assert (stats.min_len, stats.max_len) == (1, 10_000)
+    assert np.trim_zeros(stats.length_counts, "b").tolist() == \
+        np.bincount([len(x) for x in exp]).tolist()
     assert stats.class_counts == {c: int((classes == c).sum()) for c in range(6)}
     r = run("stats", st)
     assert r.code == 0 and f"reads\t{len(seqs)}" in r.out

@@ -1173,7 +1173,8 @@ done:
 }
 
 /* split_batch(h0, k0, n_buckets, cls, rank, lengths, packed, hdr, hdr_off,
- *             order, out_cls, out_len, out_hlen, out_packed, out_hdr, bounds)
+ *             order, out_cls, out_len, out_hlen, out_packed, out_hdr, bounds,
+ *             class_counts, length_hist) -> (shortest, longest)
  *
  * One pack batch spread over the shuffle buckets. Read i (i = 0..n-1, the k0 + i-th of its
  * unit) goes to bucket splitmix64(h0 ^ (k0 + i)) % n_buckets, exactly as
@@ -1186,14 +1187,18 @@ done:
  * back to back) and header (hdr[hdr_off[i]:hdr_off[i+1]]) concatenated; and bounds
  * (int64, 4 x (n_buckets + 1)): where each bucket starts in reads, row bytes, header bytes
  * and bases. Replaces an argsort and a dozen gathers per batch with two counting passes.
+ * Also adds each read to class_counts[cls[i]] and length_hist[min(length, len(hist) - 1)]
+ * (int64) and returns the shortest and longest length (0, -1 for no reads): the statistics
+ * pack keeps, in the same pass.
  */
 static PyObject *split_batch(PyObject *self, PyObject *args) {
     unsigned long long h0;
     long long k0;
     Py_ssize_t nbk;
-    Py_buffer cb, rb, lb, pb, hb, hob, ob, ocb, olb, ohb, opb, ohdb, bb;
-    if (!PyArg_ParseTuple(args, "KLny*y*y*y*y*y*w*w*w*w*w*w*w*", &h0, &k0, &nbk, &cb, &rb, &lb,
-                          &pb, &hb, &hob, &ob, &ocb, &olb, &ohb, &opb, &ohdb, &bb))
+    Py_buffer cb, rb, lb, pb, hb, hob, ob, ocb, olb, ohb, opb, ohdb, bb, ccb, lhb;
+    if (!PyArg_ParseTuple(args, "KLny*y*y*y*y*y*w*w*w*w*w*w*w*w*w*", &h0, &k0, &nbk, &cb, &rb,
+                          &lb, &pb, &hb, &hob, &ob, &ocb, &olb, &ohb, &opb, &ohdb, &bb, &ccb,
+                          &lhb))
         return NULL;
     PyObject *result = NULL;
     uint32_t *bucket = NULL;
@@ -1202,8 +1207,11 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
     if (nbk < 1 || check_buffer(&lb, n, 8, "lengths") || check_buffer(&hob, n + 1, 8, "hdr_off") ||
         check_buffer(&ob, n, 8, "order") || check_buffer(&ocb, n, 4, "out_cls") ||
         check_buffer(&olb, n, 4, "out_len") || check_buffer(&ohb, n, 4, "out_hlen") ||
-        check_buffer(&bb, 4 * (nbk + 1), 8, "bounds"))
+        check_buffer(&bb, 4 * (nbk + 1), 8, "bounds") || check_buffer(&lhb, 1, 8, "length_hist"))
         goto done;
+    int64_t *class_counts = (int64_t *)ccb.buf, *hist = (int64_t *)lhb.buf;
+    Py_ssize_t n_counts = ccb.len / 8, hist_top = lhb.len / 8 - 1;
+    int64_t shortest = 0, longest = -1;
     const int64_t *cls = (const int64_t *)cb.buf, *rank = (const int64_t *)rb.buf,
                   *len = (const int64_t *)lb.buf, *hoff = (const int64_t *)hob.buf;
     int64_t *order = (int64_t *)ob.buf, *bounds = (int64_t *)bb.buf;
@@ -1217,7 +1225,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t c = cls[i];
-        if (c < 0 || (nrank && c >= nrank) || len[i] < 0 || len[i] > UINT32_MAX ||
+        if (c < 0 || c >= n_counts || (nrank && c >= nrank) || len[i] < 0 || len[i] > UINT32_MAX ||
             hoff[i] < 0 || hoff[i + 1] < hoff[i] || hoff[i + 1] > hb.len ||
             hoff[i + 1] - hoff[i] > UINT32_MAX || c > UINT32_MAX) {
             PyErr_SetString(PyExc_ValueError, "split_batch: read fields out of range");
@@ -1232,6 +1240,12 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
             nkey = k + 1;
         row_start[i] = rows;
         rows += (len[i] + 3) >> 2;
+        class_counts[c]++;
+        hist[len[i] < hist_top ? len[i] : hist_top]++;
+        if (i == 0 || len[i] < shortest)
+            shortest = len[i];
+        if (len[i] > longest)
+            longest = len[i];
         uint64_t z = (h0 ^ (uint64_t)(k0 + i)) + 0x9E3779B97F4A7C15ULL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
@@ -1310,8 +1324,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
         b_hdr[cur] = hw;
         b_bases[cur] = bases;
     }
-    result = Py_None;
-    Py_INCREF(result);
+    result = Py_BuildValue("LL", (long long)shortest, (long long)longest);
 done:
     PyMem_Free(bucket);
     PyMem_Free(tmp);
@@ -1330,6 +1343,8 @@ done:
     PyBuffer_Release(&opb);
     PyBuffer_Release(&ohdb);
     PyBuffer_Release(&bb);
+    PyBuffer_Release(&ccb);
+    PyBuffer_Release(&lhb);
     return result;
 }
 

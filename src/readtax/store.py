@@ -47,12 +47,15 @@ temporary name and renamed, so an interrupted ``pack`` leaves nothing that looks
 Packing
 -------
 Pass 1 (parallel over fixed-size byte ranges of plain files, whole gzip files) parses, labels
-and 2-bit encodes reads and writes them to temporary *run* files grouped by bucket. Pass 2
-(parallel over buckets) loads one bucket from every run, maps class keys to the final label
-map, orders it and produces the final bytes; the main process appends buckets in order and
-checksums as it writes. Bucket assignment and layouts depend only on the inputs and the seed,
-never on the number of workers, so the output is byte-identical for any ``--workers``.
-Memory is one run buffer per pass-1 worker and one bucket per pass-2 worker.
+and 2-bit encodes reads (in the indexing pass) and writes them to temporary *run* files
+grouped by bucket, the last bucket first, each batch's part of a bucket in class order. Pass 2
+(parallel over buckets, first to last) loads one bucket from every run, maps class keys to
+the final label map, orders it and writes its bytes in place; the main process writes the
+ids and small tables, cuts the sections read so far off the runs' tails (their pages then
+serve the store's writes) and checksums the files at the end. Bucket assignment and layouts
+depend only on the inputs and the seed, never on the number of workers, so the output is
+byte-identical for any ``--workers``. Memory is one run buffer per pass-1 worker and one
+bucket per pass-2 worker.
 """
 
 from __future__ import annotations
@@ -733,12 +736,15 @@ class _RunBuffer:
 
     def add(self, cls: np.ndarray, lengths: np.ndarray, packed: np.ndarray,
             headers: np.ndarray, header_offsets: np.ndarray, runs, bucket_key: int, first: int,
-            class_rank: np.ndarray | None = None) -> None:
+            class_rank: np.ndarray | None, class_counts: np.ndarray,
+            length_hist: np.ndarray) -> tuple[int, int]:
         """Add a batch: its class keys, lengths, 2-bit rows (one per read, back to back),
         headers, N runs and (``bucket_key``, ``first``) the hash of its unit and the number
         of its first read there, which place each read in a bucket. ``class_rank[key]``
         orders the class keys as the final label map will (None: the keys are final class
-        indices already)."""
+        indices already). Counts the reads into ``class_counts`` (by key) and
+        ``length_hist`` (by length, the last bin for longer) and returns the shortest and
+        longest length."""
         nbk = self.n_buckets
         m = len(cls)
         order = np.empty(m, np.int64)
@@ -747,10 +753,11 @@ class _RunBuffer:
         hdr = np.empty(len(headers), np.uint8)
         bounds = np.empty((4, nbk + 1), np.int64)  # reads, row bytes, header bytes, bases
         rank = np.zeros(0, np.int64) if class_rank is None or nbk == 1 else class_rank
-        _native.split_batch(bucket_key, first, nbk, np.ascontiguousarray(cls, np.int64), rank,
-                            np.ascontiguousarray(lengths, np.int64), packed, headers,
-                            np.ascontiguousarray(header_offsets, np.int64), order, u32[0],
-                            u32[1], u32[2], rows, hdr, bounds)
+        span = _native.split_batch(
+            bucket_key, first, nbk, np.ascontiguousarray(cls, np.int64), rank,
+            np.ascontiguousarray(lengths, np.int64), packed, headers,
+            np.ascontiguousarray(header_offsets, np.int64), order, u32[0], u32[1], u32[2], rows,
+            hdr, bounds, class_counts, length_hist)
         rr, rs, rl = runs
         if len(rr):
             # N runs follow their reads to their new positions, in that order (which groups
@@ -777,6 +784,7 @@ class _RunBuffer:
         self.table[:, 1] += np.diff(run_bounds)
         self.table[:, 2:] += np.diff(bounds[1:], axis=1).T
         self.nbytes += int(bounds[3, -1] + bounds[2, -1])
+        return span
 
     def flush(self) -> None:
         if not self.table[:, 0].any():
@@ -828,8 +836,8 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
     bucket_key = int(hash64(ctx["seed"], TAG_BUCKET, unit_no)[0])
     res = _UnitResult([], None, np.zeros(0, np.int64), 0, {})
     kept = 0
-    hist = np.zeros(0, np.int64)
-    class_counts = np.zeros(0, np.int64)
+    hist = np.zeros(HIST_MAX + 1, np.int64)
+    class_counts = np.zeros(0 if ctx["label_map"] is None else len(ctx["label_map"]), np.int64)
     for batch in reader:
         cls = labeler.classes(batch)
         if (cls < 0).any():
@@ -844,17 +852,18 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
             n_count = 0
         else:
             rr, rs, rl, n_count = _n_runs(batch.seq, batch.seq_offsets)
-        buf.add(cls, lengths, batch.two_bit(), batch.headers, batch.header_offsets,
-                (rr, rs, rl), bucket_key, kept, labeler.class_rank())
+        rank = labeler.class_rank()
+        if rank is not None and len(rank) > len(class_counts):  # classes found: room for them
+            class_counts = np.concatenate([class_counts,
+                                           np.zeros(2 * len(rank) - len(class_counts), np.int64)])
+        lo, hi = buf.add(cls, lengths, batch.two_bit(), batch.headers, batch.header_offsets,
+                         (rr, rs, rl), bucket_key, kept, rank, class_counts, hist)
+        res.min_len = lo if res.reads == 0 else min(res.min_len, lo)
+        res.max_len = max(res.max_len, hi)
+        res.reads += m
+        res.bases += int(lengths.sum())
+        res.non_acgt += n_count
         kept += m
-        _accumulate(res, lengths, n_count)
-        c = np.bincount(cls)
-        if len(c) > len(class_counts):
-            c[: len(class_counts)] += class_counts
-            class_counts = c
-        else:
-            class_counts[: len(c)] += c
-        hist = _add_hist(hist, lengths)
         if buf.nbytes >= ctx["run_bytes"]:
             buf.flush()
     buf.flush()
@@ -864,32 +873,12 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
     res.skipped_bad = dict(reader.skipped)
     if labeler.skipped_bad:
         res.skipped_bad["header does not fit the label scheme"] = labeler.skipped_bad
-    res.length_counts = hist
+    res.length_counts = hist[: res.max_len + 1] if res.reads else np.zeros(0, np.int64)
     if ctx["label_map"] is None:
         res.keys = labeler.discovered()
-        class_counts = np.concatenate([class_counts,
-                                       np.zeros(max(0, len(res.keys[0]) - len(class_counts)),
-                                                np.int64)])
+        class_counts = class_counts[: len(res.keys[0])]
     res.counts = class_counts
     return res
-
-
-def _accumulate(res: _UnitResult, lengths: np.ndarray, n_count: int) -> None:
-    lo, hi = int(lengths.min()), int(lengths.max())
-    res.min_len = lo if res.reads == 0 else min(res.min_len, lo)
-    res.max_len = max(res.max_len, hi)
-    res.reads += len(lengths)
-    res.bases += int(lengths.sum())
-    res.non_acgt += n_count
-
-
-def _add_hist(hist: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    c = np.bincount(np.minimum(lengths, HIST_MAX))  # as readtax.stats: long reads share a bin
-    if len(c) > len(hist):
-        c[: len(hist)] += hist
-        return c
-    hist[: len(c)] += c
-    return hist
 
 
 # -- pack, pass 2: one bucket at a time -----------------------------------------------------
