@@ -563,14 +563,15 @@ class FastxReader:
         canonical = (lines == 2 * n and not has_cr and not dropped.any() and not flags.any()
                      and data[cut - 1] == _NL)
         def two_bit():
-            row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
             if not eager:
+                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 out = np.empty(int(row_off[-1]), np.uint8)
                 _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
                 return out
             out = rows[:row_bytes]
             redo = np.flatnonzero(flags)
             if len(redo):  # lower case or other letters: rows normalised by fasta_pack
+                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 nrow = np.diff(row_off)[redo]
                 fixed = np.empty(int(nrow.sum()), np.uint8)
                 _native.fasta_pack(data, rec_start[redo], rec_end[redo], flags[redo],
