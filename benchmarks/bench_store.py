@@ -51,11 +51,11 @@ class Clock:
 
 
 def seqkit_seconds(path: Path, threads: int) -> tuple[float, float] | None:
-    """(wall s, CPU s) of ``seqkit stats``, median of three (the page cache is warm)."""
+    """(wall s, CPU s) of ``seqkit stats``, median of five (the page cache is warm)."""
     exe = shutil.which("seqkit")
     if exe is None:
         return None
-    m = measure([exe, "stats", "-j", str(threads), str(path)], repeat=3)
+    m = measure([exe, "stats", "-j", str(threads), str(path)], repeat=5)
     return m.wall, m.cpu
 
 
@@ -69,7 +69,7 @@ def many_buckets(fa: Path, work: Path, size: int, ref) -> None:
             " force=True, progress=False)")
     out = work / "store_many"
     m = measure([sys.executable, "-c", code, str(fa), str(out), str(size // n_buckets + 1)],
-                before=lambda: shutil.rmtree(out, ignore_errors=True))
+                repeat=3, before=lambda: shutil.rmtree(out, ignore_errors=True))
     ratio = f"; {ref[0] / m.wall:.2f}x seqkit stats -j 1 wall" if ref else ""
     print(f"pack --workers 1 with {n_buckets} buckets (the count a 100 GB input gets): "
           f"{m.wall:.2f} s wall{ratio}")
@@ -219,7 +219,7 @@ def main() -> None:
     store = work / "store"
     rss = {}
     for workers in (1, 2):
-        wall, rss[workers], cpu = measure(pack_cmd(fa, store, workers), repeat=3,
+        wall, rss[workers], cpu = measure(pack_cmd(fa, store, workers), repeat=5,
                                           before=lambda: shutil.rmtree(store, ignore_errors=True))
         ref = sk.get(1)
         ratio = (f"; {ref[0] / wall:.2f}x seqkit stats -j 1 wall, "
