@@ -418,7 +418,7 @@ class FastxReader:
                 return
             # Read-only file pages: batches still viewing them fault them back in if used.
             done = pos - pos % mmap.ALLOCATIONGRANULARITY
-            if done - dropped >= _DROP_BYTES and hasattr(mm, "madvise"):
+            if done - dropped >= min(_DROP_BYTES, 2 * self.chunk_size) and hasattr(mm, "madvise"):
                 mm.madvise(mmap.MADV_DONTNEED, dropped, done - dropped)
                 dropped = done
 
@@ -686,7 +686,10 @@ class FastxReader:
         return pool.fastq
 
 
-_DROP_BYTES = 8 << 20  # a mapped reader releases the pages behind it this often
+# A mapped reader releases the pages behind it this often, or every two chunks if they are
+# smaller: a shuffling stream reads 128 ranges at once in small chunks, and each range's
+# pages would otherwise stay mapped up to this much.
+_DROP_BYTES = 8 << 20
 
 
 class _Window:
