@@ -430,7 +430,6 @@ def test_ids_codec_round_trip():
     order = np.array([8, 1, 0, 6, 7])
     raw, bounds = decode_ids(encode_ids(recs, order), len(order))
     assert [raw[s:e] for s, e in bounds] == [ids[i] for i in order]
-    assert recs.take(np.array([1, 0])).flat.tobytes() == ids[1] + ids[0]
 
 
 def test_unpack_to_gzip_is_reproducible(tmp_path):

@@ -237,14 +237,6 @@ class Records:
     def row_bytes(self) -> np.ndarray:
         return (self.lengths + 3) >> 2 if self.packed else self.lengths
 
-    def take(self, order: np.ndarray) -> Records:
-        order = np.asarray(order, np.int64)
-        rows = self.row_bytes()
-        out = np.empty(int(rows[order].sum()), np.uint8)
-        _native.gather(self.flat, self.starts[order], rows[order], out)
-        return Records(self.lengths[order], out, self.packed)
-
-
 
 def encode_ids(ids: Records, order: np.ndarray | None = None, *,
                out: np.ndarray | None = None) -> bytes:
