@@ -939,12 +939,7 @@ def _load_sections(b: int) -> dict:
         lo, hi = bounds[i], bounds[i + 1]
         views = [buf[item * lo[col] : item * hi[col]] for buf, col, item in fields
                  if hi[col] > lo[col]]
-        path = runs[r_i][0]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            _read_exact(fd, views, start[i], path)
-        finally:
-            os.close(fd)
+        _read_exact(_run_fd(r_i), views, start[i], runs[r_i][0])
     # Run read numbers count from their run's section; class keys become global indices.
     first_read = np.repeat(at[:-1, 0], row[:, 1])
     rr = out["rr"].astype(np.int64) + first_read
@@ -958,6 +953,49 @@ def _load_sections(b: int) -> dict:
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
             "packed": Records(lengths, out["packed"], packed=True),
             "hdr": Records(out["hlen"], out["hdr"])}
+
+
+def _run_fd(r: int) -> int:
+    """A read descriptor of run ``r``, kept open for the next buckets (every bucket reads a
+    section of every run: a full-size input opens each of its thousands of runs once per
+    worker instead of once per bucket). Runs beyond what the descriptor limit leaves room
+    for are opened per read."""
+    ctx = _CTX
+    fds = ctx.setdefault("fds", {})
+    fd = fds.get(r)
+    if fd is not None:
+        return fd
+    fd = os.open(ctx["runs"][r][0], os.O_RDONLY)
+    if len(fds) < ctx["fd_room"]:
+        fds[r] = fd
+    else:
+        ctx.setdefault("spare_fds", []).append(fd)
+        while len(ctx["spare_fds"]) > 1:  # the one returned is in use until the next call
+            os.close(ctx["spare_fds"].pop(0))
+    return fd
+
+
+def _close_run_fds() -> None:
+    for fd in list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", []):
+        os.close(fd)
+
+
+def _fd_room(runs: int) -> int:
+    """How many run files pass 2 may keep open: raises the soft descriptor limit towards the
+    hard one if the runs need it, and leaves half of it to everything else."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2 * runs + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                soft = new
+    except ImportError:  # not POSIX
+        return 0
+    return max(0, min(runs, soft // 2 - 64))
 
 
 def _read_exact(fd: int, views: list[memoryview], offset: int, path: str) -> None:
@@ -1359,6 +1397,7 @@ def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                               workers, shuffle, progress, unit_bytes, bucket_bytes, run_bytes)
         _install(tmp, out)
     except BaseException:
+        _close_run_fds()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
@@ -1409,7 +1448,8 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]), int(run_starts[b]))
              for j, b in enumerate(nonempty)]
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
-    _CTX.update(runs=acc.runs, lut_offsets=lut_offsets, mapped=mapping is not None,
+    _CTX.update(runs=acc.runs, fd_room=_fd_room(len(acc.runs)), lut_offsets=lut_offsets,
+                mapped=mapping is not None,
                 shuffle=shuffle, n_classes=n_classes,
                 class_dtype=np.dtype(class_dtype), fixed_length=fixed, max_length=int(max_len),
                 out_dir=tmp,
@@ -1424,6 +1464,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
             desc=f"pack {out.name}: writing", unit="reads", enabled=progress)):
         writer.add(bk)
         spent.done(b)
+    _close_run_fds()  # those of this process (one worker); pool workers' close as they exit
     log.debug("pack pass 2 buckets: %.2f s", time.monotonic() - t0)
     files = writer.close()
     log.debug("pack pass 2 final files: %.2f s", time.monotonic() - t0)
