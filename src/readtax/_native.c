@@ -1472,6 +1472,9 @@ static int write_all_iov(int fd, struct iovec *iov, int cnt) {
     return 0;
 }
 
+#define SMALL_PART 4096
+#define STAGE_BYTES (1 << 20)
+
 static PyObject *write_parts(PyObject *self, PyObject *args) {
     int fd;
     PyObject *pieces, *bounds;
@@ -1482,6 +1485,7 @@ static PyObject *write_parts(PyObject *self, PyObject *args) {
     Py_buffer *data = NULL, *bnd = NULL;
     Py_ssize_t nf = 0, nk = 0, held = 0;
     struct iovec iov[1024];
+    char *stage = NULL;
     pf = PySequence_Fast(pieces, "pieces must be a sequence");
     bf = pf ? PySequence_Fast(bounds, "bounds must be a sequence") : NULL;
     if (!bf)
@@ -1530,20 +1534,50 @@ static PyObject *write_parts(PyObject *self, PyObject *args) {
                 }
         }
     }
+    /* Parts under SMALL_PART bytes (with many buckets, most of them) are copied together
+     * into a staging buffer, which goes out as one segment: the kernel's cost per segment
+     * would otherwise exceed the copy. */
+    stage = PyMem_Malloc(STAGE_BYTES);
+    if (!stage) {
+        PyErr_NoMemory();
+        goto done;
+    }
     long long total = 0;
     int cnt = 0;
+    size_t used = 0;
     for (Py_ssize_t j = nbk - 1; j >= 0; j--) /* the last bucket first */
         for (Py_ssize_t i = 0; i < nf * nk; i++) {
             const int64_t *o = (const int64_t *)bnd[i].buf;
-            if (o[j + 1] == o[j])
+            size_t len = (size_t)(o[j + 1] - o[j]);
+            if (!len)
                 continue;
-            iov[cnt].iov_base = (char *)data[i].buf + o[j];
-            iov[cnt].iov_len = (size_t)(o[j + 1] - o[j]);
-            total += o[j + 1] - o[j];
+            const char *from = (const char *)data[i].buf + o[j];
+            total += (long long)len;
+            if (len < SMALL_PART && used + len > STAGE_BYTES) { /* staging full: send all */
+                if (write_all_iov(fd, iov, cnt) < 0)
+                    goto done;
+                cnt = 0;
+                used = 0;
+            }
+            if (len < SMALL_PART) {
+                memcpy(stage + used, from, len);
+                char *last = cnt ? (char *)iov[cnt - 1].iov_base : NULL;
+                if (last >= stage && last < stage + STAGE_BYTES &&
+                    last + iov[cnt - 1].iov_len == stage + used) {
+                    iov[cnt - 1].iov_len += len; /* extends the staged segment before it */
+                    used += len;
+                    continue;
+                }
+                from = stage + used;
+                used += len;
+            }
+            iov[cnt].iov_base = (char *)from;
+            iov[cnt].iov_len = len;
             if (++cnt == (int)(sizeof(iov) / sizeof(iov[0]))) {
                 if (write_all_iov(fd, iov, cnt) < 0)
                     goto done;
                 cnt = 0;
+                used = 0;
             }
         }
     if (cnt && write_all_iov(fd, iov, cnt) < 0)
@@ -1554,6 +1588,7 @@ done:
         PyBuffer_Release(&data[i]);
         PyBuffer_Release(&bnd[i]);
     }
+    PyMem_Free(stage);
     PyMem_Free(data);
     PyMem_Free(bnd);
     Py_XDECREF(pf);
