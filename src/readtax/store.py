@@ -976,7 +976,9 @@ def _run_fd(r: int) -> int:
 
 
 def _close_run_fds() -> None:
-    for fd in list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", []):
+    """Close the run files and store files this process kept open."""
+    for fd in (list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", [])
+               + list(_CTX.pop("out_fds", {}).values())):
         os.close(fd)
 
 
@@ -1076,17 +1078,18 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
 
 
 def _write_at(path: Path, offset: int, data: np.ndarray) -> None:
-    """Write ``data`` at byte ``offset`` of the (existing) file ``path``."""
+    """Write ``data`` at byte ``offset`` of the (existing) file ``path`` (the descriptor
+    stays open for the next bucket; see :func:`_close_run_fds`)."""
     view = memoryview(np.ascontiguousarray(data)).cast("B")
     if not len(view):
         return
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], offset + done)
-    finally:
-        os.close(fd)
+    fds = _CTX.setdefault("out_fds", {})
+    fd = fds.get(path)
+    if fd is None:
+        fd = fds[path] = os.open(path, os.O_WRONLY)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
 def _write_inner(path: Path, first: int, data: np.ndarray) -> list[tuple[int, int]]:
@@ -1401,6 +1404,7 @@ def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
+        _close_run_fds()
         _CTX.clear()
     return manifest
 
@@ -1464,9 +1468,9 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
             desc=f"pack {out.name}: writing", unit="reads", enabled=progress)):
         writer.add(bk)
         spent.done(b)
-    _close_run_fds()  # those of this process (one worker); pool workers' close as they exit
     log.debug("pack pass 2 buckets: %.2f s", time.monotonic() - t0)
     files = writer.close()
+    _close_run_fds()  # those of this process (one worker); pool workers' close as they exit
     log.debug("pack pass 2 final files: %.2f s", time.monotonic() - t0)
     shutil.rmtree(runs_dir)
     log.debug("pack pass 2 (buckets, final files): %.2f s", time.monotonic() - t0)
