@@ -656,10 +656,6 @@ class _RunInfo:
     unit: int
     cum: np.ndarray
 
-    def totals(self) -> np.ndarray:
-        return self.cum[-1]
-
-
 
 @dataclass
 class _UnitResult:
