@@ -169,37 +169,30 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
     """
     x = _u64(x)
     shape = np.broadcast_shapes(x.shape, np.shape(n), np.shape(key))
-    scalar = np.size(n) == 1 and np.size(key) == 1
-    if scalar:
+    if np.size(n) == 1 and np.size(key) == 1:  # one permutation: the compiled loop
         x = np.broadcast_to(x, shape).ravel().copy()
-        nn = np.uint64(int(np.asarray(n).ravel()[0]))
-        kk = int(_u64(key).ravel()[0])
-        keys = [np.uint64(splitmix_int(kk ^ (0x100 + r))) for r in range(rounds)]
-    else:
-        x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
-                     np.broadcast_arrays(x, _u64(n), _u64(key)))
-        keys = [splitmix64(kk ^ np.uint64(0x100 + r)) for r in range(rounds)]
+        nn = int(np.asarray(n).ravel()[0])
+        if len(x) and int(x.max()) >= nn:
+            raise ValueError("permute: values must lie in [0, n)")
+        y = np.empty(len(x), np.int64)
+        if len(x):
+            keys, a, b = feistel_params(nn, int(_u64(key).ravel()[0]), rounds)
+            _native.feistel(x, nn, keys, a, b, inverse, y)
+        return y.reshape(shape)
+    x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
+                 np.broadcast_arrays(x, _u64(n), _u64(key)))
     if len(x) == 0:
         return x.astype(np.int64).reshape(shape)
     if (x >= nn).any():
         raise ValueError("permute: values must lie in [0, n)")
+    keys = [splitmix64(kk ^ np.uint64(0x100 + r)) for r in range(rounds)]
     a, b = _radices(nn)
-    if scalar:  # one permutation: the compiled loop, identical arithmetic
-        y = np.empty(len(x), np.int64)
-        keys, a, b = feistel_params(int(nn), kk, rounds)
-        _native.feistel(x, int(nn), keys, a, b, inverse, y)
-        return y.reshape(shape)
     y = _feistel(x, a, b, keys, inverse)
     todo = np.flatnonzero(y >= nn)
     while len(todo):
-        if scalar:
-            z = _feistel(y[todo], a, b, keys, inverse)
-            y[todo] = z
-            todo = todo[z >= nn]
-        else:
-            z = _feistel(y[todo], a[todo], b[todo], [k[todo] for k in keys], inverse)
-            y[todo] = z
-            todo = todo[z >= nn[todo]]
+        z = _feistel(y[todo], a[todo], b[todo], [k[todo] for k in keys], inverse)
+        y[todo] = z
+        todo = todo[z >= nn[todo]]
     return y.astype(np.int64).reshape(shape)
 
 
