@@ -95,6 +95,7 @@ from .parallel import (
 )
 from .progress import Progress
 from .sampler import TAG_BUCKET, TAG_LAYOUT, feistel_params, hash64, permute
+from .stats import MAX_LEN_BIN
 
 log = logging.getLogger("readtax.store")
 
@@ -105,7 +106,6 @@ RUN_BYTES = 48 << 20  # pass-1 input bytes buffered per temporary run file
 BUCKET_BYTES = 96 << 20  # input bytes per shuffle bucket (pass-2 memory is proportional)
 GZIP_RATIO = 4  # assumed expansion of gzip input when sizing buckets
 MAX_BUCKETS = 65535
-HIST_MAX = 100_000  # the read-length histogram's last bin (as in readtax.stats)
 ID_LEVEL = 1  # on front-coded ids level 1 is within 15% of level 9 and 3x faster
 # Per-file checksum in the manifest: CRC-32 (ISA-L, ~12 GB/s) catches corruption and
 # truncation; stores written before it carry BLAKE2b, which verify still checks.
@@ -824,7 +824,7 @@ def _pack_unit(item: tuple[int, Unit]) -> _UnitResult:
     bucket_key = int(hash64(ctx["seed"], TAG_BUCKET, unit_no)[0])
     res = _UnitResult([], None, np.zeros(0, np.int64), 0, {})
     kept = 0
-    hist = np.zeros(HIST_MAX + 1, np.int64)
+    hist = np.zeros(MAX_LEN_BIN + 1, np.int64)  # the length histogram of readtax.stats
     class_counts = np.zeros(0 if ctx["label_map"] is None else len(ctx["label_map"]), np.int64)
     for batch in reader:
         cls = labeler.classes(batch)
