@@ -1039,8 +1039,8 @@ done:
     return result;
 }
 
-/* The Feistel permutation of sampler.permute (one key), element by element: the same round
- * function, radices and cycle-walking, so results equal the numpy version's bit for bit. */
+/* The Feistel permutation of sampler.permute (one key): the same round function, radices and
+ * cycle-walking, so results equal the numpy version's bit for bit. */
 static inline uint64_t feistel_round(uint64_t v, uint64_t key, uint64_t modulus) {
     uint64_t h = (v ^ key) * 0xBF58476D1CE4E5B9ULL;
     h ^= h >> 32;
@@ -1049,50 +1049,15 @@ static inline uint64_t feistel_round(uint64_t v, uint64_t key, uint64_t modulus)
     return (h * modulus) >> 32;
 }
 
-static inline uint64_t feistel_once(uint64_t x, uint64_t a, uint64_t b, const uint64_t *keys,
-                                    int rounds, int inverse) {
-    uint64_t left, right;
-    if (x >> 32 == 0 && b >> 32 == 0) { /* 32-bit division: several times faster */
-        left = (uint32_t)x / (uint32_t)b;
-        right = (uint32_t)x % (uint32_t)b;
-    } else {
-        left = x / b;
-        right = x % b;
-    }
-    uint64_t ma = a, mb = b, t;
-    if (!inverse) {
-        for (int r = 0; r < rounds; r++) {
-            uint64_t f = feistel_round(right, keys[r], ma) + left;
-            if (f >= ma)
-                f -= ma;
-            left = right;
-            right = f;
-            t = ma; ma = mb; mb = t;
-        }
-    } else {
-        for (int r = rounds - 1; r >= 0; r--) {
-            /* (ma, mb) play the radices of the left and right halves, swapped every round. */
-            uint64_t f = right + mb - feistel_round(left, keys[r], mb);
-            if (f >= mb)
-                f -= mb;
-            right = left;
-            left = f;
-            t = ma; ma = mb; mb = t;
-        }
-    }
-    return left * b + right;
-}
-
-/* LANES elements through feistel_once's network in lockstep. One element's rounds form a
- * chain of dependent multiplies; independent chains side by side keep the multiplier busy
- * (four or eight lanes: about twice the throughput of one element at a time). Same
- * arithmetic, same results. */
+/* LANES elements through the network in lockstep. One element's rounds form a chain of
+ * dependent multiplies; independent chains side by side keep the multiplier busy (about
+ * twice the throughput of one element at a time). */
 #define LANES 8
 static inline void feistel_lanes(const uint64_t *x, uint64_t a, uint64_t b,
                                  const uint64_t *keys, int rounds, int inverse, uint64_t *y) {
     uint64_t l[LANES], r[LANES], ma = a, mb = b, t;
     for (int k = 0; k < LANES; k++) {
-        if (x[k] >> 32 == 0 && b >> 32 == 0) {
+        if (x[k] >> 32 == 0 && b >> 32 == 0) { /* 32-bit division: several times faster */
             l[k] = (uint32_t)x[k] / (uint32_t)b;
             r[k] = (uint32_t)x[k] % (uint32_t)b;
         } else {
@@ -1113,6 +1078,7 @@ static inline void feistel_lanes(const uint64_t *x, uint64_t a, uint64_t b,
         }
     } else {
         for (int q = rounds - 1; q >= 0; q--) {
+            /* (ma, mb) play the radices of the left and right halves, swapped every round. */
             for (int k = 0; k < LANES; k++) {
                 uint64_t f = r[k] + mb - feistel_round(l[k], keys[q], mb);
                 if (f >= mb)
@@ -1127,17 +1093,26 @@ static inline void feistel_lanes(const uint64_t *x, uint64_t a, uint64_t b,
         y[k] = l[k] * b + r[k];
 }
 
-/* permute(x[i]) over [0, n) for i in [0, m): four at a time, cycle-walking one by one. */
+/* One element through the network (a group padded with zeros). */
+static inline uint64_t feistel_one(uint64_t x, uint64_t a, uint64_t b, const uint64_t *keys,
+                                   int rounds, int inverse) {
+    uint64_t in[LANES] = {x}, y[LANES];
+    feistel_lanes(in, a, b, keys, rounds, inverse, y);
+    return y[0];
+}
+
+/* permute(x[i]) over [0, n) for i in [0, m), in place when out is x: LANES at a time; the
+ * rare values that land in [n, a*b) are cycle-walked (permuted again until they land inside). */
 static void feistel_all(const uint64_t *x, Py_ssize_t m, uint64_t n, uint64_t a, uint64_t b,
                         const uint64_t *keys, int rounds, int inverse, uint64_t *out) {
     Py_ssize_t i = 0;
     for (; i + LANES <= m; i += LANES)
         feistel_lanes(x + i, a, b, keys, rounds, inverse, out + i);
     for (; i < m; i++)
-        out[i] = feistel_once(x[i], a, b, keys, rounds, inverse);
+        out[i] = feistel_one(x[i], a, b, keys, rounds, inverse);
     for (i = 0; i < m; i++)
         while (out[i] >= n)
-            out[i] = feistel_once(out[i], a, b, keys, rounds, inverse);
+            out[i] = feistel_one(out[i], a, b, keys, rounds, inverse);
 }
 
 /* feistel(x, n, keys, a, b, inverse, out): out[i] = permute(x[i]) over [0, n). */
