@@ -1147,6 +1147,20 @@ done:
     return result;
 }
 
+/* Stable counting sort: out lists the records of `in` (0, 1, ..., n-1 when in is NULL) by
+ * key[record], each in [0, bins); count holds bins + 1 zeros and is left dirty. */
+static void counting_sort(const int64_t *key, const int64_t *in, Py_ssize_t n, Py_ssize_t bins,
+                          int64_t *count, int64_t *out) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        count[key[i] + 1]++;
+    for (Py_ssize_t k = 0; k < bins; k++)
+        count[k + 1] += count[k];
+    for (Py_ssize_t j = 0; j < n; j++) {
+        int64_t r = in ? in[j] : j;
+        out[count[key[r]]++] = r;
+    }
+}
+
 /* split_batch(h0, k0, n_buckets, cls, rank, lengths, packed, hdr, hdr_off,
  *             order, out_cls, out_len, out_hlen, out_packed, out_hdr, bounds,
  *             class_counts, length_hist) -> (shortest, longest)
@@ -1176,8 +1190,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
                           &lhb))
         return NULL;
     PyObject *result = NULL;
-    uint32_t *bucket = NULL;
-    int64_t *tmp = NULL, *count = NULL, *row_start = NULL;
+    int64_t *bucket = NULL, *key = NULL, *tmp = NULL, *count = NULL, *row_start = NULL;
     Py_ssize_t n = cb.len / 8, nrank = rb.len / 8;
     if (nbk < 1 || check_buffer(&lb, n, 8, "lengths") || check_buffer(&hob, n + 1, 8, "hdr_off") ||
         check_buffer(&ob, n, 8, "order") || check_buffer(&ocb, n, 4, "out_cls") ||
@@ -1193,8 +1206,9 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
     /* Keys and row offsets, checked. */
     int64_t nkey = 0, rows = 0;
     row_start = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
-    bucket = PyMem_Malloc((size_t)(n + 1) * sizeof(uint32_t));
-    if (!row_start || !bucket) {
+    bucket = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+    key = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!row_start || !bucket || !key) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1206,7 +1220,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "split_batch: read fields out of range");
             goto done;
         }
-        int64_t k = nrank ? rank[c] : c;
+        int64_t k = key[i] = nrank ? rank[c] : c;
         if (k < 0) {
             PyErr_SetString(PyExc_ValueError, "split_batch: negative class rank");
             goto done;
@@ -1225,7 +1239,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         z ^= z >> 31;
-        bucket[i] = (uint32_t)(z % (uint64_t)nbk);
+        bucket[i] = (int64_t)(z % (uint64_t)nbk);
     }
     row_start[n] = rows;
     if (nkey > (1 << 28)) { /* counting bins; class keys are indices into a label map */
@@ -1248,19 +1262,9 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
             PyErr_NoMemory();
             goto done;
         }
-        for (Py_ssize_t i = 0; i < n; i++)
-            count[(nrank ? rank[cls[i]] : cls[i]) + 1]++;
-        for (Py_ssize_t k = 0; k < nkey; k++)
-            count[k + 1] += count[k];
-        for (Py_ssize_t i = 0; i < n; i++)
-            tmp[count[nrank ? rank[cls[i]] : cls[i]]++] = i;
+        counting_sort(key, NULL, n, nkey, count, tmp);
         memset(count, 0, ((size_t)bins + 1) * sizeof(int64_t));
-        for (Py_ssize_t i = 0; i < n; i++)
-            count[bucket[i] + 1]++;
-        for (Py_ssize_t b = 0; b < nbk; b++)
-            count[b + 1] += count[b];
-        for (Py_ssize_t j = 0; j < n; j++)
-            order[count[bucket[tmp[j]]]++] = tmp[j];
+        counting_sort(bucket, tmp, n, nbk, count, order);
     }
     /* Gather in the new order; bucket starts along the way. */
     const uint8_t *src = (const uint8_t *)pb.buf, *hsrc = (const uint8_t *)hb.buf;
@@ -1302,6 +1306,7 @@ static PyObject *split_batch(PyObject *self, PyObject *args) {
     result = Py_BuildValue("LL", (long long)shortest, (long long)longest);
 done:
     PyMem_Free(bucket);
+    PyMem_Free(key);
     PyMem_Free(tmp);
     PyMem_Free(count);
     PyMem_Free(row_start);
@@ -1364,17 +1369,12 @@ static PyObject *bucket_layout(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t i = 0; i < m; i++)
         if (cls[i] < 0 || cls[i] >= n_classes) {
             PyErr_SetString(PyExc_ValueError, "bucket_layout: class index out of range");
             goto done;
         }
-        count[cls[i] + 1]++;
-    }
-    for (Py_ssize_t c = 0; c < n_classes; c++)
-        count[c + 1] += count[c];
-    for (Py_ssize_t i = 0; i < m; i++)
-        by_class[count[cls[i]]++] = i;
+    counting_sort(cls, NULL, m, n_classes, count, by_class);
     if (!rounds) {
         for (Py_ssize_t s = 0; s < m; s++)
             src[s] = s;
