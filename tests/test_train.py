@@ -336,6 +336,46 @@ def test_estimate_train_reads(task):
     assert not exact and 0.8 * 1600 < n < 1.2 * 1600
 
 
+def test_estimate_train_reads_of_a_store_is_its_manifest_read_count(stores):
+    from readtax.store import load_manifest
+    from readtax.train import estimate_train_reads
+
+    assert load_manifest(stores["train"])["read_count"] == 1600
+    assert estimate_train_reads([str(stores["train"])]) == (1600, True)
+
+
+def test_default_trains_whole_epochs_over_the_store(tmp_path, stores, tiny_models):
+    """No max_steps: ceil(1.5 x 1600 / 128) = 19 steps, no cap; reads seen = epochs x read
+    count within one batch, and the logged epoch is reads seen / read count."""
+    run = tmp_path / "run"
+    assert main(["train", "-q", "--train", str(stores["train"]), "--val", str(stores["val"]),
+                 "--model", str(tiny_models["kmer-cnn"]), "-o", str(run), "--num-workers", "0",
+                 "--epochs", "1.5", "--batch-size", "128",
+                 "--set", "train.logging_steps=1", "train.final_eval=false"]) == 0
+    saved = load_config(run / "config.yaml").train
+    assert saved.max_steps == 19 and saved.epochs == 1.5 and saved.auto_max_steps is None
+    logs = [e for e in _events(run) if "loss" in e]
+    assert [e["step"] for e in logs] == list(range(1, 20))
+    last = logs[-1]
+    assert last["reads"] == 19 * 128 and abs(last["reads"] - 1.5 * 1600) < 128
+    assert last["epoch"] == pytest.approx(19 * 128 / 1600, abs=1e-4)
+    assert logs[0]["epoch"] == pytest.approx(128 / 1600, abs=1e-4)
+
+
+def test_auto_max_steps_caps_only_when_set_and_max_steps_overrides_epochs(tmp_path, task,
+                                                                          tiny_models):
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--batch-size", "64", "--stop-after",
+                      "1", "--set", "train.auto_max_steps=3", "train.final_eval=false")) == 0
+    assert load_config(run / "config.yaml").train.max_steps == 3
+    run2 = tmp_path / "run2"
+    assert main(_args(task, tiny_models["kmer-cnn"], run2, "--epochs", "5", "--max-steps", "2",
+                      "--batch-size", "8", "--set", "train.final_eval=false",
+                      "train.logging_steps=1")) == 0
+    assert load_config(run2 / "config.yaml").train.max_steps == 2
+    assert [e["step"] for e in _events(run2) if "loss" in e][-1] == 2
+
+
 def _gpu_bench():
     import importlib.util
 

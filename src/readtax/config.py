@@ -97,12 +97,13 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    max_steps: int | None = _f(None, "optimiser steps (null: one epoch of the training data, "
-                                     "capped by auto_max_steps)", min=1)
-    epochs: float | None = _f(None, "alternative to max_steps: passes over the training data",
-                              min=0.0)
-    auto_max_steps: int = _f(100_000, "cap on the number of steps chosen when max_steps is null",
-                             min=1)
+    max_steps: int | None = _f(None, "optimiser steps; overrides epochs (null: whole epochs over "
+                                     "the training data's read count)", min=1)
+    epochs: float = _f(1.0, "passes over the training data when max_steps is null (a store's "
+                            "exact read count; reads files are estimated from their size)",
+                       min=0.0)
+    auto_max_steps: int | None = _f(None, "cap on the number of steps derived from epochs "
+                                          "(null: no cap)", min=1)
     stop_after: int | None = _f(None, "stop (and save a checkpoint) after this many steps while "
                                       "keeping the schedule of max_steps; resume later", min=1)
     batch_size: int = _f(64, "reads per batch per process", min=1)
@@ -351,8 +352,8 @@ def validate(cfg: RunConfig, *, require_paths: bool = True) -> list[str]:
             if "max" in meta and isinstance(v, (int, float)) and v > meta["max"]:
                 problems.append(f"{key}: {v} is above the maximum {meta['max']}")
     t, d, m = cfg.train, cfg.data, cfg.model
-    if t.max_steps is not None and t.epochs is not None:
-        problems.append("train.max_steps and train.epochs: give one of them, not both")
+    if t.max_steps is None and t.epochs <= 0:
+        problems.append("train.epochs: must be above 0 when train.max_steps is null")
     if t.load_best_at_end and t.save_steps % t.eval_steps:
         problems.append(f"train.save_steps ({t.save_steps}) must be a multiple of "
                         f"train.eval_steps ({t.eval_steps}) when train.load_best_at_end is true")

@@ -145,16 +145,9 @@ def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
     store = _single_store(paths)
     if store is not None:
-        with open(Path(store) / "manifest.json", encoding="utf-8") as fh:
-            man = json.load(fh)
-        for key in ("reads", "n_reads", "num_reads", "read_count"):
-            if key in man:
-                return int(man[key]), True
-        counts = man.get("class_counts")
-        if counts is not None:
-            vals = counts.values() if isinstance(counts, dict) else counts
-            return int(sum(int(v) for v in vals)), True
-        raise UsageError(f"{store}/manifest.json: no read count")
+        from .store import load_manifest
+
+        return int(load_manifest(store)["read_count"]), True
     from .fastx import FastxReader, is_gzip
 
     total = 0.0
@@ -286,6 +279,11 @@ def _make_trainer_class():
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
                 logs.update(self.recipe.throughput())
+            # The Trainer logs state.epoch; ours is endless and bounded by max_steps, so its own
+            # count (steps / estimated steps) means nothing: use reads seen / read count.
+            epoch = self.recipe.epoch()
+            if epoch is not None:
+                self.state.epoch = epoch
             super().log(logs, start_time)
 
     return ReadtaxTrainer, torch
@@ -304,8 +302,6 @@ def _callbacks():
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs:
                 return
-            # "epoch" is meaningless for an endless loader bounded by max_steps.
-            logs = {k: v for k, v in logs.items() if k != "epoch"}
             event = {"step": state.global_step, "time": round(time.time(), 3), **logs}
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event, default=float) + "\n")
@@ -372,6 +368,7 @@ class TrainRecipe:
         self.stopped_early = False
         self._train_loader: ObservedLoader | None = None
         self._reads_before = 0  # reads trained on before this session (resume)
+        self.train_reads = 0  # reads in one epoch of the training data (estimated for files)
         self._rate_mark = (time.monotonic(), 0)
         self._record_fh = None
         self._session_start = time.monotonic()
@@ -495,19 +492,22 @@ class TrainRecipe:
             _truncate_events(run / "metrics.jsonl", _checkpoint_step(Path(self.resume_from)))
 
     def _resolve_max_steps(self) -> int:
+        """``max_steps`` if set, else whole ``epochs`` over the training reads (no cap unless
+        ``auto_max_steps``); the LR schedule is then built on this real step count."""
         t = self.cfg.train
+        reads, exact = estimate_train_reads(self.cfg.data.train)
+        self.train_reads = reads
         if t.max_steps is not None:
             return t.max_steps
-        reads, exact = estimate_train_reads(self.cfg.data.train)
         per_step = t.batch_size * t.grad_accum * self.dist.world_size
-        epochs = t.epochs if t.epochs is not None else 1.0
-        steps = max(1, math.ceil(reads * epochs / per_step))
-        if t.epochs is None:
-            steps = min(steps, t.auto_max_steps)
+        steps = max(1, math.ceil(reads * t.epochs / per_step))
+        capped = t.auto_max_steps is not None and steps > t.auto_max_steps
+        if capped:
+            steps = t.auto_max_steps
         log.info("max_steps %d (%s%s reads, %g epoch(s), %d reads per step%s)", steps,
-                 "" if exact else "~", f"{reads:,}", epochs, per_step,
-                 f", capped at {t.auto_max_steps}" if t.epochs is None else "")
-        t.max_steps, t.epochs = steps, None  # the saved config records what was used
+                 "" if exact else "~", f"{reads:,}", t.epochs, per_step,
+                 f", capped by auto_max_steps {t.auto_max_steps}" if capped else "")
+        t.max_steps = steps  # the saved config records what was used (and resume reuses it)
         return steps
 
     def _build_model(self, precision: str, cuda: bool):
@@ -683,6 +683,17 @@ class TrainRecipe:
         t0 = self._session_start
         dt = max(time.monotonic() - t0, 1e-9)
         return self._train_loader.reads * self.dist.world_size / dt
+
+    def reads_seen(self) -> int:
+        """Training reads consumed by all processes, earlier sessions included."""
+        r = self._train_loader.reads if self._train_loader is not None else 0
+        return self._reads_before + r * self.dist.world_size
+
+    def epoch(self) -> float | None:
+        """Passes over the training data so far: reads seen / read count."""
+        if self.train_reads <= 0:
+            return None
+        return round(self.reads_seen() / self.train_reads, 4)
 
     def throughput(self) -> dict[str, float]:
         """Fields added to each training log: reads seen and reads/s since the last log."""

@@ -22,6 +22,7 @@ _FLAGS = {
     "output": "output",
     "seed": "seed",
     "max_steps": "train.max_steps",
+    "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "grad_accum": "train.grad_accum",
     "lr": "train.lr",
@@ -43,7 +44,11 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", metavar="RUN", help="run directory")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over in an existing run directory")
-    p.add_argument("--max-steps", type=int, help="optimiser steps (default: one epoch, capped)")
+    p.add_argument("--max-steps", type=int,
+                   help="optimiser steps; overrides --epochs (default: whole epochs)")
+    p.add_argument("--epochs", type=float,
+                   help="passes over the training data when --max-steps is not given "
+                        "(default 1; the LR schedule is built on the resulting steps)")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="save and stop after N steps, keeping the max-steps schedule")
     p.add_argument("--batch-size", type=int, help="reads per batch per process")
