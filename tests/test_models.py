@@ -20,12 +20,14 @@ from readtax.labels import LabelMap
 from readtax.models import (
     ARCHS,
     ModelOptions,
+    activation_bytes,
     build_classifier,
     count_parameters,
     detect_arch,
     init_model,
     load_classifier,
     load_trainable_state_dict,
+    merge_lora,
     model_config,
     resolve_model_dir,
     save_classifier,
@@ -343,6 +345,62 @@ def test_lora_trainable_parameters_match_rank(standins, tmp_path):
     assert (tmp_path / "m" / "adapter.safetensors").is_file()
     reloaded = load_classifier(tmp_path / "m")
     assert all(torch.equal(trainable_state_dict(reloaded)[k], v) for k, v in state.items())
+
+
+def _lora_with_nonzero_adapters(path: Path) -> torch.nn.Module:
+    model = build_classifier(path, LABELS, options=ModelOptions(lora=True, dropout=0.0))
+    gen = torch.Generator().manual_seed(5)
+    state = {k: torch.randn(v.shape, generator=gen) * 0.1
+             for k, v in trainable_state_dict(model).items()}
+    load_trainable_state_dict(model, state)  # lora_B starts at 0: make the adapters matter
+    return model.eval()
+
+
+def test_lora_layers_do_not_cast_inputs_and_dropout_defaults_to_0(standins):
+    model = build_classifier(standins["metagene"], LABELS)
+    flags = [m.cast_input_dtype_enabled for m in model.modules()
+             if hasattr(m, "cast_input_dtype_enabled")]
+    assert len(flags) == 4 * model.backbone_config["num_hidden_layers"] and not any(flags)
+    assert model.options.lora_dropout == 0.0
+    assert not any(isinstance(m, torch.nn.Dropout) for n, m in model.named_modules()
+                   if "lora_dropout" in n)
+
+
+@pytest.mark.parametrize("arch", ["metagene", "dnabert2"])
+def test_merged_lora_outputs_equal_unmerged(standins, tmp_path, arch):
+    model = _lora_with_nonzero_adapters(standins[arch])
+    inputs = model.collator(_reads())
+    with torch.no_grad():
+        before = model(inputs["input_ids"], inputs["attention_mask"]).logits
+        save_classifier(model, tmp_path / "m")
+        merged = merge_lora(model)
+        after = merged(inputs["input_ids"], inputs["attention_mask"]).logits
+        assert merged.lora_merged and not any("lora_" in n for n, _ in merged.named_parameters())
+        loaded = load_classifier(tmp_path / "m", merge_adapters=True)
+        unmerged = load_classifier(tmp_path / "m")
+        from_disk = loaded(inputs["input_ids"], inputs["attention_mask"]).logits
+        plain = unmerged(inputs["input_ids"], inputs["attention_mask"]).logits
+    assert torch.allclose(before, plain, atol=1e-6)
+    assert not torch.allclose(before, build_classifier(  # the adapters change the outputs
+        standins[arch], LABELS, options=ModelOptions(lora=True, dropout=0.0)).eval()(
+        inputs["input_ids"], inputs["attention_mask"]).logits.detach(), atol=1e-4)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(from_disk, plain, atol=1e-5, rtol=1e-5)
+    assert loaded.lora_merged and not unmerged.lora_merged
+    with pytest.raises(ModelError, match="merged"):
+        save_classifier(loaded, tmp_path / "again")
+
+
+def test_activation_estimate_follows_the_llama_shapes(standins):
+    model = build_classifier(standins["metagene"], LABELS)
+    c = model.backbone_config
+    per_token = c["num_hidden_layers"] * (10 * c["hidden_size"] + 3 * c["intermediate_size"])
+    assert activation_bytes(model, 64, 45) == 64 * 45 * per_token * 2
+    assert activation_bytes(model, 64, 45, elem_bytes=4) == 2 * activation_bytes(model, 64, 45)
+    # METAGENE-1's shapes: 32 layers, hidden 4096, intermediate 11008 -> ~14 GB at 64 x 45 tokens
+    model.backbone_config = {"hidden_size": 4096, "intermediate_size": 11008,
+                             "num_hidden_layers": 32}
+    assert 13e9 < activation_bytes(model, 64, 45) < 15e9
 
 
 def test_frozen_backbone_and_gradient_checkpointing(standins):

@@ -376,6 +376,23 @@ def test_auto_max_steps_caps_only_when_set_and_max_steps_overrides_epochs(tmp_pa
     assert [e["step"] for e in _events(run2) if "loss" in e][-1] == 2
 
 
+def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task, stores,
+                                                                            tiny_models):
+    from readtax.models import build_classifier
+    from readtax.train import TrainRecipe, _probe_read_length, _probe_tokens
+
+    cfg = load_config(None, [("data.train", [str(stores["train"])])], require_paths=False)
+    assert cfg.model.gradient_checkpointing is None
+    assert _probe_read_length(cfg.data.train) == 100  # the task's reads are 100 bp
+    from readtax.batch import SeqBatch
+
+    model = build_classifier(tiny_models["metagene"], load_mapping(task["mapping"]))
+
+    ref = model.collator(SeqBatch.from_strings(["ACGT" * 25], np.array([0])))["input_ids"]
+    assert _probe_tokens(model, 100) == ref.shape[1]
+    assert TrainRecipe(cfg)._checkpointing_needed(model, "fp32", cuda=False) is False
+
+
 def _gpu_bench():
     import importlib.util
 

@@ -186,7 +186,7 @@ def load_model(run_or_model_dir: str | os.PathLike[str], device: str = "cpu"):
     from .models import load_classifier, resolve_model_dir
 
     try:
-        model = load_classifier(resolve_model_dir(path), device=device)
+        model = load_classifier(resolve_model_dir(path), device=device, merge_adapters=True)
     except ReadtaxError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

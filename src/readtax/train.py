@@ -167,6 +167,27 @@ def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     return int(total), False
 
 
+def _probe_read_length(paths: list[str]) -> int:
+    """The longest training read: a store's manifest, else the first megabyte of the data."""
+    store = _single_store(paths)
+    if store is not None:
+        from .store import load_manifest
+
+        return int(load_manifest(store)["max_length"])
+    from .fastx import FastxReader
+
+    first = next(iter(FastxReader(paths[0], chunk_size=1 << 20)), None)
+    return int(first.lengths.max()) if first is not None and len(first) else 1
+
+
+def _probe_tokens(model, read_length: int) -> int:
+    """Tokens (specials included) the model's collator makes of a read of ``read_length``."""
+    seq = np.frombuffer(b"ACGT" * (read_length // 4 + 1), dtype=np.uint8)[:read_length].copy()
+    batch = SeqBatch(seq=seq, offsets=np.array([0, read_length], dtype=np.int64),
+                     labels=np.zeros(1, dtype=np.int64))
+    return int(model.collator(batch)["input_ids"].shape[1])
+
+
 # -- checkpoint weights ------------------------------------------------------------------------
 
 
@@ -530,15 +551,41 @@ class TrainRecipe:
         opts = ModelOptions(
             pooling=m.pooling, dropout=m.dropout, freeze_backbone=m.freeze_backbone, lora=m.lora,
             lora_r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-            lora_targets=m.lora_targets, gradient_checkpointing=m.gradient_checkpointing,
+            lora_targets=m.lora_targets, gradient_checkpointing=bool(m.gradient_checkpointing),
             dtype=dtype, max_length=m.max_length)
         model = build_classifier(m.path, self.label_map, arch=m.arch, options=opts,
                                  seed=self.cfg.seed)
+        if m.gradient_checkpointing is None and self._checkpointing_needed(model, precision, cuda):
+            from .models import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(model)
         n_all = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info("model %s (%s): %s parameters, %s trainable; %d classes", m.path, model.arch,
                  f"{n_all:,}", f"{n_train:,}", self.num_classes)
         return model
+
+    def _checkpointing_needed(self, model, precision: str, cuda: bool) -> bool:
+        """Whether the estimated weights + activations of one training batch exceed 90% of the
+        free GPU memory (never on CPU, where memory is not the limit worth the 1.3x work)."""
+        if not cuda:
+            return False
+        import torch
+
+        from .models import activation_bytes
+
+        tokens = _probe_tokens(model, _probe_read_length(self.cfg.data.train))
+        elem = 4 if precision == "fp32" else 2
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        need = (params + trainable * 12  # fp32 grads + AdamW moments of what trains
+                + activation_bytes(model, self.cfg.train.batch_size, tokens, elem))
+        free, _ = torch.cuda.mem_get_info()
+        on = need > 0.9 * free
+        log.info("gradient checkpointing %s: ~%.1f GB needed for %d reads of %d tokens, "
+                 "%.1f GB free", "on" if on else "off", need / 1e9, self.cfg.train.batch_size,
+                 tokens, free / 1e9)
+        return on
 
     def _training_args(self, tf, max_steps: int, precision: str, cuda: bool):
         t = self.cfg.train

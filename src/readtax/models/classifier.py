@@ -59,7 +59,7 @@ class ModelOptions:
     lora: bool | None = None  # None: the family's default (METAGENE-1: on, others: off)
     lora_r: int = 8
     lora_alpha: float = 16
-    lora_dropout: float = 0.1
+    lora_dropout: float = 0.0  # >0 costs a dropout copy of the input per adapted projection
     lora_targets: list[str] | None = None  # module name suffixes; None: the family's default
     gradient_checkpointing: bool = False
     dtype: str = "float32"  # backbone weights: float32, bfloat16, float16 (the head stays fp32)
@@ -156,6 +156,7 @@ class ReadClassifier(nn.Module):
         self.tokenizer_files = backbone.tokenizer_files
         self.source_dir = source_dir  # where the backbone weights came from
         self.base_model: Path | None = None  # set when weights stay in a base model directory
+        self.lora_merged = False  # merge_lora folded the adapters in: inference only
 
     @property
     def num_classes(self) -> int:
@@ -236,6 +237,25 @@ def _add_lora(module: nn.Module, options: ModelOptions, arch: str) -> None:
     for name, p in module.named_parameters():
         if "lora_" in name:
             p.data = p.data.float()  # adapters train in fp32 even on a bf16 backbone
+    for m in module.modules():
+        if hasattr(m, "cast_input_dtype_enabled"):
+            # peft would copy every adapter input to fp32 (the adapters' dtype); under autocast
+            # the adapter matmuls run in the compute dtype anyway, so the copy is pure cost.
+            m.cast_input_dtype_enabled = False
+
+
+def merge_lora(model: ReadClassifier) -> ReadClassifier:
+    """Fold the LoRA adapters into the backbone weights and drop the adapter layers (for
+    prediction: plain linear layers, same outputs up to rounding). Returns ``model``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    parents = [(parent, name, child) for parent in model.backbone.modules()
+               for name, child in parent.named_children() if isinstance(child, BaseTunerLayer)]
+    for parent, name, child in parents:
+        child.merge()
+        setattr(parent, name, child.get_base_layer())
+    model.lora_merged = bool(parents)
+    return model
 
 
 def _finish(model: ReadClassifier) -> None:
@@ -245,12 +265,31 @@ def _finish(model: ReadClassifier) -> None:
         for name, p in model.backbone.named_parameters():
             p.requires_grad = bool(opt.lora) and "lora_" in name
     if opt.gradient_checkpointing:
-        inner = getattr(model.backbone, "model", None)
-        if inner is not None and hasattr(inner, "gradient_checkpointing_enable"):
-            inner.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.backbone.gradient_checkpointing = True
+        enable_gradient_checkpointing(model)
+
+
+def enable_gradient_checkpointing(model: ReadClassifier) -> None:
+    """Recompute backbone activations in the backward pass (less memory, ~1.3x the work)."""
+    model.options.gradient_checkpointing = True
+    inner = getattr(model.backbone, "model", None)
+    if inner is not None and hasattr(inner, "gradient_checkpointing_enable"):
+        inner.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.backbone.gradient_checkpointing = True
+
+
+def activation_bytes(model: ReadClassifier, batch_size: int, tokens: int,
+                     elem_bytes: int = 2) -> int:
+    """Rough bytes of the activations a training step keeps for backward without
+    recomputation: per layer and token ~10 hidden-size and 3 intermediate-size vectors (inputs
+    of the projections, norms, residuals and the gated MLP; attention itself runs in a fused
+    kernel that keeps no S x S matrix)."""
+    cfg = model.backbone_config or {}
+    h = int(cfg.get("hidden_size", model.hidden_size))
+    inter = int(cfg.get("intermediate_size", 4 * h))
+    layers = int(cfg.get("num_hidden_layers", cfg.get("num_layers", 1)))
+    return layers * batch_size * tokens * (10 * h + 3 * inter) * elem_bytes
 
 
 def _read_meta(d: Path) -> dict:
@@ -395,6 +434,9 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
     ``backbone_weights``: copy the backbone weights (default: yes, unless the backbone was not
     trained and is over 1 GiB; the classifier then refers to its base model directory).
     """
+    if model.lora_merged:
+        raise ModelError("this classifier's LoRA adapters were merged for inference; save the "
+                         "unmerged model")
     out = Path(out_dir)
     if out.exists() and not (out / MODEL_FILE).is_file() and (
             not out.is_dir() or any(out.iterdir())):
@@ -460,11 +502,12 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
-                    dtype: str | None = None) -> ReadClassifier:
+                    dtype: str | None = None, merge_adapters: bool = False) -> ReadClassifier:
     """Load a classifier written by :func:`save_classifier` (a run dir or its ``model/``).
 
     Offline: everything comes from the directory (or its recorded base model directory).
-    Returned in eval mode.
+    Returned in eval mode; ``merge_adapters`` folds LoRA into the backbone (inference only:
+    the result cannot be saved as a LoRA classifier again).
     """
     d = resolve_model_dir(path)
     meta = _read_meta(d)
@@ -490,4 +533,6 @@ def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device 
         if set(adapter) != want:
             raise ModelError("adapter.safetensors does not fit the LoRA configuration", d)
         model.backbone.load_state_dict(adapter, strict=False)
+        if merge_adapters:
+            merge_lora(model)
     return model.to(device).eval()
