@@ -96,6 +96,73 @@ def test_dnabert2_matches_official_outputs(dnabert2_fixture, batch):
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch", BATCHES)
+def test_dnabert2_unpadded_path_matches_official_and_padded(dnabert2_fixture, batch):
+    """The varlen path (per-read torch reference on CPU) against the fixtures and SDPA."""
+    model, _, inputs, expected = dnabert2_fixture
+    ids = torch.tensor(inputs[batch]["input_ids"])
+    mask = torch.tensor(inputs[batch]["attention_mask"])
+    try:
+        model.attn_impl = "varlen"
+        with torch.no_grad():
+            unpadded = model(ids, mask)
+        model.attn_impl = "sdpa"
+        with torch.no_grad():
+            padded = model(ids, mask)
+    finally:
+        model.attn_impl = "auto"
+    real = mask.bool()
+    torch.testing.assert_close(unpadded[real], expected[f"{batch}.last_hidden_state"][real],
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(unpadded, padded, atol=1e-5, rtol=1e-5)
+    assert torch.equal(unpadded[~real], torch.zeros_like(unpadded[~real]))
+
+
+def test_dnabert2_slopes_are_an_fp32_buffer_outside_the_state_dict(monkeypatch):
+    from readtax.models import dnabert2
+
+    d, cfg, inputs, _ = _fixture("dnabert2-tiny-h12")
+    model = load_model(cfg, load_file(str(d / "model.safetensors"))).eval()
+    want = torch.tensor(alibi_slopes(cfg["num_attention_heads"]), dtype=torch.float32)
+    assert "alibi_slopes" not in model.state_dict()
+    assert torch.equal(model.alibi_slopes, want)
+    model.to(torch.bfloat16)
+    assert model.alibi_slopes.dtype == torch.float32 and torch.equal(model.alibi_slopes, want)
+    assert model.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    model.float()
+
+    def no_host_slopes(*a, **k):
+        raise AssertionError("slopes rebuilt on the host during forward")
+
+    monkeypatch.setattr(dnabert2, "alibi_slopes", no_host_slopes)
+    ids = torch.tensor(inputs["b0_padded_3rows"]["input_ids"])
+    mask = torch.tensor(inputs["b0_padded_3rows"]["attention_mask"])
+    with torch.no_grad():
+        model(ids, mask)
+
+
+def test_dnabert2_bias_built_once_per_forward_in_the_compute_dtype(monkeypatch):
+    d, cfg, inputs, _ = _fixture("dnabert2-tiny")
+    model = load_model(cfg, load_file(str(d / "model.safetensors"))).eval()
+    model.attn_impl = "sdpa"
+    built = []
+    original = model.attention_bias
+
+    def spy(mask, dtype):
+        out = original(mask, dtype)
+        built.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(model, "attention_bias", spy)
+    ids = torch.tensor(inputs["b0_padded_3rows"]["input_ids"])
+    mask = torch.tensor(inputs["b0_padded_3rows"]["attention_mask"])
+    with torch.no_grad():
+        model(ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(ids, mask)
+    assert cfg["num_hidden_layers"] > 1 and built == [torch.float32, torch.bfloat16]
+
+
 def test_dnabert2_rows_alone_match_padded_batch(dnabert2_fixture):
     """Every row of the padded batches, run unpadded on its own, matches the official output."""
     model, _, inputs, expected = dnabert2_fixture
@@ -223,6 +290,21 @@ def test_dnabert2_collator_matches_padded_batch():
     out = _hf_collator("dnabert-2")(SeqBatch.from_strings(reads))
     assert out["input_ids"].tolist() == pb["input_ids"]
     assert out["attention_mask"].tolist() == pb["attention_mask"]
+
+
+def test_dnabert2_batches_are_padded_to_a_multiple_of_8(standins):
+    reads = _reads()
+    coll = load_backbone("dnabert2", standins["dnabert2"]).collator
+    plain = _hf_collator("dnabert-2")(reads)
+    out = coll(reads)
+    w = plain["input_ids"].shape[1]
+    assert w % 8 and out["input_ids"].shape[1] == -(-w // 8) * 8
+    assert torch.equal(out["input_ids"][:, :w], plain["input_ids"])
+    assert torch.equal(out["attention_mask"][:, :w], plain["attention_mask"])
+    assert not out["attention_mask"][:, w:].any()
+    assert (out["input_ids"][:, w:] == coll.pad_id).all()
+    coll.max_length = w + 1  # never wider than the model limit (unless a read needs it)
+    assert coll(reads)["input_ids"].shape[1] == w + 1
 
 
 @pytest.mark.parametrize("k", [3, 6])

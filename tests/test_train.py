@@ -393,6 +393,18 @@ def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task,
     assert TrainRecipe(cfg)._checkpointing_needed(model, "fp32", cuda=False) is False
 
 
+def test_training_arguments_carry_torch_compile(tmp_path):
+    import transformers
+
+    from readtax.train import TrainRecipe
+
+    cfg = load_config(None, [("output", str(tmp_path / "r"))], require_paths=False)
+    assert cfg.train.torch_compile is False
+    assert not TrainRecipe(cfg)._training_args(transformers, 10, "fp32", False).torch_compile
+    cfg.train.torch_compile = True
+    assert TrainRecipe(cfg)._training_args(transformers, 10, "fp32", False).torch_compile
+
+
 def _gpu_bench():
     import importlib.util
 

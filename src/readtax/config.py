@@ -138,6 +138,9 @@ class TrainConfig:
     load_best_at_end: bool = _f(True, "the final model is the checkpoint with the best "
                                       "validation macro-F1")
     final_eval: bool = _f(True, "evaluate the final model on the validation sample into RUN/eval")
+    torch_compile: bool = _f(False, "compile the model with torch.compile (faster steps on a "
+                                    "GPU after a compilation pause; reads of varying length "
+                                    "recompile for new shapes)")
     progress: bool | None = _f(None, "progress bar (null: when stderr is a terminal)")
     record_reads: bool = _f(False, "debug: write the read indices/ids each process trained on "
                                    "to RUN/debug/")

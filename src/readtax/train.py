@@ -626,6 +626,7 @@ class TrainRecipe:
             use_cpu=not cuda,
             remove_unused_columns=False,
             label_names=["labels"],
+            torch_compile=t.torch_compile,
         )
         if not cuda and self.dist.world_size > 1:
             kw["ddp_backend"] = "gloo"

@@ -13,12 +13,19 @@ Same computation as the official ``bert_layers.py`` (MosaicML BERT as used by
 * padding keys get ``-10000`` added (the official additive mask), and padded positions of the
   output are 0, as the official code returns them.
 
+Two attention paths with the same outputs: the padded one (SDPA with one ``[B, heads, S, S]``
+bias built per forward in the compute dtype, shared by every layer) and an unpadded one that
+runs the layers on the real tokens only (``[T, H]``) and attends per read with ALiBi slopes:
+flash-attn's varlen kernel when it is importable and the model is on CUDA, a per-read torch
+reference otherwise (tests compare it with the padded path on CPU).
+
 Module and parameter names follow the official checkpoint, so its state dict loads after the
 ``bert.`` prefix is removed (the MLM head ``cls.*`` is ignored).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -76,12 +83,59 @@ def alibi_slopes(n_heads: int) -> list[float]:
     return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][: n_heads - closest]
 
 
-def alibi_bias(n_heads: int, seq_len: int, device=None) -> torch.Tensor:
+def alibi_bias(n_heads: int, seq_len: int, device=None,
+               slopes: torch.Tensor | None = None) -> torch.Tensor:
     """``[heads, S, S]`` float32 bias ``-slope_h * |i - j|`` (the official table, any length)."""
     pos = torch.arange(seq_len, device=device)
     dist = (pos[None, :] - pos[:, None]).abs()
-    slopes = torch.tensor(alibi_slopes(n_heads), dtype=torch.float32, device=device)
-    return slopes[:, None, None] * -dist[None]
+    if slopes is None:
+        slopes = torch.tensor(alibi_slopes(n_heads), dtype=torch.float32, device=device)
+    return slopes.float()[:, None, None] * -dist[None]
+
+
+@functools.cache
+def _flash_varlen():
+    """flash-attn's varlen kernel (with ALiBi slopes), or None when flash-attn is absent."""
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    return flash_attn_varlen_func
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls run in: the autocast dtype inside autocast, else ``x``'s dtype."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+class Unpadded:
+    """What the unpadded attention needs: read boundaries in the flat token axis and slopes."""
+
+    def __init__(self, cu_seqlens: torch.Tensor, max_seqlen: int, slopes: torch.Tensor,
+                 use_flash: bool) -> None:
+        self.cu_seqlens = cu_seqlens
+        self.max_seqlen = max_seqlen
+        self.slopes = slopes
+        self.use_flash = use_flash
+
+
+def _varlen_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, info: Unpadded,
+                      dropout_p: float) -> torch.Tensor:
+    """``[T, heads, d]`` attention read by read with the ALiBi bias (the CPU stand-in for the
+    flash-attn varlen kernel)."""
+    out = torch.empty_like(q)
+    bounds = info.cu_seqlens.tolist()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b == a:
+            continue
+        bias = alibi_bias(q.shape[1], b - a, q.device, info.slopes).to(q.dtype)
+        o = F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1),
+                                           v[a:b].transpose(0, 1), attn_mask=bias,
+                                           dropout_p=dropout_p)
+        out[a:b] = o.transpose(0, 1)
+    return out
 
 
 class _Embeddings(nn.Module):
@@ -112,12 +166,21 @@ class _SelfAttention(nn.Module):
         self.Wqkv = nn.Linear(h, 3 * h)
         self.p_dropout = cfg.get("attention_probs_dropout_prob", 0.0)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | Unpadded) -> torch.Tensor:
+        p = self.p_dropout if self.training else 0.0
+        if isinstance(bias, Unpadded):
+            t, h = x.shape
+            q, k, v = self.Wqkv(x).view(t, 3, self.heads, self.head_dim).unbind(1)
+            if bias.use_flash:
+                out = _flash_varlen()(q, k, v, bias.cu_seqlens, bias.cu_seqlens, bias.max_seqlen,
+                                      bias.max_seqlen, dropout_p=p,
+                                      alibi_slopes=bias.slopes.float())
+            else:
+                out = _varlen_reference(q, k, v, bias, p)
+            return out.reshape(t, h)
         b, s, h = x.shape
         qkv = self.Wqkv(x).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(
-            qkv[0], qkv[1], qkv[2], attn_mask=bias,
-            dropout_p=self.p_dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias, dropout_p=p)
         return out.transpose(1, 2).reshape(b, s, h)
 
 
@@ -139,7 +202,7 @@ class _Attention(nn.Module):
         self.self = _SelfAttention(cfg)
         self.output = _SelfOutput(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | Unpadded) -> torch.Tensor:
         return self.output(self.self(x, bias), x)
 
 
@@ -165,7 +228,7 @@ class _Layer(nn.Module):
         self.attention = _Attention(cfg)
         self.mlp = _GatedMLP(cfg)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | Unpadded) -> torch.Tensor:
         return self.mlp(self.attention(x, bias))
 
 
@@ -175,8 +238,15 @@ class _Encoder(nn.Module):
         self.layer = nn.ModuleList(_Layer(cfg) for _ in range(cfg["num_hidden_layers"]))
 
 
+ATTN_IMPLS = ("auto", "sdpa", "varlen")
+
+
 class DnaBert2Model(nn.Module):
-    """``(input_ids, attention_mask) -> last_hidden_state [B, S, H]`` (zeros at padding)."""
+    """``(input_ids, attention_mask) -> last_hidden_state [B, S, H]`` (zeros at padding).
+
+    ``attn_impl``: ``sdpa`` (padded), ``varlen`` (unpadded: flash-attn on CUDA when importable,
+    else the torch reference) or ``auto`` (varlen where flash-attn can run, else sdpa).
+    """
 
     def __init__(self, config: dict) -> None:
         super().__init__()
@@ -192,20 +262,34 @@ class DnaBert2Model(nn.Module):
         self.embeddings = _Embeddings(self.config)
         self.encoder = _Encoder(self.config)
         self.gradient_checkpointing = False
+        self.attn_impl = "auto"
+        # On the module's device from the start (no host->device copy per forward); not in the
+        # state dict (the official checkpoint has no such key); kept fp32 by _apply below.
+        self.register_buffer("alibi_slopes",
+                             torch.tensor(alibi_slopes(self.num_heads), dtype=torch.float32),
+                             persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        slopes = self.alibi_slopes
+        super()._apply(fn, recurse)
+        # Follow device moves but never a dtype cast: bf16 slopes would shift the bias.
+        self.alibi_slopes = slopes.to(device=self.alibi_slopes.device, dtype=torch.float32)
+        return self
 
     def attention_bias(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[B, heads, S, S]``: ALiBi plus -10000 on padding keys (official semantics)."""
+        """``[B, heads, S, S]``: ALiBi plus -10000 on padding keys (official semantics), summed in
+        fp32 and converted once to ``dtype``."""
         s = attention_mask.shape[1]
-        alibi = alibi_bias(self.num_heads, s, attention_mask.device)[None]
+        alibi = alibi_bias(self.num_heads, s, attention_mask.device, self.alibi_slopes)[None]
         pad = (1.0 - attention_mask[:, None, None, :].float()) * MASK_VALUE
         return (alibi + pad).to(dtype)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        bias = self.attention_bias(attention_mask, x.dtype)
+    def _flash_ok(self, x: torch.Tensor) -> bool:
+        """flash-attn runs here: importable, CUDA, half-precision compute."""
+        return (x.is_cuda and compute_dtype(x) in (torch.float16, torch.bfloat16)
+                and _flash_varlen() is not None)
+
+    def _run_layers(self, x: torch.Tensor, bias: torch.Tensor | Unpadded) -> torch.Tensor:
         for layer in self.encoder.layer:
             if self.gradient_checkpointing and self.training:
                 from torch.utils.checkpoint import checkpoint
@@ -213,7 +297,27 @@ class DnaBert2Model(nn.Module):
                 x = checkpoint(layer, x, bias, use_reentrant=False)
             else:
                 x = layer(x, bias)
-        return x * attention_mask.unsqueeze(-1).to(x.dtype)
+        return x
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        flash = self._flash_ok(x)
+        if not (self.attn_impl == "varlen" or (self.attn_impl == "auto" and flash)):
+            x = self._run_layers(x, self.attention_bias(attention_mask, compute_dtype(x)))
+            return x * attention_mask.unsqueeze(-1).to(x.dtype)
+        b, s, h = x.shape
+        keep = attention_mask.reshape(-1).bool()
+        lengths = attention_mask.sum(1, dtype=torch.int32)
+        cu = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
+        # The padded width bounds every read's length: no host sync for the true maximum.
+        info = Unpadded(cu, s, self.alibi_slopes, flash)
+        tokens = self._run_layers(x.reshape(b * s, h)[keep], info)
+        out = tokens.new_zeros(b * s, h)
+        out[keep] = tokens
+        return out.view(b, s, h)
 
 
 def encoder_state_dict(state: dict[str, torch.Tensor], path: Path | None = None

@@ -260,7 +260,9 @@ def _load_dnabert2(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int |
     from . import dnabert2
     from .tokenizers import hf_collator
 
-    collator = hf_collator(d, max_length or int(cfg.get("max_position_embeddings", 512)))
+    # Widths in multiples of 8 keep the padded path's matmuls on tensor-core tile sizes.
+    collator = hf_collator(d, max_length or int(cfg.get("max_position_embeddings", 512)),
+                           pad_multiple=8)
     module = dnabert2.load_model(cfg, load_state_dict_file(wdir), dtype=torch_dtype(dtype),
                                  path=wdir)
     return Backbone(module, int(cfg["hidden_size"]), cfg, collator, _tokenizer_files(d))

@@ -193,15 +193,17 @@ class HFCollator:
     pickles into DataLoader workers cheaply. ``max_length`` counts tokens including specials.
     """
 
-    def __init__(self, tokenizer_json: str, pad_id: int, max_length: int | None = None) -> None:
+    def __init__(self, tokenizer_json: str, pad_id: int, max_length: int | None = None,
+                 pad_multiple: int = 1) -> None:
         self.tokenizer_json = tokenizer_json
         self.pad_id = int(pad_id)
         self.max_length = max_length
+        self.pad_multiple = int(pad_multiple)  # batch width rounded up (tensor-core tiles)
         self._tok = None
 
     def __getstate__(self) -> dict:
         return {"tokenizer_json": self.tokenizer_json, "pad_id": self.pad_id,
-                "max_length": self.max_length, "_tok": None}
+                "max_length": self.max_length, "pad_multiple": self.pad_multiple, "_tok": None}
 
     @property
     def tokenizer(self):
@@ -225,7 +227,11 @@ class HFCollator:
     def encode(self, batch: SeqBatch) -> tuple[np.ndarray, np.ndarray]:
         rows = self.encode_ids(batch.sequences())
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        width = max(int(lengths.max(initial=0)), 1)
+        longest = max(int(lengths.max(initial=0)), 1)
+        m = self.pad_multiple
+        width = -(-longest // m) * m
+        if self.max_length is not None:
+            width = max(min(width, self.max_length), longest)
         flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lengths.sum()))
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.arange(width)[None, :] < lengths[:, None]
@@ -259,8 +265,8 @@ def tokenizer_file_bytes(model_dir: Path) -> dict[str, bytes]:
     return {n: (model_dir / n).read_bytes() for n in TOKENIZER_FILES if (model_dir / n).is_file()}
 
 
-def hf_collator(model_dir: Path, max_length: int | None, *, allow_auto: bool = False
-                ) -> HFCollator:
+def hf_collator(model_dir: Path, max_length: int | None, *, allow_auto: bool = False,
+                pad_multiple: int = 1) -> HFCollator:
     """Collator from ``tokenizer.json`` (or, for generic models, whatever AutoTokenizer reads)."""
     path = model_dir / "tokenizer.json"
     config = read_tokenizer_config(model_dir)
@@ -272,7 +278,7 @@ def hf_collator(model_dir: Path, max_length: int | None, *, allow_auto: bool = F
             tok = Tokenizer.from_str(text)
         except Exception as exc:  # noqa: BLE001 - the tokenizers library raises bare Exceptions
             raise ModelError(f"cannot read tokenizer: {exc}", path) from None
-        return HFCollator(text, find_pad_id(tok, config), max_length)
+        return HFCollator(text, find_pad_id(tok, config), max_length, pad_multiple)
     if not allow_auto or not any((model_dir / n).is_file() for n in TOKENIZER_FILES):
         raise ModelError("missing tokenizer file tokenizer.json", model_dir)
     from transformers import AutoTokenizer
