@@ -393,16 +393,45 @@ def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task,
     assert TrainRecipe(cfg)._checkpointing_needed(model, "fp32", cuda=False) is False
 
 
-def test_training_arguments_carry_torch_compile(tmp_path):
+def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, monkeypatch):
     import transformers
 
-    from readtax.train import TrainRecipe
+    from readtax.models import build_classifier
+    from readtax.train import TrainRecipe, quiet_tokenizer_threads
 
     cfg = load_config(None, [("output", str(tmp_path / "r"))], require_paths=False)
     assert cfg.train.torch_compile is False
-    assert not TrainRecipe(cfg)._training_args(transformers, 10, "fp32", False).torch_compile
+    recipe = TrainRecipe(cfg)
+    recipe.model = build_classifier(tiny_models["dnabert2"], load_mapping(task["mapping"]))
+    args = recipe._training_args(transformers, 10, "fp32", False)
+    assert not args.torch_compile and not args.logging_nan_inf_filter
+    assert args.optim == "adamw_torch_fused" and args.ddp_find_unused_parameters is False
     cfg.train.torch_compile = True
-    assert TrainRecipe(cfg)._training_args(transformers, 10, "fp32", False).torch_compile
+    recipe.model.arch = "auto"  # a generic backbone may have unused parts
+    args = recipe._training_args(transformers, 10, "fp32", False)
+    assert args.torch_compile and args.ddp_find_unused_parameters is True
+    class Empty(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(())
+
+    loader = recipe._loader(Empty(), None, 2)
+    assert loader.worker_init_fn is quiet_tokenizer_threads and loader.pin_memory is False
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    quiet_tokenizer_threads(0)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_every_trainable_parameter_gets_a_gradient(task, tiny_models, arch):
+    """Why DDP can run with find_unused_parameters=False for every family."""
+    from readtax.batch import SeqBatch
+    from readtax.models import build_classifier
+
+    model = build_classifier(tiny_models[arch], load_mapping(task["mapping"]))
+    batch = SeqBatch.from_strings(["ACGTTGCAAC" * 8, "GGCATTACGA" * 5], np.array([0, 1]))
+    model(**model.collator(batch)).loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
 
 
 def _gpu_bench():

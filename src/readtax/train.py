@@ -140,6 +140,13 @@ def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | Non
                          with_ids=cfg.train.record_reads, **common)
 
 
+def quiet_tokenizer_threads(_worker_id: int) -> None:
+    """DataLoader worker start: the Rust tokenizer's own thread pool off. Each worker already
+    is a parallel tokeniser; a pool per worker oversubscribes the cores, and one used before a
+    fork makes the library warn or deadlock."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     """(reads in the training data, exact?): store manifests are exact, files are estimated
     from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
@@ -256,6 +263,12 @@ def _make_trainer_class():
             # Our forward returns a per-batch mean loss and ignores num_items_in_batch:
             # let the Trainer divide by the accumulation steps itself.
             self.model_accepts_loss_kwargs = False
+
+        def _prepare_input(self, data):
+            # Batches come from pinned memory: copy without blocking the host.
+            if isinstance(data, torch.Tensor):
+                return data.to(self.args.device, non_blocking=True)
+            return super()._prepare_input(data)
 
         def get_train_dataloader(self):
             return self.recipe.train_loader()
@@ -627,6 +640,14 @@ class TrainRecipe:
             remove_unused_columns=False,
             label_names=["labels"],
             torch_compile=t.torch_compile,
+            # The nan/inf filter reads the loss on the host every step (a device sync).
+            logging_nan_inf_filter=False,
+            # Fused AdamW (one kernel for all parameters), named so that no default change
+            # can silently swap in the per-parameter loop.
+            optim="adamw_torch_fused",
+            # Every family's trainable parameters all get gradients (tests check it); only a
+            # generic AutoModel backbone may carry unused parts (a pooler, say).
+            ddp_find_unused_parameters=self.model is None or self.model.arch == "auto",
         )
         if not cuda and self.dist.world_size > 1:
             kw["ddp_backend"] = "gloo"
@@ -647,6 +668,7 @@ class TrainRecipe:
         gen.manual_seed(self.cfg.seed)
         return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate,
                           pin_memory=torch.cuda.is_available(), generator=gen,
+                          worker_init_fn=quiet_tokenizer_threads if num_workers > 0 else None,
                           persistent_workers=False,
                           prefetch_factor=4 if num_workers > 0 else None)
 
