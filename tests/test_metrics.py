@@ -178,3 +178,40 @@ def test_plot_curves(tmp_path):
         {"step": 2, "eval_accuracy": 0.5, "eval_macro_f1": 0.4, "eval_loss": 1.2}]) + "\n")
     paths = plot_curves(read_jsonl(ev), tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["accuracy.png", "loss.png", "macro_f1.png"]
+
+
+@pytest.mark.parametrize("classes", [12, 2100])  # dense confusion, and sparse above DENSE_LIMIT
+def test_device_accumulator_equals_streaming_metrics(classes):
+    """Counts kept as tensors give exactly the numbers of the host path, unlabelled rows,
+    losses (a non-finite one skipped) and confusions included."""
+    torch = pytest.importorskip("torch")
+    from readtax.metrics import DENSE_LIMIT, DeviceAccumulator
+
+    logits, y = _data(n=1500, c=classes, seed=3)
+    y[::7] = -1
+    x = torch.tensor(logits, dtype=torch.float32)
+    lab = torch.tensor(y)
+    host = StreamingMetrics(classes)
+    dev = DeviceAccumulator(classes)
+    losses = [0.5 + i / 3 for i in range(0, 1500, 200)]
+    losses[2] = float("nan")
+    for j, i in enumerate(range(0, 1500, 200)):
+        loss = torch.tensor(losses[j], dtype=torch.float32)
+        host.update(x[i:i + 200], lab[i:i + 200],
+                    loss=float(loss) if torch.isfinite(loss) else None)
+        dev.update(x[i:i + 200], lab[i:i + 200], loss=loss)
+    got = dev.finish()
+    assert got.dense == (classes <= DENSE_LIMIT)
+    assert got.compute() == host.compute()
+    for a, b in zip(got.pair_counts(), host.pair_counts()):
+        assert np.array_equal(a, b)
+    assert got.unlabelled == host.unlabelled == int((y < 0).sum())
+    assert got.loss_count == host.loss_count and got.loss_sum == host.loss_sum
+
+
+def test_device_accumulator_rejects_wrong_logit_shapes():
+    torch = pytest.importorskip("torch")
+    from readtax.metrics import DeviceAccumulator
+
+    with pytest.raises(ValueError, match=r"expected \[n, 4\]"):
+        DeviceAccumulator(4).update(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long))

@@ -434,6 +434,55 @@ def test_every_trainable_parameter_gets_a_gradient(task, tiny_models, arch):
     assert missing == []
 
 
+def test_stream_eval_on_device_equals_host_metrics(task, tiny_models):
+    """A fixed model: the device-accumulated evaluation equals per-batch host metrics."""
+    from torch.utils.data import DataLoader
+
+    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.metrics import StreamingMetrics
+    from readtax.models import build_classifier
+    from readtax.train import DistInfo, _as_iterable_dataset
+
+    label_map = load_mapping(task["mapping"])
+    model = build_classifier(tiny_models["dnabert2"], label_map, seed=3).eval()
+    ds, _ = open_eval_data([str(task["val"])], label_map, batch_size=25, dist=DistInfo(),
+                           per_class=None, seed=0)
+
+    def loader():
+        return DataLoader(_as_iterable_dataset(ds), batch_size=None,
+                          collate_fn=Collate(model.collator, keep_batch=False))
+
+    host = StreamingMetrics(len(label_map))
+    with torch.no_grad():
+        for inputs in loader():
+            inputs = {k: v for k, v in inputs.items() if not k.startswith("_")}
+            out = model(**inputs)
+            host.update(out.logits, inputs["labels"], loss=float(out.loss))
+    got = stream_eval(model, loader(), len(label_map))
+    assert got.total == 240 and got.compute() == host.compute()
+
+
+def test_evaluations_share_one_persistent_loader_and_agree(tmp_path, stores, tiny_models):
+    from readtax.train import TrainRecipe, eval_batch_size
+
+    cfg = load_config(None, [("data.train", [str(stores["train"])]),
+                             ("data.val", [str(stores["val"])]), ("data.num_workers", 1),
+                             ("model.path", str(tiny_models["kmer-cnn"])),
+                             ("output", str(tmp_path / "run")), ("train.batch_size", 16)])
+    assert eval_batch_size(cfg) == 64
+    recipe = TrainRecipe(cfg).setup()
+    assert recipe.trainer.args.per_device_eval_batch_size == 64
+    first = recipe.trainer.evaluate()
+    loader = recipe.eval_loader()
+    assert loader.persistent_workers and loader.num_workers == 1
+    second = recipe.trainer.evaluate()
+    assert recipe.eval_loader() is loader
+    drop = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch")
+    assert {k: v for k, v in first.items() if k not in drop} == \
+        {k: v for k, v in second.items() if k not in drop}
+    assert first["eval_accuracy"] >= 0 and recipe.last_eval.total == 80
+
+
 def _gpu_bench():
     import importlib.util
 

@@ -311,8 +311,11 @@ def stream_eval(model, loader, num_classes: int, *, prepare: Callable[[dict], di
     """
     import torch
 
-    metrics = StreamingMetrics(num_classes, top_k=top_k)
+    from .metrics import DeviceAccumulator
+
     device = next(model.parameters()).device
+    # Counts stay on the model's device: one host sync for the whole evaluation, not per batch.
+    acc = DeviceAccumulator(num_classes, top_k=top_k, device=device)
     was_training = model.training
     model.eval()
     seen = 0
@@ -334,10 +337,8 @@ def stream_eval(model, loader, num_classes: int, *, prepare: Callable[[dict], di
                 logits = out["logits"] if isinstance(out, dict) else out[1]
                 loss = out.get("loss") if isinstance(out, dict) else None
                 if labels is None:
-                    labels = torch.full((n,), -1, dtype=torch.long)
-                metrics.update(logits, labels,
-                               loss=float(loss) if loss is not None and torch.isfinite(loss)
-                               else None)
+                    labels = torch.full((n,), -1, dtype=torch.long, device=logits.device)
+                acc.update(logits, labels, loss=loss)
                 seen += n
                 if progress is not None:
                     progress.update(seen)
@@ -345,7 +346,7 @@ def stream_eval(model, loader, num_classes: int, *, prepare: Callable[[dict], di
                     break
     finally:
         model.train(was_training)
-    return metrics
+    return acc.finish()
 
 
 def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os.PathLike[str],

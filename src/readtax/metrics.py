@@ -331,6 +331,105 @@ class StreamingMetrics:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+class DeviceAccumulator:
+    """:class:`StreamingMetrics` counts kept as tensors on the scores' device.
+
+    ``update`` launches a few kernels and never waits for the device (no ``.item()``, no
+    boolean indexing); :meth:`finish` copies the counts to the host once and returns the
+    equivalent :class:`StreamingMetrics` (same numbers as feeding it batch by batch: the per-batch
+    sums are formed first and added in the same order). Above ``DENSE_LIMIT`` classes the
+    (true, predicted) codes of the evaluation are kept on the device (8 bytes per read) instead
+    of a dense matrix.
+    """
+
+    def __init__(self, num_classes: int, top_k: int = 5, ece_bins: int = 15,
+                 device: Any = "cpu") -> None:
+        import torch
+
+        self.metrics = StreamingMetrics(num_classes, top_k=top_k, ece_bins=ece_bins)
+        c, b = self.metrics.num_classes, self.metrics.ece_bins
+        z = {"device": device, "dtype": torch.int64}
+        self.true_count = torch.zeros(c, **z)
+        self.pred_count = torch.zeros(c, **z)
+        self.correct = torch.zeros(c, **z)
+        self.bin_count = torch.zeros(b, **z)
+        self.bin_correct = torch.zeros(b, **z)
+        self.bin_conf = torch.zeros(b, device=device, dtype=torch.float64)
+        self.scalars = torch.zeros(3, **z)  # top-k hits, labelled reads, unlabelled reads
+        self.loss = torch.zeros(2, device=device, dtype=torch.float64)  # sum, count
+        self.confusion = torch.zeros(c * c, **z) if self.metrics.dense else None
+        self.codes: list[Any] = []
+
+    def update(self, logits: Any, labels: Any, loss: Any = None) -> None:
+        """Add a batch: ``logits [n, C]``, ``labels [n]`` (negative: unlabelled), the batch's
+        mean loss over its labelled reads (a tensor; skipped when not finite)."""
+        import torch
+
+        m = self.metrics
+        c = m.num_classes
+        with torch.no_grad():
+            x = logits.detach().float()
+            if x.ndim != 2 or x.shape[1] != c:
+                raise ValueError(f"logits of shape {tuple(x.shape)}, expected [n, {c}]")
+            dev = self.true_count.device
+            x = x.to(dev)
+            lab = torch.as_tensor(labels).to(dev, non_blocking=True).reshape(-1).long()
+            keep = lab >= 0
+            w = keep.long()
+            safe = torch.where(keep, lab, torch.zeros_like(lab))
+            conf, pred = torch.softmax(x, dim=1).max(dim=1)
+            top = x.topk(min(m.top_k, c), dim=1).indices
+            hit = (top == lab[:, None]).any(dim=1) & keep
+            n_keep = w.sum()
+            self.scalars += torch.stack([hit.long().sum(), n_keep, (~keep).long().sum()])
+            if loss is not None:
+                lv = loss.detach().double().to(dev)
+                ok = torch.isfinite(lv)
+                self.loss += torch.stack([torch.where(ok, lv * n_keep, lv.new_zeros(())),
+                                          torch.where(ok, n_keep, 0).double()])
+            self.true_count.index_add_(0, safe, w)
+            self.pred_count.index_add_(0, pred, w)
+            right = (pred == lab).long() & w
+            self.correct.index_add_(0, safe, right)
+            confd = conf.double()
+            b = torch.clamp((confd * m.ece_bins).long(), 0, m.ece_bins - 1)
+            zb = torch.zeros_like(self.bin_count)
+            self.bin_count += zb.index_add(0, b, w)
+            self.bin_correct += zb.index_add(0, b, right)
+            self.bin_conf += torch.zeros_like(self.bin_conf).index_add(0, b, confd * keep.double())
+            codes = safe * c + pred
+            if self.confusion is not None:
+                self.confusion.index_add_(0, codes, w)
+            else:
+                self.codes.append(torch.where(keep, codes, torch.full_like(codes, -1)))
+
+    def finish(self) -> StreamingMetrics:
+        """The accumulated counts as a :class:`StreamingMetrics` (one device-to-host copy)."""
+        m = self.metrics
+        for name in ("true_count", "pred_count", "correct", "bin_count", "bin_correct",
+                     "bin_conf"):
+            getattr(m, name)[...] += getattr(self, name).cpu().numpy()
+        hits, scored, unlabelled = (int(v) for v in self.scalars.cpu().tolist())
+        m.topk_hits += hits
+        m.scored += scored
+        m.unlabelled += unlabelled
+        loss_sum, loss_count = self.loss.cpu().tolist()
+        m.loss_sum += loss_sum
+        m.loss_count += int(loss_count)
+        if self.confusion is not None:
+            c = m.num_classes
+            m.confusion += self.confusion.cpu().numpy().reshape(c, c)
+        elif self.codes:
+            import torch
+
+            codes = torch.cat(self.codes).cpu().numpy()
+            m._pending.append(codes[codes >= 0])
+            m._pending_n += int((codes >= 0).sum())
+            m._flush()
+        self.codes = []
+        return m
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         return x.detach().cpu().numpy()

@@ -401,6 +401,7 @@ class TrainRecipe:
         self.last_eval = None
         self.stopped_early = False
         self._train_loader: ObservedLoader | None = None
+        self._eval_loader = None
         self._reads_before = 0  # reads trained on before this session (resume)
         self.train_reads = 0  # reads in one epoch of the training data (estimated for files)
         self._rate_mark = (time.monotonic(), 0)
@@ -457,7 +458,7 @@ class TrainRecipe:
         self.num_classes = len(label_map)
         if self.num_classes < 2:
             raise UsageError(f"training needs at least 2 classes, the data has {self.num_classes}")
-        eval_bs = cfg.train.eval_batch_size or cfg.train.batch_size
+        eval_bs = eval_batch_size(cfg)
         self.val_dataset, self.val_lut = open_eval_data(
             cfg.data.val, label_map, batch_size=eval_bs, dist=self.dist,
             per_class=cfg.data.val_per_class, seed=cfg.seed, labels=cfg.data.labels,
@@ -609,7 +610,7 @@ class TrainRecipe:
             output_dir=str(self.run / "checkpoints"),
             max_steps=max_steps,
             per_device_train_batch_size=t.batch_size,
-            per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+            per_device_eval_batch_size=eval_batch_size(self.cfg),
             gradient_accumulation_steps=t.grad_accum,
             learning_rate=t.lr,
             weight_decay=t.weight_decay,
@@ -657,7 +658,7 @@ class TrainRecipe:
 
     # -- data loaders ----------------------------------------------------------------------------
 
-    def _loader(self, dataset, collate, num_workers: int):
+    def _loader(self, dataset, collate, num_workers: int, persistent: bool = False):
         import torch
         from torch.utils.data import DataLoader
 
@@ -669,7 +670,7 @@ class TrainRecipe:
         return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate,
                           pin_memory=torch.cuda.is_available(), generator=gen,
                           worker_init_fn=quiet_tokenizer_threads if num_workers > 0 else None,
-                          persistent_workers=False,
+                          persistent_workers=persistent and num_workers > 0,
                           prefetch_factor=4 if num_workers > 0 else None)
 
     def train_loader(self) -> ObservedLoader:
@@ -682,8 +683,13 @@ class TrainRecipe:
         return self._train_loader
 
     def eval_loader(self):
-        collate = Collate(self.model.collator, self.val_lut, keep_batch=False)
-        return self._loader(self.val_dataset, collate, min(self.cfg.data.num_workers, 2))
+        """One loader for every evaluation of the session; its workers stay up in between
+        (an evaluation every few thousand steps would otherwise start them all again)."""
+        if self._eval_loader is None:
+            collate = Collate(self.model.collator, self.val_lut, keep_batch=False)
+            self._eval_loader = self._loader(self.val_dataset, collate,
+                                             min(self.cfg.data.num_workers, 2), persistent=True)
+        return self._eval_loader
 
     def _recorder(self):
         d = self.run / "debug"
@@ -823,6 +829,11 @@ class TrainRecipe:
         dump_config(self.cfg, self.run / "config.yaml",
                     header="readtax train: the configuration this run used")
         self.label_map.write_tsv(self.run / "label_map.tsv")
+
+
+def eval_batch_size(cfg: RunConfig) -> int:
+    """Evaluation keeps no activations for backward: 4x the training batch unless set."""
+    return cfg.train.eval_batch_size or 4 * cfg.train.batch_size
 
 
 def default_lr(arch: str, lora: bool) -> float:
