@@ -1,26 +1,30 @@
 """GPU training throughput of the real training path (readtax train's recipe on a store).
 
-For each model (default: METAGENE-1 full size, random weights, bf16 backbone, LoRA r=8,
-gradient checkpointing; DNABERT-2 full size, full fine-tune, bf16 autocast), on 150 bp reads
-from a packed store, measures:
+For each model (default: METAGENE-1 full size, random weights, bf16 backbone, LoRA r=8 with
+dropout 0 and gradient checkpointing chosen by memory as in training; DNABERT-2 full size,
+full fine-tune, bf16 autocast), each in its own subprocess (so that one model's memory never
+shows in the next one's peak), on 150 bp reads from a packed store, measures:
 
-* reads/s and tokens/s (padded and real) over timed optimiser steps after a warm-up;
+* reads/s and tokens/s (padded, and real = non-padding) over timed optimiser steps after a
+  warm-up;
 * peak GPU memory (``torch.cuda.max_memory_allocated``);
-* MFU: model FLOPs per second / the GPU's dense bf16 peak. Model FLOPs per token =
-  2 N (forward) + 2 N (input gradients) + 2 N_trainable (weight gradients) + attention
-  (4 L S H forward, twice that backward), N = non-embedding parameters; recomputation from
-  gradient checkpointing is not counted (the usual MFU convention);
+* MFU = 6 N x real tokens per second / the GPU's dense bf16 peak, N = non-embedding
+  parameters (the standard 6ND convention: padding and recomputation do not count); HFU adds
+  the forward pass that gradient checkpointing repeats (8 N per token when it is on);
 * the loader: the fraction of wall time the training loop waited for the next batch, the
   loader's own reads/s with the same workers and collator (no model), and GPU utilisation
-  sampled through NVML when ``pynvml`` is available.
+  sampled through NVML when ``pynvml`` is available;
+* the time one epoch of 558M reads (the seed data set) would take at the measured rate on 1
+  GPU and on 8 (assuming linear scaling across GPUs).
 
 Designed to finish in under 8 minutes on one H100/H200 (most of it writing and loading the
 random 6.5B METAGENE-1 checkpoint; ``--workdir`` keeps model directories for a rerun). Without
-CUDA it prints a message and exits 0; ``--allow-cpu --size tiny`` runs the same path on the
-CPU with tiny stand-ins (what the test suite does).
+CUDA it prints a message and exits 0; ``--tiny`` runs the same path on the CPU with tiny
+stand-ins and a small store (what the test suite does).
 
     python benchmarks/gpu_train.py                     # both models, defaults
     python benchmarks/gpu_train.py --models dnabert2 --seconds 30 --json out.json
+    python benchmarks/gpu_train.py --tiny              # CPU, tiny models, seconds
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,10 +46,11 @@ sys.path.insert(0, str(HERE))
 PEAK_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0),
                ("L40S", 362.0), ("4090", 165.0), ("A10", 125.0)]
 
+EPOCH_READS = 558_000_000  # reads in the seed data set
 MODELS = {
     # name: (arch, batch size, extra config overrides)
     "metagene": ("metagene", 64, ["model.lora=true", "model.lora_r=8", "model.lora_alpha=16",
-                                  "model.lora_dropout=0.1", "model.gradient_checkpointing=true",
+                                  "model.lora_dropout=0", "model.gradient_checkpointing=null",
                                   "model.dtype=auto", "train.lr=1e-4"]),
     "dnabert2": ("dnabert2", 256, ["model.lora=false", "model.dtype=float32", "train.lr=3e-5"]),
 }
@@ -68,7 +75,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peak-tflops", type=float, help="GPU dense bf16 peak for MFU")
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--allow-cpu", action="store_true", help="run on the CPU (use --size tiny)")
-    return ap.parse_args(argv)
+    ap.add_argument("--loader-seconds", type=float, default=5.0,
+                    help="seconds (at least 30 batches) of the loader-alone measurement")
+    ap.add_argument("--tiny", action="store_true",
+                    help="CPU smoke run: tiny models, 3,000 reads, 12 classes, 1 s per model")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure the models in this process (the subprocess mode's child)")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.allow_cpu, args.size, args.reads, args.classes = True, "tiny", 3000, 12
+        args.seconds, args.warmup_steps, args.loader_seconds = 1.0, 1, 0.0
+        args.batch_size = args.batch_size or 8
+        args.workers = 0 if args.workers is None else args.workers
+    return args
 
 
 def make_data(work: Path, reads: int, classes: int, workers: int) -> tuple[Path, Path]:
@@ -168,18 +187,29 @@ class TimedLoader:
             yield item
 
 
-def _flops_per_token(model, seq_len: float) -> tuple[float, dict]:
+def param_counts(model) -> dict:
+    """Non-embedding parameters (N of 6N) and the trainable ones among them."""
     import torch
 
     emb = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding)
            for p in m.parameters()}
     n = sum(p.numel() for p in model.parameters() if id(p) not in emb)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in emb)
-    cfg = getattr(model, "backbone_config", {}) or {}
-    layers = int(cfg.get("num_hidden_layers", cfg.get("num_layers", 0)) or 0)
-    hidden = int(getattr(model, "hidden_size", 0))
-    attn = 4 * layers * seq_len * hidden * 3  # forward 4LSH, backward twice that
-    return 4 * n + 2 * n_train + attn, {"params_non_embedding": n, "params_trainable": n_train}
+    return {"params_non_embedding": n, "params_trainable": n_train}
+
+
+def utilisation(n_params: int, real_tokens_per_s: float, peak: float | None,
+                recompute: bool) -> tuple[float | None, float | None]:
+    """(MFU, HFU): 6 N per real token; HFU adds the 2 N forward that checkpointing repeats."""
+    if not peak:
+        return None, None
+    mfu = 6 * n_params * real_tokens_per_s / peak
+    return mfu, (8 if recompute else 6) * n_params * real_tokens_per_s / peak
+
+
+def epoch_hours(reads_per_s: float, gpus: int) -> float:
+    """Hours for one epoch of the seed data set at ``reads_per_s`` per GPU."""
+    return EPOCH_READS / max(reads_per_s * gpus, 1e-9) / 3600
 
 
 def bench_model(name: str, args, train: Path, val: Path, work: Path, device_name: str,
@@ -218,7 +248,8 @@ def bench_model(name: str, args, train: Path, val: Path, work: Path, device_name
         if ids is not None and timed.get("on"):
             tokens["padded"] += ids.numel()
             tokens["reads"] += ids.shape[0]
-            tokens["real"] += int(mask.sum()) if mask is not None else ids.numel()
+            # A device tensor: summing it here must not wait for the GPU every step.
+            tokens["real"] += mask.sum() if mask is not None else ids.numel()
 
     model.register_forward_pre_hook(count, with_kwargs=True)
     sampler = GpuSampler() if cuda else None
@@ -251,19 +282,26 @@ def bench_model(name: str, args, train: Path, val: Path, work: Path, device_name
     wall = timed["end"] - timed["t"]
     # The hook sits on the classifier's own forward, which gradient checkpointing does not
     # repeat (it recomputes inner layers): each read is counted once.
-    reads, padded, real = tokens["reads"], tokens["padded"], tokens["real"]
+    reads, padded, real = tokens["reads"], tokens["padded"], int(tokens["real"])
     seq = padded / max(reads, 1)
-    fpt, counts = _flops_per_token(model, seq)
+    counts = param_counts(model)
+    recompute = bool(model.options.gradient_checkpointing)
     peak = peak_flops(device_name, args.peak_tflops) if cuda else None
+    mfu, hfu = utilisation(counts["params_non_embedding"], real / wall, peak, recompute)
+    rate = reads / wall
     res = {
         "model": name, "arch": arch, "size": args.size, "batch_size": bs, "workers": workers,
-        "setup_s": round(setup_s, 1), "steps": steps, "seconds": round(wall, 2),
-        "reads_per_s": round(reads / wall, 1),
+        "device": device_name, "setup_s": round(setup_s, 1), "steps": steps,
+        "seconds": round(wall, 2), "reads_per_s": round(rate, 1),
         "tokens_per_s": round(padded / wall, 0), "real_tokens_per_s": round(real / wall, 0),
-        "tokens_per_read": round(seq, 1),
+        "tokens_per_read": round(seq, 1), "real_tokens_per_read": round(real / max(reads, 1), 1),
+        "gradient_checkpointing": recompute,
         "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "model_tflops_per_s": round(fpt * padded / wall / 1e12, 1),
-        "mfu": round(fpt * padded / wall / peak, 3) if peak else None,
+        "model_tflops_per_s": round(6 * counts["params_non_embedding"] * real / wall / 1e12, 3),
+        "mfu": None if mfu is None else round(mfu, 3),
+        "hfu": None if hfu is None else round(hfu, 3),
+        "epoch_558m_hours_1gpu": round(epoch_hours(rate, 1), 1),
+        "epoch_558m_hours_8gpu": round(epoch_hours(rate, 8), 1),
         "loader_wait_fraction": round((timed["end_wait"] - timed["wait"]) / wall, 3),
         "gpu_util_nvml": None if util is None else round(util, 3),
         **counts,
@@ -273,13 +311,25 @@ def bench_model(name: str, args, train: Path, val: Path, work: Path, device_name
     n = 0
     for i, _ in enumerate(recipe.train_loader()):
         n += bs
-        if i >= 30 and time.perf_counter() - t > 5:
+        if i >= 30 and time.perf_counter() - t > args.loader_seconds:
             break
     res["loader_alone_reads_per_s"] = round(n / (time.perf_counter() - t), 0)
     del recipe, trainer, model
     if cuda:
         torch.cuda.empty_cache()
     return res
+
+
+def run_child(name: str, argv: list[str]) -> dict:
+    """Measure one model in a fresh interpreter (its own CUDA context and memory peak)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--models", name,
+               "--in-process", "--json", str(out)]
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            raise SystemExit(f"gpu_train: measuring {name} failed (exit {proc.returncode})")
+        return json.loads(out.read_text())["results"][0]
 
 
 def main(argv=None) -> int:
@@ -301,15 +351,26 @@ def main(argv=None) -> int:
     train, val = make_data(work, args.reads, args.classes, workers)
     print(f"device: {device_name}; data: {args.reads:,} x 150 bp reads, {args.classes} classes "
           f"({time.perf_counter() - t0:.0f} s to prepare)", flush=True)
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
     results = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        if name not in MODELS:
-            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-        r = bench_model(name, args, train, val, work, device_name, cuda)
+    for name in names:
+        if args.in_process:
+            r = bench_model(name, args, train, val, work, device_name, cuda)
+        else:
+            r = run_child(name, argv if argv is not None else sys.argv[1:])
         results.append(r)
         print(json.dumps(r), flush=True)
-    cols = ["model", "batch_size", "reads_per_s", "tokens_per_s", "peak_gpu_mem_gb", "mfu",
-            "loader_wait_fraction", "loader_alone_reads_per_s", "gpu_util_nvml", "setup_s"]
+    if args.in_process:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": device_name, "results": results}))
+        return 0
+    cols = ["model", "batch_size", "reads_per_s", "tokens_per_s", "real_tokens_per_s",
+            "peak_gpu_mem_gb", "mfu", "hfu", "loader_alone_reads_per_s",
+            "epoch_558m_hours_1gpu", "epoch_558m_hours_8gpu", "loader_wait_fraction",
+            "gpu_util_nvml", "setup_s"]
     print("\n" + "\t".join(cols))
     for r in results:
         print("\t".join(str(r[c]) for c in cols))

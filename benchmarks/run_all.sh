@@ -46,6 +46,9 @@ run store bench_store.py --reads "$R"
 run stream bench_stream.py --reads "$R"
 run models bench_models.py
 run predict bench_predict.py
+# Without CUDA only the CPU smoke mode runs (tiny models: says nothing about GPU throughput).
+GPU_FLAG=$("$PY" -c 'import torch; print("" if torch.cuda.is_available() else "--tiny")')
+run gpu_train gpu_train.py $GPU_FLAG
 run kraken kraken_compare.py
 if [ "$QUICK" = "--quick" ]; then
   run accuracy accuracy_compare.py --quick

@@ -493,21 +493,37 @@ def _gpu_bench():
 
 
 def test_gpu_benchmark_set_up_path_on_cpu(tmp_path, capsys):
-    """benchmarks/gpu_train.py: exits cleanly without CUDA; its CPU path runs tiny models."""
+    """benchmarks/gpu_train.py: exits cleanly without CUDA; --tiny runs each tiny model in its
+    own subprocess through the real training path on the CPU."""
     bench = _gpu_bench()
     if not torch.cuda.is_available():
         assert bench.main([]) == 0
         assert "no CUDA device" in capsys.readouterr().out
     out = tmp_path / "res.json"
-    assert bench.main(["--allow-cpu", "--size", "tiny", "--reads", "3000", "--classes", "12",
-                       "--seconds", "1", "--warmup-steps", "1", "--batch-size", "8",
-                       "--workers", "0", "--workdir", str(tmp_path / "w"), "--json",
-                       str(out)]) == 0
+    assert bench.main(["--tiny", "--workdir", str(tmp_path / "w"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
     res = json.loads(out.read_text())["results"]
     assert [r["model"] for r in res] == ["metagene", "dnabert2"]
     for r in res:
         assert r["reads_per_s"] > 0 and r["steps"] >= 1 and r["tokens_per_read"] > 10
+        assert 0 < r["real_tokens_per_read"] <= r["tokens_per_read"]
+        assert r["loader_alone_reads_per_s"] > 0 and r["batch_size"] == 8
+        assert r["epoch_558m_hours_1gpu"] == pytest.approx(
+            558e6 / r["reads_per_s"] / 3600, rel=0.01)
+        assert r["epoch_558m_hours_8gpu"] == pytest.approx(r["epoch_558m_hours_1gpu"] / 8,
+                                                           rel=0.01, abs=0.1)
+        assert r["mfu"] is None and r["gradient_checkpointing"] is False  # CPU: no peak, no GC
     assert res[0]["params_trainable"] < res[0]["params_non_embedding"]  # LoRA
+    assert "epoch_558m_hours_8gpu" in printed and "mfu" in printed
+
+
+def test_gpu_benchmark_mfu_is_6n_per_real_token():
+    bench = _gpu_bench()
+    assert bench.utilisation(1_000, 2_000.0, 1.2e7, False) == (1.0, 1.0)
+    mfu, hfu = bench.utilisation(1_000, 2_000.0, 1.2e7, True)
+    assert mfu == 1.0 and hfu == pytest.approx(8 / 6)
+    assert bench.utilisation(1_000, 2_000.0, None, True) == (None, None)
+    assert bench.epoch_hours(1000.0, 8) == pytest.approx(558e6 / 8000 / 3600)
 
 
 def test_defaults_one_epoch_and_family_lr(tmp_path, task, tiny_models):
