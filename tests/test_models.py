@@ -266,6 +266,14 @@ def test_real_tokenizers_reproduce_expected_ids(family):
         assert without[i] == expected["per_read"][n]["ids_without_special"], n
 
 
+def test_metagene_special_tokens_map_is_the_pretraining_repos_copy():
+    """Byte-identical to metagene-ai/metagene-pretrain train/minbpe/mgfm-1024/ (SOURCE.md)."""
+    data = (packaged_tokenizer_dir("metagene-1") / "special_tokens_map.json").read_bytes()
+    assert len(data) == 149
+    assert hashlib.sha256(data).hexdigest() == \
+        "1b14c2afb9dc384a15aa4bbd06158a2728066ab111264f8bee56db3197b02d83"
+
+
 def test_metagene_special_tokens_and_padding():
     col = _hf_collator("metagene-1")
     assert col.pad_id == 0
