@@ -118,6 +118,28 @@ def test_dnabert2_unpadded_path_matches_official_and_padded(dnabert2_fixture, ba
     assert torch.equal(unpadded[~real], torch.zeros_like(unpadded[~real]))
 
 
+@pytest.mark.gpu
+def test_dnabert2_flash_varlen_matches_official_on_cuda():
+    """On a GPU with flash-attn: the varlen kernel path (bf16) against the fixtures and SDPA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    pytest.importorskip("flash_attn")
+    d, cfg, inputs, expected = _fixture("dnabert2-tiny-h12")
+    model = load_model(cfg, load_file(str(d / "model.safetensors"))).cuda().eval()
+    for batch in BATCHES:
+        ids = torch.tensor(inputs[batch]["input_ids"]).cuda()
+        mask = torch.tensor(inputs[batch]["attention_mask"]).cuda()
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model.attn_impl = "auto"  # flash varlen here
+            flash = model(ids, mask).float()
+            model.attn_impl = "sdpa"
+            padded = model(ids, mask).float()
+        real = mask.bool()
+        want = expected[f"{batch}.last_hidden_state"].cuda()
+        torch.testing.assert_close(flash[real], want[real], atol=5e-2, rtol=5e-2)
+        torch.testing.assert_close(flash, padded, atol=5e-2, rtol=5e-2)
+
+
 def test_dnabert2_slopes_are_an_fp32_buffer_outside_the_state_dict(monkeypatch):
     from readtax.models import dnabert2
 
