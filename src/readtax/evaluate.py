@@ -367,7 +367,7 @@ def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os
         raise UsageError(f"--max-reads must be >= 1, got {max_reads}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model_dir = resolve_model_dir(run)
-    model = load_classifier(model_dir, device=device)
+    model = load_classifier(model_dir, device=device, merge_adapters=True)
     label_map = model.label_map
     dataset, lut = open_eval_data(list(data), label_map, batch_size=batch_size, dist=DistInfo(),
                                   per_class=None, labels=labels, skip_unknown=skip_unknown)
