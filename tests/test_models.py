@@ -277,6 +277,18 @@ def test_family_builds_trains_saves_and_reloads(arch, standins, tmp_path):
         before = model(**inputs).logits
     save_classifier(model, tmp_path / "run" / "model")
     assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    # Hugging Face conventions: label fields in config.json, a model card in README.md.
+    cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    names = list(LABELS.names)
+    assert cfg["id2label"] == {str(i): n for i, n in enumerate(names)}
+    assert cfg["label2id"] == {n: i for i, n in enumerate(names)} and cfg["num_labels"] == 3
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: readtax\n")
+    h = model.hidden_size
+    for want in (f"- family: `{arch}`", "- pooling: `mean`", f"`Linear({h}, 3)`",
+                 "- labels: 3 ", "Classes: " + ", ".join(names), "## Training data",
+                 "## Final validation metrics"):
+        assert want in card, want
     assert detect_arch(tmp_path / "run" / "model") == arch
     again = load_classifier(tmp_path / "run")
     assert again.label_map == LABELS and again.arch == arch

@@ -101,6 +101,13 @@ def test_kmer_cnn_learns_easy_task(tmp_path, task, tiny_models):
     assert [e["step"] for e in evals] == [20, 40]
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == ["checkpoint-20", "checkpoint-40"]
+    # The model card: training data summary and the final validation metrics.
+    card = (run / "model" / "README.md").read_text()
+    for want in (f"- training data: {task['train']}", "- classes: 4", "- optimiser steps: 40",
+                 f"- reads seen: {40 * 32}", f"| accuracy | {res['accuracy']:.4f} |",
+                 f"| macro_f1 | {res['macro_f1']:.4f} |", "- family: `kmer-cnn`"):
+        assert want in card, want
+    assert json.loads((run / "model" / "config.json").read_text())["num_labels"] == 4
 
 
 @pytest.fixture(scope="session")

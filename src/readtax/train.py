@@ -723,6 +723,7 @@ class TrainRecipe:
                   and self.trainer.state.global_step < self.trainer.state.max_steps)
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         if not paused:
+            res = None
             if self.dist.is_main:
                 save_classifier(model, self.run / "model")
             if self.cfg.train.final_eval:
@@ -733,10 +734,28 @@ class TrainRecipe:
                     res = metrics.compute(self.label_map)
                     res["step"] = self.trainer.state.global_step
                     write_report(res, self.run / "eval", self.label_map, metrics)
+            if self.dist.is_main:
+                from .models.card import write_model_card
+
+                write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
             plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
         _barrier()
         return self.run
+
+    def card_summary(self) -> dict:
+        """The training data and schedule, as the model card shows them."""
+        cfg = self.cfg
+        seen = self.throughput().get("reads")
+        return {"training data": ", ".join(map(str, cfg.data.train)),
+                "validation data": ", ".join(map(str, cfg.data.val)),
+                "classes": self.num_classes,
+                "optimiser steps": self.trainer.state.global_step,
+                "reads seen": seen if seen is not None else "not recorded",
+                "batch size (per process x processes x accumulation)":
+                    f"{cfg.train.batch_size} x {self.dist.world_size} x {cfg.train.grad_accum}",
+                "learning rate": cfg.train.lr,
+                "seed": cfg.seed}
 
     def _write_run_files(self) -> None:
         dump_config(self.cfg, self.run / "config.yaml",

@@ -6,7 +6,9 @@
 
     MODEL/readtax_model.json   arch, options, classes, where the backbone weights are
     MODEL/label_map.tsv        the class order (LabelMap.write_tsv)
-    MODEL/config.json          the backbone's config, in its family's own format
+    MODEL/config.json          the backbone's config, in its family's own format, plus the
+                               Hugging Face label fields (id2label, label2id, num_labels)
+    MODEL/README.md            a model card (:mod:`.card`)
     MODEL/model.safetensors    backbone weights under the family's own key names (omitted when a
                                large frozen/LoRA backbone stays with its base model directory)
     MODEL/tokenizer files      copied verbatim (tokenizer.json, vocab.txt, ...)
@@ -30,6 +32,7 @@ from transformers.utils import ModelOutput
 from .. import __version__
 from ..errors import ModelError, UsageError
 from ..labels import LabelMap, load_mapping
+from .card import CARD_FILE, add_label_fields, model_card
 from .registry import (
     LORA_DEFAULTS,
     MODEL_FILE,
@@ -416,6 +419,8 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
     tmp.mkdir()
     try:
         _save_backbone(model, tmp, backbone_weights)
+        add_label_fields(tmp / "config.json", list(model.label_map.names))
+        (tmp / CARD_FILE).write_text(model_card(model), encoding="utf-8")
         _save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
                           tmp / "head.safetensors")
         if model.options.lora:
