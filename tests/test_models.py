@@ -352,9 +352,35 @@ def test_lora_trainable_parameters_match_rank(standins, tmp_path):
     load_trainable_state_dict(model, state)
     assert all(torch.equal(trainable_state_dict(model)[k], v) for k, v in state.items())
     save_classifier(model, tmp_path / "m")
-    assert (tmp_path / "m" / "adapter.safetensors").is_file()
+    assert sorted(p.name for p in (tmp_path / "m" / "adapter").iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors"]
+    assert not (tmp_path / "m" / "adapter.safetensors").exists()
     reloaded = load_classifier(tmp_path / "m")
     assert all(torch.equal(trainable_state_dict(reloaded)[k], v) for k, v in state.items())
+    # Plain PEFT loads the adapter onto the backbone and computes the same hidden states.
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    inputs = model.collator(_reads(4))
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(tmp_path / "m"),
+                                           tmp_path / "m" / "adapter").eval()
+    model.eval()
+    with torch.no_grad():
+        ours = model.backbone(ids, mask)
+        theirs = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        plain = AutoModel.from_pretrained(tmp_path / "m")(input_ids=ids,
+                                                          attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(theirs, ours)
+    assert not torch.allclose(plain, ours)  # the adapter (weights + 1) does change the output
+    # A classifier saved before the PEFT layout (adapter.safetensors, readtax's key names).
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "m", old)
+    shutil.rmtree(old / "adapter")
+    save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items() if "lora_" in k},
+              str(old / "adapter.safetensors"))
+    again = load_classifier(old)
+    assert all(torch.equal(trainable_state_dict(again)[k], v) for k, v in state.items())
 
 
 def test_frozen_backbone_and_gradient_checkpointing(standins):
