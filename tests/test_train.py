@@ -401,3 +401,28 @@ def test_progress_bar_shows_reads_per_second(tmp_path, task, tiny_models, capsys
                       "8", "--set", "train.progress=true", "train.final_eval=false")) == 0
     err = capsys.readouterr().err
     assert "reads/s" in err and "3/3" in err
+
+
+def test_train_log_lines_one_format_on_and_off_a_terminal(tmp_path, task, tiny_models, capsys,
+                                                          monkeypatch):
+    """``step N: key=value ...`` whether a bar is drawn or not; progress lines off a terminal."""
+    import re
+
+    monkeypatch.setenv("READTAX_PROGRESS_INTERVAL", "1e-9")
+    outs = {}
+    for name, extra in (("plain", []), ("bar", ["train.progress=true"])):
+        args = _args(task, tiny_models["kmer-cnn"], tmp_path / name, "--max-steps", "3",
+                     "--batch-size", "8", "--set", "train.logging_steps=1",
+                     "train.final_eval=false", *extra)
+        args.remove("-q")
+        assert main(args) == 0
+        outs[name] = capsys.readouterr().err
+    step_line = re.compile(r"^step (\d+): loss=\S+ .*reads=\d+ reads_per_s=\S+")
+    for name, err in outs.items():
+        # A log line starts its own line even while a bar is drawn (the bar is cleared first).
+        steps = [int(m.group(1)) for ln in err.replace("\r\033[K", "\n").splitlines()
+                 if (m := step_line.match(ln))]
+        assert steps[:3] == [1, 2, 3], (name, err)
+        assert "{'loss'" not in err and "'loss':" not in err  # no raw dicts
+    assert "\r" not in outs["plain"] and re.search(r"^train  3/3 steps \(100%\)", outs["plain"], re.M)
+    assert "\rtrain  3/3 steps (100%)" in outs["bar"] and "reads/s" in outs["bar"]

@@ -132,7 +132,9 @@ class TrainConfig:
     load_best_at_end: bool = _f(True, "the final model is the checkpoint with the best "
                                       "validation macro-F1")
     final_eval: bool = _f(True, "evaluate the final model on the validation sample into RUN/eval")
-    progress: bool | None = _f(None, "progress bar (null: when stderr is a terminal)")
+    progress: bool | None = _f(None, "progress: true forces the live bar, false turns it off; "
+                                     "null: a bar on a terminal, else a plain line every "
+                                     "READTAX_PROGRESS_INTERVAL seconds (default 60)")
     record_reads: bool = _f(False, "debug: write the read indices/ids each process trained on "
                                    "to RUN/debug/")
 
