@@ -304,6 +304,12 @@ def test_print_config_shows_overrides(task, capsys):
                  "--set", "train.schedule=linear"]) == 0
     out = capsys.readouterr().out
     assert "lr: 0.5" in out and "schedule: linear" in out
+    # --eval-steps alone: checkpoints follow it (save_steps null), no multiple-of error.
+    assert main(["train", "--print-config", "--eval-steps", "60", "--set",
+                 "model.lora_targets=[q_proj, v_proj]"]) == 0
+    out = capsys.readouterr().out
+    assert "eval_steps: 60" in out and "save_steps: null" in out
+    assert "lora_targets:\n  - q_proj\n  - v_proj" in out
 
 
 def test_reads_file_validation_sample(task):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .batch import SeqBatch
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, dump_config, load_config, save_steps_of
 from .errors import ModelError, ReadtaxError, UsageError, require
 from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
@@ -582,7 +582,7 @@ class TrainRecipe:
             eval_strategy="steps",
             eval_steps=t.eval_steps,
             save_strategy="steps",
-            save_steps=t.save_steps,
+            save_steps=save_steps_of(t),
             save_total_limit=t.save_total_limit,
             load_best_model_at_end=t.load_best_at_end,
             metric_for_best_model="eval_macro_f1",

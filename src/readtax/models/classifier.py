@@ -205,6 +205,11 @@ class ReadClassifier(nn.Module):
 # -- building ----------------------------------------------------------------------------------
 
 
+def _article(word: str) -> str:
+    """English indefinite article for a family name (``an auto model``, ``a metagene model``)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
     """Options with the family defaults filled in (what a saved classifier records)."""
     default_on, default_targets = LORA_DEFAULTS[arch]
@@ -213,8 +218,8 @@ def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
         d["lora"] = default_on
     if d["lora"] and d["lora_targets"] is None:
         if default_targets is None:
-            raise UsageError(f"LoRA on a {arch} model needs lora_targets (module names); "
-                             "this family has no default")
+            raise UsageError(f"LoRA on {_article(arch)} {arch} model needs lora_targets (module "
+                             "names); this family has no default")
         d["lora_targets"] = list(default_targets)
     return ModelOptions.from_dict(d)
 
@@ -222,7 +227,7 @@ def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
 def _check_files(arch: str, d: Path) -> None:
     for name in required_files(arch):
         if not (d / name).is_file():
-            raise ModelError(f"missing tokenizer file {name} for a {arch} model", d)
+            raise ModelError(f"missing tokenizer file {name} for {_article(arch)} {arch} model", d)
 
 
 def _lora_config(options: ModelOptions, base_model: str | None = None):
