@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
 from readtax.config import (
+    SECTIONS,
     ConfigError,
     RunConfig,
     describe,
@@ -91,9 +93,20 @@ def test_round_trip(tmp_path):
 
 
 def test_describe_lists_every_option():
+    # Walks the dataclasses directly, so an option missing from the key list is caught too.
     text = describe()
-    for key in ("train.max_steps", "data.val_per_class", "model.lora_r", "seed", "output"):
-        assert key in text
+    expected = [(name, f) for name, f in ((f.name, f) for f in fields(RunConfig))
+                if f.name not in SECTIONS]
+    for section in SECTIONS:
+        cls = next(f.default_factory for f in fields(RunConfig) if f.name == section)
+        expected += [(f"{section}.{f.name}", f) for f in fields(cls)]
+    for key, f in expected:
+        default = f.default_factory() if f.default is MISSING else f.default
+        entry = f"{key} (default {default!r})"
+        assert entry in text, entry
+        i = text.index(entry)
+        assert f.metadata["help"] in text[i:text.find("\n", text.find("\n", i) + 1)], key
+    assert text.count(" (default ") == len(expected)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
