@@ -135,7 +135,7 @@ class TrainConfig:
     final_eval: bool = _f(True, "evaluate the final model on the validation sample into RUN/eval")
     progress: bool | None = _f(None, "progress: true forces the live bar, false turns it off; "
                                      "null: a bar on a terminal, else a plain line every "
-                                     "READTAX_PROGRESS_INTERVAL seconds (default 60)")
+                                     "READTAX_PROGRESS_INTERVAL seconds (60 unless set)")
     record_reads: bool = _f(False, "debug: write the read indices/ids each process trained on "
                                    "to RUN/debug/")
 
