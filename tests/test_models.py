@@ -154,8 +154,11 @@ def test_dnabert2_classifier_on_fixture_saves_official_key_names(tmp_path):
                 if k.startswith("bert.")}
     assert sorted(saved) == sorted(original)
     assert all(torch.equal(saved[k], original[k]) for k in original)
-    assert json.loads((tmp_path / "clf" / "config.json").read_text()) == json.loads(
-        (d / "config.json").read_text())
+    # The official config, key for key, plus the Hugging Face label fields of the label map.
+    labels = {"id2label": {"0": "a", "1": "b", "2": "c"}, "label2id": {"a": 0, "b": 1, "c": 2},
+              "num_labels": 3}
+    assert json.loads((tmp_path / "clf" / "config.json").read_text()) == {
+        **json.loads((d / "config.json").read_text()), **labels}
 
 
 # -- tokenizers --------------------------------------------------------------------------------
