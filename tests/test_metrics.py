@@ -215,3 +215,16 @@ def test_device_accumulator_rejects_wrong_logit_shapes():
 
     with pytest.raises(ValueError, match=r"expected \[n, 4\]"):
         DeviceAccumulator(4).update(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("c,shown", [(3, False), (5, False), (6, True)])
+def test_top_k_reported_only_below_the_class_count(c, shown):
+    logits, y = _data(n=200, c=c, seed=3)
+    m = StreamingMetrics(c, top_k=5)
+    _feed(m, logits, y)
+    res, scalars = m.compute(), m.scalars()
+    assert ("top5_accuracy" in res) == shown and ("top5_accuracy" in scalars) == shown
+    if shown:
+        assert res["top5_accuracy"] == pytest.approx(
+            skm.top_k_accuracy_score(y, logits, k=5, labels=np.arange(c)), abs=1e-12)
+    assert [k for k in res if k.startswith("top")] == (["top5_accuracy"] if shown else [])
