@@ -412,7 +412,8 @@ def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, mo
     from readtax.models import build_classifier
     from readtax.train import TrainRecipe, quiet_tokenizer_threads
 
-    cfg = load_config(None, [("output", str(tmp_path / "r"))], require_paths=False)
+    cfg = load_config(None, [("output", str(tmp_path / "r")), ("train.batch_size", 64)],
+                      require_paths=False)
     assert cfg.train.torch_compile is False
     recipe = TrainRecipe(cfg)
     recipe.model = build_classifier(tiny_models["dnabert2"], load_mapping(task["mapping"]))
