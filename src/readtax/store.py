@@ -67,7 +67,6 @@ import logging
 import math
 import mmap
 import os
-import secrets
 import shutil
 import time
 import zlib
@@ -1334,35 +1333,6 @@ class _Pass1:
         return counts, offsets
 
 
-def _clean_stale(out: Path) -> None:
-    """Remove temporary directories of earlier packs to ``out`` whose process is gone."""
-    for p in out.parent.glob(f"{out.name}.tmp-*"):
-        try:
-            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
-        except (ValueError, IndexError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            continue
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``, replacing an old store only at the very end."""
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.parent / f"{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-
-
 def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
          mapping: LabelMap | None = None, labels: str | LabelScheme = "lbl",
          skip_unknown: bool = False, skip_bad: bool = False, seed: int = 0,
@@ -1376,33 +1346,37 @@ def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
     about ``bucket_bytes`` of input per worker in pass 2), not by the input size. The result is
     byte-identical for the same inputs, options and ``seed`` whatever ``workers`` is.
     """
+    from .outputs import (
+        check_output_path,
+        clean_stale,
+        no_space_as_error,
+        output_lock,
+        replace_dir,
+        temp_name,
+    )
+
     paths = check_inputs(inputs)
-    out = Path(out)
-    for p in paths:
-        with contextlib.suppress(OSError):
-            if out.resolve() == Path(p).resolve():
-                raise UsageError(f"output {out} is also an input")
-    if out.exists() and not force:
-        raise UsageError(f"output {out} exists (use --force to overwrite)")
+    out = check_output_path(out, force=force, inputs=paths)
     scheme = make_scheme(labels) if isinstance(labels, str) or labels is None else labels
     workers = default_workers() if workers is None else max(1, int(workers))
     if not 0 <= seed < 2**63:
         raise UsageError(f"seed must be in [0, 2**63), got {seed}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad, seed,
-                              workers, shuffle, progress, unit_bytes, bucket_bytes, run_bytes)
-        _install(tmp, out)
-    except BaseException:
-        _close_run_fds()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        _close_run_fds()
-        _CTX.clear()
+    with output_lock(out), no_space_as_error(out):
+        clean_stale(out)
+        tmp = temp_name(out, "tmp")
+        tmp.mkdir()
+        try:
+            manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad,
+                                  seed, workers, shuffle, progress, unit_bytes, bucket_bytes,
+                                  run_bytes)
+            replace_dir(tmp, out)
+        except BaseException:
+            _close_run_fds()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            _close_run_fds()
+            _CTX.clear()
     return manifest
 
 

@@ -479,7 +479,10 @@ class TrainRecipe:
         return p
 
     def _prepare_run_dir(self) -> None:
+        from .outputs import check_writable_dir
+
         run = self.run
+        check_writable_dir(run / "config.yaml", what="run directory")
         existing = (run / "config.yaml").exists() or (run / "checkpoints").exists()
         if self.resume_from is None and self.dist.is_main and existing:
             if not self.force:

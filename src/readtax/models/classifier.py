@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -410,11 +409,11 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
         if base is None:
             raise UsageError("no base model directory to refer to: save the backbone weights")
         base = Path(base).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    from ..outputs import atomic_dir
+
+    # atomic_dir: a full disk (safetensors' own errors included) becomes one NoSpaceError
+    # naming ``out``, and the files get 0666 & ~umask where safetensors creates them 0600.
+    with atomic_dir(out) as tmp:
         _save_backbone(model, tmp, backbone_weights)
         _save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
                           tmp / "head.safetensors")
@@ -434,21 +433,6 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
             "base_model": None if base is None else str(base),
         }
         _write_json(meta, tmp / MODEL_FILE)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
