@@ -345,6 +345,28 @@ def _check_sizes(path: Path, manifest: dict) -> None:
             raise StoreError(f"file {name} is {what}: {size} bytes, expected {info['size']}", path)
 
 
+# (path, device, inode, size, mtime) of class files whose checksum this process has checked.
+_CHECKED_CLASS_FILES: set[tuple] = set()
+
+
+def _check_class_file(path: Path, manifest: dict, name: str) -> None:
+    """Checksum the class file once per process at open (cheap next to the bases, and the
+    labels are what a corrupt store would silently get wrong); the rest stays in verify."""
+    f = path / name
+    info = manifest["files"][name]
+    st = f.stat()
+    key = (str(f.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _CHECKED_CLASS_FILES:
+        return
+    algorithm = CHECKSUM if CHECKSUM in info else "blake2b"
+    if algorithm not in info:
+        return  # a manifest without checksums: nothing to compare with
+    if file_checksum(f, algorithm) != info[algorithm]:
+        raise StoreError(f"{name} does not match its checksum in manifest.json: the store was "
+                         "changed after packing (run 'readtax verify'; repack it)", path)
+    _CHECKED_CLASS_FILES.add(key)
+
+
 def check_label_map(store_map: LabelMap, mapping: LabelMap, where) -> None:
     """StoreError unless ``mapping`` gives the same class order as the store's label map."""
     if mapping == store_map:
@@ -391,6 +413,7 @@ class ReadStore:
         self.shuffled = bool(m["shuffled"])
         self.seed = int(m["seed"])
         self.class_file = _class_file(m)
+        _check_class_file(self.path, m, self.class_file)
         self.bases = self._array(F_BASES, np.uint8)
         self.offsets_ = None if self.fixed_length else self._array(F_OFFSETS, np.uint64)
         self.classes = self._array(self.class_file, np.dtype(m["class_dtype"]))
@@ -443,7 +466,14 @@ class ReadStore:
         return self.offsets_[idx].astype(np.int64)
 
     def labels(self, indices) -> np.ndarray:
-        return self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        """Class indices of the reads ``indices``; StoreError for one outside the label map
+        (a class file changed after the open-time check must not become a wrong label)."""
+        cls = self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        if cls.size and int(cls.max()) >= len(self.label_map):
+            raise StoreError(f"{self.class_file} holds class index {int(cls.max())} but the "
+                             f"store has {len(self.label_map)} classes: the store is corrupt "
+                             "(run 'readtax verify')", self.path)
+        return cls
 
     def _check_indices(self, idx: np.ndarray) -> None:
         if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
