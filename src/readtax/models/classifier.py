@@ -440,7 +440,11 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise ModelError(f"missing {path.name}", path.parent)
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors have no common base class
+        raise ModelError(f"{path.name} is damaged (truncated or overwritten: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})", path.parent) from None
 
 
 def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
