@@ -271,7 +271,7 @@ def test_full_disk_is_one_line_exit_2_and_no_partial_output(tmp_path, world, ver
         args, target, inputs = (["stats", world["reads"], "--json", tmp_path / "s.json"],
                                 tmp_path / "s.json", [world["reads"]])
     elif verb == "init-model":
-        args, target, inputs = (["init-model", "--arch", "kmer-cnn", "--size", "tiny", "-o",
+        args, target, inputs = (["init-model", "-q", "--arch", "kmer-cnn", "--size", "tiny", "-o",
                                  tmp_path / "m"], tmp_path / "m", [])
     elif verb == "train":
         args = ["train", "-q", "--train", world["store"], "--val", world["val"],

@@ -29,10 +29,11 @@ from .errors import ReadtaxError, UsageError
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # The same conditions as other libraries word them when they do not raise OSError: safetensors
 # (Rust io::Error: "No space left on device (os error 28)", "StorageFull"), torch.save
-# ("PytorchStreamWriter failed writing file ...: file write failed").
+# ("PytorchStreamWriter failed writing file ...: file write failed", or "unexpected pos N vs
+# M" when the zip writer finds its file shorter than what it wrote).
 _NO_SPACE_TEXT = re.compile(
     r"No space left|Disk quota exceeded|File too large|os error (28|27|122)\b|code: (28|27|122)\b"
-    r"|StorageFull|FileTooLarge|QuotaExceeded|file write failed",
+    r"|StorageFull|FileTooLarge|QuotaExceeded|file write failed|unexpected pos \d+ vs \d+",
 )
 
 

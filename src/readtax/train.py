@@ -279,9 +279,12 @@ def _make_trainer_class():
             load_weights(self.accelerator.unwrap_model(self.model), ckpt)
 
         def _save_checkpoint(self, model, trial) -> None:
+            from .outputs import no_space_as_error
+
             out = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-            self.recipe.save_data_state(out)
-            super()._save_checkpoint(model, trial)
+            with no_space_as_error(out):  # the optimiser/RNG files are torch.save's own
+                self.recipe.save_data_state(out)
+                super()._save_checkpoint(model, trial)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
