@@ -134,10 +134,10 @@ def _verbs(w: dict[str, Path], out: Path) -> dict[str, tuple[list, Path, list]]:
         "simulate": (["simulate", *w["genomes"], "-o", out / "sim.fa", "--mapping", w["gmap"],
                       "--reads-per-species", "20000", "--seed", "1"], out / "sim.fa",
                      w["genomes"]),
-        "predict": (["predict", w["run"], w["reads"], "-o", out / "p.tsv", "--num-workers",
-                     "0"], out / "p.tsv", [w["reads"], w["run"] / "model"]),
+        "predict": (["predict", w["run"], w["train"], "-o", out / "p.tsv", "--num-workers",
+                     "0"], out / "p.tsv", [w["train"], w["run"] / "model"]),
         "evaluate": (["evaluate", w["run"], "--data", w["store"], "-o", out / "ev",
-                      "--num-workers", "0"], out / "ev" / "metrics.json",
+                      "--num-workers", "0", "--max-reads", "3000"], out / "ev" / "metrics.json",
                      [w["store"], w["run"] / "model"]),
     }
 
@@ -218,7 +218,7 @@ def test_train_kill9_then_resume_is_bit_exact(tmp_path, world):
                 "--max-steps", "10", "--batch-size", "16", "--eval-steps", "2",
                 "--save-steps", "2", "--lr", "3e-3", "--set", "data.augment_rc=true",
                 "model.dropout=0.3", "train.final_eval=false", "train.record_reads=true",
-                "train.save_total_limit=null", "train.load_best_at_end=false",
+                "train.save_total_limit=100", "train.load_best_at_end=false",
                 "train.early_stopping_patience=null", "train.logging_steps=1"]
 
     a, b = tmp_path / "a", tmp_path / "b"
