@@ -196,8 +196,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(target)
         tmp_path = temp_name(target)
-        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        try:
+        try:  # created inside the try: a Ctrl-C right after creation still removes it
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             yield tmp_path
             fix_modes(tmp_path)
             os.replace(tmp_path, target)
@@ -215,8 +215,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(target)
         tmp = temp_name(target, "tmp")
-        tmp.mkdir()
         try:
+            tmp.mkdir()
             yield tmp
             fix_modes(tmp)
             replace_dir(tmp, target)

@@ -1394,8 +1394,8 @@ def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
     with output_lock(out), no_space_as_error(out):
         clean_stale(out)
         tmp = temp_name(out, "tmp")
-        tmp.mkdir()
-        try:
+        try:  # made inside the try: a Ctrl-C right after mkdir still removes it
+            tmp.mkdir()
             manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad,
                                   seed, workers, shuffle, progress, unit_bytes, bucket_bytes,
                                   run_bytes)

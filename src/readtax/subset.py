@@ -876,7 +876,6 @@ def subset(
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
     tmpdir = temp_name(out, "tmp")
-    tmpdir.mkdir()
     compress = {"train": str(out).endswith(".gz")}
     if val_output is not None:
         compress["val"] = str(val_output).endswith(".gz")
@@ -885,6 +884,7 @@ def subset(
     written_v = np.zeros(len(label_map), dtype=np.int64)
     global _TURN
     try:
+        tmpdir.mkdir()  # inside the try: a Ctrl-C right after mkdir still removes it
         with contextlib.ExitStack() as stack:
             targets = {"train": stack.enter_context(atomic_path(out))}
             if val_output is not None:
