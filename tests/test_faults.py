@@ -215,7 +215,7 @@ def test_train_kill9_then_resume_is_bit_exact(tmp_path, world):
     def args(out):
         return ["train", "-q", "--train", world["train"], "--val", world["val"], "--mapping",
                 world["mapping"], "--model", world["model"], "-o", out, "--num-workers", "0",
-                "--max-steps", "10", "--batch-size", "16", "--eval-steps", "2",
+                "--max-steps", "10", "--batch-size", "16", "--eval-steps", "10",
                 "--save-steps", "2", "--lr", "3e-3", "--set", "data.augment_rc=true",
                 "model.dropout=0.3", "train.final_eval=false", "train.record_reads=true",
                 "train.save_total_limit=100", "train.load_best_at_end=false",
@@ -261,7 +261,7 @@ def test_train_kill9_then_resume_is_bit_exact(tmp_path, world):
 
 
 NO_SPACE_LIMITS = {"pack": 64 << 10, "subset": 64 << 10, "unpack": 64 << 10,
-                   "simulate": 64 << 10, "predict": 64 << 10, "evaluate": 4 << 10}
+                   "simulate": 64 << 10, "predict": 8 << 10, "evaluate": 4 << 10}
 
 
 @pytest.mark.parametrize("verb", [*NO_SPACE_LIMITS, "stats", "init-model", "train"])

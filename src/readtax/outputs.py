@@ -280,7 +280,7 @@ def output_lock(target: str | os.PathLike[str]) -> Iterator[Path]:
     once; the first is unharmed. The kernel drops the lock when its process dies, so a killed
     run never leaves a stale lock; the file is removed on release.
     """
-    target = Path(target)
+    target = Path(target).absolute()  # "-o ." still names its directory
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
     while True:
