@@ -420,6 +420,18 @@ def test_class_changed_after_open_is_an_error_not_a_wrong_label(tmp_path, world)
         ReadStore(bad)  # a fresh open (new size/mtime) checks the class file again
 
 
+def test_store_truncated_while_open_is_an_error_not_sigbus(tmp_path, world):
+    bad = _copy_store(world["store"], tmp_path / "bad")
+    store = ReadStore(bad)
+    last = len(store) - 1
+    assert len(store.batch([0, last])) == 2
+    f = bad / F_BASES
+    with open(f, "r+b") as fh:
+        fh.truncate(f.stat().st_size // 2)
+    with pytest.raises(StoreError, match=f"file {F_BASES} changed while in use"):
+        store.batch([0, last])  # the last read's bases lie past the new end
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "head.safetensors"])
 def test_damaged_model_file_is_refused_by_predict_and_evaluate(tmp_path, world, run, name):
     import shutil

@@ -512,9 +512,26 @@ class ReadStore:
     def batch(self, indices, *, with_ids: bool = False) -> SeqBatch:
         """A :class:`SeqBatch` of the reads ``indices`` (labels = class indices)."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
+        self.check_unchanged()
         seq, off = self.sequences(idx)
         ids = self.ids(idx) if with_ids else None
         return SeqBatch(seq, off, self.labels(idx), idx, ids)
+
+    def check_unchanged(self) -> None:
+        """StoreError if the bases or class file shrank since the store was opened.
+
+        Reading a memory-mapped page past a file's new end kills the process with SIGBUS;
+        two stat calls per batch turn a store truncated during a run into an error instead.
+        """
+        for name in (F_BASES, self.class_file):
+            want = self.manifest["files"][name]["size"]
+            try:
+                size = os.stat(self.path / name).st_size
+            except OSError:
+                size = -1
+            if size != want:
+                raise StoreError(f"file {name} changed while in use ({size} bytes, expected "
+                                 f"{want}): the store was modified during this run", self.path)
 
     def read(self, i: int) -> tuple[str, str, int]:
         """(id, sequence, class index) of read ``i``; the id is the header's first word."""
