@@ -558,3 +558,16 @@ def test_evaluate_and_train_refuse_existing_outputs(tmp_path, world, run):
     res = run("train", "--train", world["train"], "--val", world["val"], "--mapping",
               world["mapping"], "--model", world["model"], "-o", world["run"])
     assert res.code == 2 and "already holds a run" in res.err
+
+
+def test_stats_force_replaces_its_outputs(tmp_path, world, run):
+    js, tsv = tmp_path / "s.json", tmp_path / "s.tsv"
+    js.write_text("old\n")
+    tsv.write_text("old\n")
+    res = run("stats", world["val"], "--json", js, "--tsv", tsv)
+    assert res.code == 2 and js.read_text() == "old\n" and res.out == ""  # refused up front
+    res = run("stats", world["val"], "--json", js, "--tsv", tsv, "--force")
+    assert res.code == 0, res.err
+    assert json.loads(js.read_text())["reads"] == 160
+    assert tsv.read_text().splitlines()[0] == "class_index\tclass_id\tlabel_name\ttax_id\treads"
+    assert run("stats", world["val"], "--json", js, "--tsv", js, "--force").code == 2
