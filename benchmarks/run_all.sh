@@ -49,8 +49,10 @@ run predict bench_predict.py
 run kraken kraken_compare.py
 if [ "$QUICK" = "--quick" ]; then
   run accuracy accuracy_compare.py --quick
+  run real-genomes real_genomes.py --quick
 else
   run accuracy accuracy_compare.py
+  run real-genomes real_genomes.py
 fi
 mv "$tmp" "$out"
 echo "wrote benchmarks/$out" >&2
