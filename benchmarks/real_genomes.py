@@ -25,6 +25,11 @@ Rows, each trained on the task's training sequence only, in the same run:
 - ``Kraken2``: a database built from the training sequence (``kraken_compare.build_db``);
 - ``6-mer LR``: canonical 6-mer frequencies of each read, scikit-learn ``LogisticRegression``.
 
+Paired rows (``readtax, pairs`` and ``Kraken2, pairs``): the same models on read pairs
+(300 bp fragments) from the test sequence, classified together: readtax sums the mates'
+log-probabilities (``readtax predict`` on two mate files), Kraken2 runs with ``--paired``; one
+call per pair.
+
 Columns: species accuracy (unclassified counts as wrong), macro-F1 over the 5 species,
 per-species accuracy, % unclassified, training (database build) and prediction wall time.
 
@@ -194,6 +199,13 @@ def run_readtax(train: Path, val: Path, test: Path, mapping: Path, work: Path,
     return predicted_tax_ids(pred), train_s, predict_s
 
 
+def predict_pairs(run: Path, pairs: tuple[Path, Path], work: Path) -> tuple[np.ndarray, float]:
+    pred = work / "pairs.tsv"
+    s = readtax("predict", "-q", "--force", str(run), *map(str, pairs), "--paired", "on",
+                "-o", str(pred))
+    return predicted_tax_ids(pred), s
+
+
 # -- canonical 6-mer logistic regression -------------------------------------------------------
 
 K_LR = 6
@@ -312,8 +324,20 @@ def prepare(work: Path, n_train: int, n_test: int, n_val: int, seed: int) -> dic
                    "--val-reads-per-species", "0")
     tasks["held-out-region"] = {"train": train, "val": val, "test": d / "test.fa",
                                 "db_genomes": held, "region": SPLIT}
-    for t in tasks.values():
+    pair_opts = ("--paired", "--insert-mean", "300", "--insert-sd", "30")
+    for name, t in tasks.items():
         t["mapping"] = mapping
+        d = work / name
+        r1, r2 = d / "pairs_1.fa", d / "pairs_2.fa"
+        if name == "held-out-region":
+            simulate(held, mapping, d / "pairs_train_1.fa", 1, seed + 3, *pair_opts,
+                     "--output2", str(d / "pairs_train_2.fa"), "--split", split,
+                     "--val-output", str(r1), "--val-output2", str(r2),
+                     "--val-reads-per-species", str(n_test))
+        else:
+            genomes = held if name == "held-out-strain" else every
+            simulate(genomes, mapping, r1, n_test, seed + 3, *pair_opts, "--output2", str(r2))
+        t["pairs"] = (r1, r2)
     return tasks
 
 
@@ -322,7 +346,8 @@ def run_benchmark(work: Path, *, n_train: int, n_test: int, n_val: int, seed: in
     t0 = time.perf_counter()
     tasks = prepare(work, n_train, n_test, n_val, seed)
     log(f"genomes written, reads simulated ({time.perf_counter() - t0:.0f} s)")
-    results: dict[str, dict] = {"readtax": {}, "Kraken2": {}, "6-mer LR": {}}
+    results: dict[str, dict] = {"readtax": {}, "Kraken2": {}, "6-mer LR": {},
+                                "readtax, pairs": {}, "Kraken2, pairs": {}}
     for name, t in tasks.items():
         truth = true_tax_ids(t["test"])
         t1 = time.perf_counter()
@@ -332,6 +357,11 @@ def run_benchmark(work: Path, *, n_train: int, n_test: int, n_val: int, seed: in
         called = run_kraken(db, t["test"], threads=threads)
         results["Kraken2"][name] = {**scores(truth, called), "train_s": build_s,
                                     "predict_s": time.perf_counter() - t1}
+        pair_truth = true_tax_ids(t["pairs"][0])
+        t1 = time.perf_counter()
+        called = run_kraken(db, list(t["pairs"]), threads=threads, paired=True)
+        results["Kraken2, pairs"][name] = {**scores(pair_truth, called), "train_s": build_s,
+                                           "predict_s": time.perf_counter() - t1}
         called, train_s, predict_s = run_lr(t["train"], t["test"], seed)
         results["6-mer LR"][name] = {**scores(truth, called), "train_s": train_s,
                                      "predict_s": predict_s}
@@ -341,6 +371,9 @@ def run_benchmark(work: Path, *, n_train: int, n_test: int, n_val: int, seed: in
                                                  rdir, seed)
         results["readtax"][name] = {**scores(truth, called), "train_s": train_s,
                                     "predict_s": predict_s}
+        called, predict_s = predict_pairs(rdir / "run", t["pairs"], rdir)
+        results["readtax, pairs"][name] = {**scores(pair_truth, called), "train_s": train_s,
+                                           "predict_s": predict_s}
         log(f"{name}: " + ", ".join(f"{tool} {100 * r[name]['accuracy']:.1f}%"
                                     for tool, r in results.items()))
     return results
@@ -368,7 +401,7 @@ def format_report(results: dict, *, n_train: int, n_test: int, version: str, wal
         f"Machine: {machine()}; {load}. {version}. Whole run {wall_s / 60:.1f} min.", "",
         f"5 species, 20 strains (Debian ragout-examples, kleborate-examples); reads from "
         f"`readtax simulate` (150 bp, hiseq errors, both strands), {n_train:,} training and "
-        f"{n_test:,} test reads per species. Held-out strains: {held} (both E. coli strains are "
+        f"{n_test:,} test reads (and {n_test:,} test pairs) per species. Held-out strains: {held} (both E. coli strains are "
         "K-12). Held-out region: the held-out strain of each species only, training sequence = "
         "first 80% of every contig, test reads from the last 20%. readtax: `init-model --arch kmer-cnn` + `train` with no flags beyond "
         "--train/--val/--model; Kraken2: database from the training sequence; 6-mer LR: "
