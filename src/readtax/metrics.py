@@ -4,7 +4,8 @@
 batch to per-class counts (true, predicted, correct), top-k hits, calibration bins and
 (true, predicted) pair counts. Everything reported is a function of those counts:
 
-- accuracy, micro-F1 (equal to accuracy for single-label classification), top-k accuracy;
+- accuracy, micro-F1 (equal to accuracy for single-label classification), top-k accuracy
+  (only where k < the number of classes);
 - per-class precision/recall/F1/support and macro-F1 over the classes that occur in the labels
   or the predictions (scikit-learn's default ``labels``; 0 where a ratio is 0/0);
 - multiclass MCC (Gorodkin's R_K) from the per-class true/predicted totals;
@@ -213,7 +214,7 @@ class StreamingMetrics:
             "macro_precision": macro_p,
             "macro_recall": macro_r,
             "mcc": mcc,
-            f"top{self.top_k}_accuracy": (self.topk_hits / self.scored) if self.scored else None,
+            **self._topk(),
             "ece": ece,
         }
         if self.loss_count:
@@ -222,6 +223,13 @@ class StreamingMetrics:
         out["confusions"] = self.top_confusions(top_confusions, label_map)
         out["calibration"] = self.calibration_bins()
         return out
+
+    def _topk(self) -> dict[str, float | None]:
+        """``topK_accuracy`` only where K < classes: with K >= classes every read is a hit."""
+        if self.top_k >= self.num_classes:
+            return {}
+        return {f"top{self.top_k}_accuracy":
+                (self.topk_hits / self.scored) if self.scored else None}
 
     def scalars(self) -> dict[str, float]:
         """Only the scalar metrics (for logs): accuracy, macro_f1, micro_f1, mcc, topK, ece."""

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .batch import SeqBatch
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, dump_config, load_config, save_steps_of
 from .errors import ModelError, ReadtaxError, UsageError, require
 from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
@@ -295,11 +294,12 @@ def _callbacks():
     tf = _transformers()
 
     class JsonlLogger(tf.TrainerCallback):
-        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log."""
+        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log as
+        ``step N: key=value ...`` (one format, on a terminal or not)."""
 
-        def __init__(self, path: Path, echo: bool) -> None:
+        def __init__(self, path: Path, progress: ReadsProgress | None = None) -> None:
             self.path = path
-            self.echo = echo
+            self.progress = progress
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs:
@@ -309,10 +309,9 @@ def _callbacks():
             event = {"step": state.global_step, "time": round(time.time(), 3), **logs}
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event, default=float) + "\n")
-            if self.echo:
-                shown = ", ".join(f"{k} {_short(v)}" for k, v in logs.items()
-                                  if isinstance(v, (int, float)))
-                log.info("step %d: %s", state.global_step, shown)
+            if self.progress is not None and self.progress.bar is not None:
+                self.progress.bar.clear()  # the log line takes the bar's place; it comes back
+            log.info("%s", format_log_line(state.global_step, logs))
 
     class StopAfter(tf.TrainerCallback):
         """Save and stop after ``step`` optimiser steps, keeping the max_steps schedule."""
@@ -326,18 +325,30 @@ def _callbacks():
                 control.should_training_stop = True
             return control
 
-    class ReadsProgress(tf.trainer_callback.ProgressCallback):
-        """The Trainer's tqdm bar (steps, ETA) with reads/s."""
+    class ReadsProgress(tf.TrainerCallback):
+        """Steps, ETA and reads/s through :class:`readtax.progress.Progress` (a live bar on a
+        terminal, a plain line every READTAX_PROGRESS_INTERVAL seconds otherwise)."""
 
-        def __init__(self, recipe: TrainRecipe) -> None:
-            super().__init__()
+        def __init__(self, recipe: TrainRecipe, enabled: bool | None) -> None:
             self.recipe = recipe
+            self.enabled = enabled
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            from .progress import Progress
+
+            if state.is_world_process_zero:
+                self.bar = Progress(state.max_steps, "train", unit="steps", enabled=self.enabled,
+                                    initial=state.global_step)
 
         def on_step_end(self, args, state, control, **kw):
-            super().on_step_end(args, state, control, **kw)
-            bar = getattr(self, "training_bar", None)
-            if bar is not None:
-                bar.set_postfix_str(f"{self.recipe.reads_rate():,.0f} reads/s", refresh=False)
+            if self.bar is not None:
+                self.bar.update(state.global_step, f"{self.recipe.reads_rate():,.0f} reads/s")
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
     return JsonlLogger, StopAfter, ReadsProgress
 
@@ -346,6 +357,13 @@ def _short(v: float) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def format_log_line(step: int, logs: dict) -> str:
+    """``step N: key=value ...`` over the numeric fields of a Trainer log event."""
+    shown = " ".join(f"{k}={_short(v)}" for k, v in logs.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return f"step {step}: {shown}"
 
 
 # -- the recipe --------------------------------------------------------------------------------
@@ -446,8 +464,8 @@ class TrainRecipe:
         args = self._training_args(tf, max_steps, precision, cuda)
         trainer_cls, _ = _make_trainer_class()
         JsonlLogger, StopAfter, ReadsProgress = _callbacks()
-        show_bar = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
-        callbacks = [JsonlLogger(self.run / "metrics.jsonl", echo=not show_bar)]
+        progress = ReadsProgress(self, cfg.train.progress) if self.dist.is_main else None
+        callbacks = [JsonlLogger(self.run / "metrics.jsonl", progress)]
         if cfg.train.early_stopping_patience is not None:
             callbacks.append(tf.EarlyStoppingCallback(
                 early_stopping_patience=cfg.train.early_stopping_patience,
@@ -463,8 +481,8 @@ class TrainRecipe:
                                    recipe=self)
         self.trainer.remove_callback(tf.trainer_callback.PrinterCallback)
         self.trainer.remove_callback(tf.trainer_callback.ProgressCallback)
-        if show_bar and self.dist.is_main:
-            self.trainer.add_callback(ReadsProgress(self))
+        if progress is not None:
+            self.trainer.add_callback(progress)
         if self.dist.is_main:
             self._write_run_files()
         return self
@@ -577,7 +595,7 @@ class TrainRecipe:
             eval_strategy="steps",
             eval_steps=t.eval_steps,
             save_strategy="steps",
-            save_steps=t.save_steps,
+            save_steps=save_steps_of(t),
             save_total_limit=t.save_total_limit,
             load_best_model_at_end=t.load_best_at_end,
             metric_for_best_model="eval_macro_f1",
@@ -736,6 +754,7 @@ class TrainRecipe:
                   and self.trainer.state.global_step < self.trainer.state.max_steps)
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         if not paused:
+            res = None
             if self.dist.is_main:
                 save_classifier(model, self.run / "model")
             if self.cfg.train.final_eval:
@@ -746,10 +765,28 @@ class TrainRecipe:
                     res = metrics.compute(self.label_map)
                     res["step"] = self.trainer.state.global_step
                     write_report(res, self.run / "eval", self.label_map, metrics)
+            if self.dist.is_main:
+                from .models.card import write_model_card
+
+                write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
             plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
         _barrier()
         return self.run
+
+    def card_summary(self) -> dict:
+        """The training data and schedule, as the model card shows them."""
+        cfg = self.cfg
+        seen = self.throughput().get("reads")
+        return {"training data": ", ".join(map(str, cfg.data.train)),
+                "validation data": ", ".join(map(str, cfg.data.val)),
+                "classes": self.num_classes,
+                "optimiser steps": self.trainer.state.global_step,
+                "reads seen": seen if seen is not None else "not recorded",
+                "batch size (per process x processes x accumulation)":
+                    f"{cfg.train.batch_size} x {self.dist.world_size} x {cfg.train.grad_accum}",
+                "learning rate": cfg.train.lr,
+                "seed": cfg.seed}
 
     def _write_run_files(self) -> None:
         dump_config(self.cfg, self.run / "config.yaml",
