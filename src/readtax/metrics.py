@@ -407,21 +407,21 @@ def write_report(result: dict, out_dir: str | os.PathLike[str], label_map: Label
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    summary = {k: v for k, v in result.items() if k not in ("per_class",)}
-    with atomic_open(out / "metrics.json") as fh:
-        json.dump(summary, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    written.append(out / "metrics.json")
-    written.append(_write_tsv(out / "per_class.tsv", result["per_class"]))
-    written.append(_write_tsv(out / "confusions.tsv", result["confusions"],
-                              empty_header=_confusion_header(label_map)))
+    written = [_write_tsv(out / "per_class.tsv", result["per_class"]),
+               _write_tsv(out / "confusions.tsv", result["confusions"],
+                          empty_header=_confusion_header(label_map))]
     if metrics is not None and metrics.num_classes <= heatmap_max_classes:
         names = label_map.names if label_map is not None else None
         written.append(plot_confusion(metrics.confusion_matrix(), out / "confusion.png", names))
     written.append(plot_reliability(result["calibration"], out / "reliability.png",
                                     ece=result.get("ece")))
-    return written
+    # metrics.json last: its presence means the whole report is there (an interrupted run
+    # leaves none, and the next run does not take the directory for a finished evaluation).
+    summary = {k: v for k, v in result.items() if k not in ("per_class",)}
+    with atomic_open(out / "metrics.json") as fh:
+        json.dump(summary, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    return [out / "metrics.json", *written]
 
 
 def _confusion_header(label_map) -> list[str]:

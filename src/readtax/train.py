@@ -278,9 +278,12 @@ def _make_trainer_class():
             load_weights(self.accelerator.unwrap_model(self.model), ckpt)
 
         def _save_checkpoint(self, model, trial) -> None:
+            from .outputs import no_space_as_error
+
             out = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-            self.recipe.save_data_state(out)
-            super()._save_checkpoint(model, trial)
+            with no_space_as_error(out):  # the optimiser/RNG files are torch.save's own
+                self.recipe.save_data_state(out)
+                super()._save_checkpoint(model, trial)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
@@ -500,7 +503,10 @@ class TrainRecipe:
         return p
 
     def _prepare_run_dir(self) -> None:
+        from .outputs import check_writable_dir
+
         run = self.run
+        check_writable_dir(run / "config.yaml", what="run directory")
         existing = (run / "config.yaml").exists() or (run / "checkpoints").exists()
         if self.resume_from is None and self.dist.is_main and existing:
             if not self.force:
@@ -513,7 +519,9 @@ class TrainRecipe:
         run.mkdir(parents=True, exist_ok=True)
         _barrier()
         if self.resume_from is not None and self.dist.is_main:
-            _truncate_events(run / "metrics.jsonl", _checkpoint_step(Path(self.resume_from)))
+            step = _checkpoint_step(Path(self.resume_from))
+            _drop_checkpoints_after(run, step)
+            _truncate_events(run / "metrics.jsonl", step)
 
     def _resolve_max_steps(self) -> int:
         t = self.cfg.train
@@ -827,36 +835,84 @@ def _checkpoint_step(path: Path) -> int:
     return int(name[len(CHECKPOINT_PREFIX):]) if name.startswith(CHECKPOINT_PREFIX) else -1
 
 
+def checkpoint_complete(path: Path) -> bool:
+    """A checkpoint is complete once the Trainer's state file, written after the weights,
+    optimiser, scheduler and RNG files, parses and names the checkpoint's own step; the
+    readtax weights and data position must be there and parse too. A run killed while it
+    was writing a checkpoint leaves one that fails this test."""
+    step = _checkpoint_step(path)
+    if step < 0 or not (path / WEIGHTS).is_file():
+        return False
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads((path / DATA_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
+
+
 def latest_checkpoint(run: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint (with trainer and data state) of a run directory."""
+    """The newest complete checkpoint of a run directory (see :func:`checkpoint_complete`)."""
     d = Path(run) / "checkpoints"
     if not d.is_dir():
         return None
-    done = [p for p in d.iterdir() if _checkpoint_step(p) >= 0
-            and (p / "trainer_state.json").is_file() and (p / DATA_STATE).is_file()]
+    done = [p for p in d.iterdir() if p.is_dir() and checkpoint_complete(p)]
     return max(done, key=_checkpoint_step) if done else None
 
 
+def _drop_checkpoints_after(run: Path, step: int) -> None:
+    """Remove checkpoints newer than the one resumed from: half-written by a killed run (or
+    complete but about to be written again), they must not be picked or rotated in later."""
+    d = run / "checkpoints"
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if _checkpoint_step(p) > step:
+            log.info("removing %s (newer than the checkpoint resumed from)", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _truncate_events(path: Path, step: int) -> None:
-    """Drop metrics.jsonl events logged after ``step`` (they will be logged again)."""
+    """Drop metrics.jsonl events logged after ``step`` (they will be logged again), and a
+    last line cut short by a killed run."""
     if not path.is_file() or step < 0:
         return
     from .outputs import atomic_open
 
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln for ln in fh if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for ln in fh:
+            if not ln.strip():
+                continue
+            try:
+                event = json.loads(ln)
+            except ValueError:
+                continue  # a line the killed run did not finish
+            if event.get("step", 0) <= step:
+                lines.append(ln if ln.endswith("\n") else ln + "\n")
     with atomic_open(path) as fh:
         fh.writelines(lines)
 
 
 def run_training(cfg: RunConfig, *, resume: str | os.PathLike[str] | None = None,
                  overrides=(), force: bool = False) -> TrainRecipe:
-    """Set up, train and save; ``resume`` continues the run directory given."""
-    if resume is not None:
-        recipe = TrainRecipe.resume(resume, overrides)
-    else:
-        recipe = TrainRecipe(cfg, force=force)
-    recipe.setup()
-    recipe.train()
-    recipe.save()
+    """Set up, train and save; ``resume`` continues the run directory given.
+
+    The run directory is locked for the whole run (by rank 0): a second run into it is
+    refused at once instead of interleaving checkpoints with the first.
+    """
+    import contextlib
+
+    from .outputs import output_lock
+
+    run = Path(resume) if resume is not None else Path(cfg.output or ".")
+    lock = output_lock(run) if dist_info().is_main else contextlib.nullcontext()
+    with lock:
+        if resume is not None:
+            recipe = TrainRecipe.resume(resume, overrides)
+        else:
+            recipe = TrainRecipe(cfg, force=force)
+        recipe.setup()
+        recipe.train()
+        recipe.save()
     return recipe

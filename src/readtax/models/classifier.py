@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -431,11 +430,11 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
         if base is None:
             raise UsageError("no base model directory to refer to: save the backbone weights")
         base = Path(base).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    from ..outputs import atomic_dir
+
+    # atomic_dir: a full disk (safetensors' own errors included) becomes one NoSpaceError
+    # naming ``out``, and the files get 0666 & ~umask where safetensors creates them 0600.
+    with atomic_dir(out) as tmp:
         _save_backbone(model, tmp, backbone_weights)
         add_label_fields(tmp / "config.json", list(model.label_map.names))
         (tmp / CARD_FILE).write_text(model_card(model), encoding="utf-8")
@@ -456,10 +455,6 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
             "base_model": None if base is None else str(base),
         }
         _write_json(meta, tmp / MODEL_FILE)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 ADAPTER_DIR = "adapter"
@@ -513,23 +508,16 @@ def _load_adapter(model: ReadClassifier, d: Path) -> None:
     model.backbone.load_state_dict(adapter, strict=False)
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise ModelError(f"missing {path.name}", path.parent)
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors have no common base class
+        raise ModelError(f"{path.name} is damaged (truncated or overwritten: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})", path.parent) from None
 
 
 def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
