@@ -449,3 +449,38 @@ def test_unpack_to_gzip_is_reproducible(tmp_path):
     unpack(tmp_path / "st", tmp_path / "b.fa.gz")
     assert (tmp_path / "a.fa.gz").read_bytes() == (tmp_path / "b.fa.gz").read_bytes()
     shutil.rmtree(tmp_path / "st")
+
+
+def _resident_kb(*name_parts: str) -> int:
+    """Resident kB of this process's mappings of files whose path contains all ``name_parts``."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            first = line.split(" ", 1)[0]
+            if "-" in first and all(c in "0123456789abcdef-" for c in first):
+                inside = all(part in line for part in name_parts)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_pass2_holds_no_mapping_of_run_tables(messy, tmp_path, monkeypatch):
+    """The run tables (runs x buckets, quadratic in the input) and the units' class lookup
+    tables are read per bucket: after every bucket nothing of them stays resident in the
+    process, and the store's bytes are those of any other worker count."""
+    *_, fa = messy
+    built, resident = store_mod._build_bucket, []
+
+    def build(task):
+        bucket = built(task)
+        resident.append(_resident_kb(str(tmp_path), "/runs/"))
+        return bucket
+
+    monkeypatch.setattr(store_mod, "_build_bucket", build)
+    man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
+    assert man["buckets"] > 10 and len(resident) == man["buckets"]
+    assert resident == [0] * len(resident)
+    monkeypatch.undo()
+    pack([fa], tmp_path / "two", seed=7, workers=2, **SMALL)
+    assert store_files(tmp_path / "st") == store_files(tmp_path / "two")

@@ -676,6 +676,8 @@ class _UnitResult:
 _CTX: dict = {}  # pack context shared with forked workers (set before each pool starts)
 
 _COLS = 5  # reads, n-runs, packed bytes, header bytes, bases
+F_TABLE = "table.i64"  # the runs' bucket tables, bucket-major (see _transpose_table)
+_TABLE_BLOCK = 4 << 20  # bytes of run tables transposed at a time
 
 
 def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
@@ -886,18 +888,52 @@ class _Bucket:
     edges: dict
 
 
-def _run_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended
-    to, and the units' class lookup tables: mapped once per process, not once per bucket."""
+def _transpose_table(src: Path, dst: Path, runs: int, rows: int) -> None:
+    """Rewrite the runs' bucket tables from run-major ``src`` (runs, rows, _COLS), as pass 1
+    appends them, to bucket-major ``dst`` (rows, runs, _COLS), where one bucket's row of every
+    run is contiguous. Pass 2 reads one or two such rows per bucket; read run-major they are
+    strided over the whole table, which is runs x buckets x 40 bytes (~100 MB at the seed's
+    558M reads): a process mapping it ended up holding all of it. Done a block of rows at a
+    time, in memory bounded by ``_TABLE_BLOCK`` bytes, with one pread per run per block."""
+    row_bytes = _COLS * 8
+    step = max(1, _TABLE_BLOCK // max(1, runs * row_bytes))
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            block = np.empty((runs, hi - lo, _COLS), np.int64)
+            for r in range(runs):
+                _read_exact(fin.fileno(), [memoryview(block[r]).cast("B")],
+                            (r * rows + lo) * row_bytes, str(src))
+            fout.write(np.ascontiguousarray(block.transpose(1, 0, 2)).tobytes())
+
+
+def _table_rows(lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo..hi-1`` of the bucket-major run table: (hi - lo, runs, _COLS)."""
     ctx = _CTX
-    if "tables" not in ctx:
-        tmp = ctx["tmp"]
-        cum = np.memmap(tmp / "cum.i64", np.int64, "r",
-                        shape=(len(ctx["runs"]), ctx["n_buckets"] + 1, _COLS))
-        luts = (np.memmap(tmp / "luts.i32", np.int32, "r")
-                if ctx["lut_offsets"][-1] else np.zeros(0, np.int32))
-        ctx["tables"] = (cum, luts)
-    return ctx["tables"]
+    runs = len(ctx["runs"])
+    out = np.empty((hi - lo, runs, _COLS), np.int64)
+    path = ctx["tmp"] / F_TABLE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _read_exact(fd, [memoryview(out).cast("B")], lo * runs * _COLS * 8, str(path))
+    finally:
+        os.close(fd)
+    return out
+
+
+def _lut_gather(at: np.ndarray) -> np.ndarray:
+    """``luts.i32[at]``; the mapping's pages are released afterwards (the page cache keeps
+    them), so that a worker does not end up holding every unit's table."""
+    ctx = _CTX
+    if "luts" not in ctx:
+        with open(ctx["tmp"] / "luts.i32", "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        ctx["luts"] = (mm, np.frombuffer(mm, np.int32))
+    mm, luts = ctx["luts"]
+    out = luts[at].astype(np.int64)
+    if hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
+    return out
 
 
 def _load_sections(b: int) -> dict:
@@ -908,17 +944,17 @@ def _load_sections(b: int) -> dict:
     """
     ctx = _CTX
     runs = ctx["runs"]
-    cum, luts = _run_tables()
+    total = ctx["table_total"]
     if ctx["shuffle"]:
-        row = np.array(cum[:, b + 1]) - np.array(cum[:, b])
+        before, upto = _table_rows(b, b + 2)
+        row = upto - before
         which = np.flatnonzero(row[:, 0] > 0)
         row = row[which]
-        start = _section_start(np.array(cum[which, -1]), np.array(cum[which, b + 1])).tolist()
+        start = _section_start(total[which], upto[which]).tolist()
     else:  # one bucket per run
         which = np.array([b])
-        row = np.array(cum[b, -1])[None, :]
+        row = total[b][None, :]
         start = [0]
-    del cum
     # Where each run's part of each field goes in the bucket's arrays.
     at = np.zeros((len(which) + 1, _COLS), np.int64)
     np.cumsum(row, axis=0, out=at[1:])
@@ -944,7 +980,7 @@ def _load_sections(b: int) -> dict:
     else:
         units = np.array([runs[r_i][1] for r_i in which.tolist()], np.int64)
         base = np.repeat(ctx["lut_offsets"][units], row[:, 0])
-        cls = np.asarray(luts[base + out["cls"]]).astype(np.int64)
+        cls = _lut_gather(base + out["cls"])
     lengths = out["len"].astype(np.int64)
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
             "packed": Records(lengths, out["packed"], packed=True),
@@ -973,6 +1009,7 @@ def _run_fd(r: int) -> int:
 
 def _close_run_fds() -> None:
     """Close the run files and store files this process kept open."""
+    _CTX.pop("luts", None)  # its mapping goes with the last reference
     for fd in (list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", [])
                + list(_CTX.pop("out_fds", {}).values())):
         os.close(fd)
@@ -1124,20 +1161,17 @@ class _SpentRuns:
 
     CUT_BYTES = 1 << 20
 
-    def __init__(self, runs_dir: Path, runs: list[tuple[str, int]], n_buckets: int,
-                 shuffle: bool) -> None:
+    def __init__(self, runs: list[tuple[str, int]], total: np.ndarray, shuffle: bool) -> None:
         self.runs = runs
         self.shuffle = shuffle
-        self.cum = np.memmap(runs_dir / "cum.i64", np.int64, "r",
-                             shape=(len(runs), n_buckets + 1, _COLS))
-        self.total = np.array(self.cum[:, -1])
+        self.total = total
         self.size = _section_bytes(self.total)
 
     def done(self, b: int) -> None:
         if not self.shuffle:  # one bucket per run: the run is spent
             os.unlink(self.runs[b][0])
             return
-        cut = _section_start(self.total, np.array(self.cum[:, b + 1]))
+        cut = _section_start(self.total, _table_rows(b + 1, b + 2)[0])
         for r in np.flatnonzero((cut == 0) & (self.size > 0)
                                 | (self.size - cut >= self.CUT_BYTES)).tolist():
             path = self.runs[r][0]
@@ -1233,8 +1267,9 @@ class _Pass1:
     """Pass-1 results folded in as units finish, in memory O(classes + buckets).
 
     What grows with the input goes to the run directory instead: each run's bucket table is
-    appended to ``cum.i64`` and each unit's discovered class keys to a file of its own, from
-    which :meth:`finish` writes the units' class lookup tables (``luts.i32``) for pass 2.
+    appended to ``cum.i64`` (which :meth:`finish` rewrites bucket-major) and each unit's
+    discovered class keys to a file of its own, from which :meth:`finish` writes the units'
+    class lookup tables (``luts.i32``) for pass 2.
     """
 
     def __init__(self, runs_dir: Path, scheme: LabelScheme, mapping: LabelMap | None,
@@ -1312,6 +1347,9 @@ class _Pass1:
     def finish(self, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
         """Class counts in ``label_map`` order; writes ``luts.i32`` and returns its offsets."""
         self.cum_file.close()
+        src = self.dir / "cum.i64"
+        _transpose_table(src, self.dir / F_TABLE, len(self.runs), self.n_buckets + 1)
+        src.unlink()
         offsets = np.zeros(self.units + 1, np.int64)
         if self.mapping is not None:
             return self.class_counts, offsets
@@ -1437,10 +1475,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     min_len, max_len = acc.min_len, acc.max_len
     fixed = min_len == max_len
     class_dtype = "uint16" if n_classes < 65536 else "uint32"
-    if shuffle:
-        sizes = acc.sizes
-    else:  # one bucket per run: the runs' totals, from the tables pass 1 wrote
-        sizes = np.fromfile(runs_dir / "cum.i64", np.int64).reshape(len(acc.runs), 2, _COLS)[:, -1]
+    # Every run's totals (the last row of its table): O(runs), shared with forked workers.
+    total = np.fromfile(runs_dir / F_TABLE, np.int64, count=len(acc.runs) * _COLS,
+                        offset=n_buckets * len(acc.runs) * _COLS * 8).reshape(-1, _COLS)
+    sizes = acc.sizes if shuffle else total  # without shuffling, one bucket per run
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
     run_starts = np.concatenate([[0], np.cumsum(sizes[:, 1])])
@@ -1449,7 +1487,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]), int(run_starts[b]))
              for j, b in enumerate(nonempty)]
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
-    _CTX.update(runs=acc.runs, fd_room=_fd_room(len(acc.runs)), lut_offsets=lut_offsets,
+    _CTX.update(runs=acc.runs, table_total=total, fd_room=_fd_room(len(acc.runs)), lut_offsets=lut_offsets,
                 mapped=mapping is not None,
                 shuffle=shuffle, n_classes=n_classes,
                 class_dtype=np.dtype(class_dtype), fixed_length=fixed, max_length=int(max_len),
@@ -1459,7 +1497,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
                      int(run_starts[-1]), np.dtype(class_dtype).itemsize)
     t0 = time.monotonic()
-    spent = _SpentRuns(runs_dir, acc.runs, n_buckets, shuffle)
+    spent = _SpentRuns(acc.runs, total, shuffle)
     for (b, *_), bk in zip(tasks, map_units_progress(
             _build_bucket, tasks, [int(sizes[b, 0]) for b in nonempty], workers,
             desc=f"pack {out.name}: writing", unit="reads", enabled=progress)):
