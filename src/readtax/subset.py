@@ -99,11 +99,15 @@ def split_quota(counts: np.ndarray, quota: np.ndarray, rng: np.random.Generator)
     """Spread ``quota[c]`` draws without replacement over blocks holding ``counts[b, c]`` reads.
 
     Returns ``take[b, c]``: a multivariate hypergeometric draw per class (block by block, each a
-    hypergeometric of this block against the blocks after it), vectorised over classes.
+    hypergeometric of this block against the blocks after it), vectorised over classes, in the
+    integer type of ``counts`` (blocks x classes is the one table of subset that grows with the
+    input, so callers keep it in int32 where that holds every count).
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    need = np.minimum(np.asarray(quota, dtype=np.int64), counts.sum(axis=0))
-    left = counts.sum(axis=0)
+    counts = np.asarray(counts)
+    if counts.dtype.kind not in "iu":
+        counts = counts.astype(np.int64)
+    left = counts.sum(axis=0, dtype=np.int64)
+    need = np.minimum(np.asarray(quota, dtype=np.int64), left)
     take = np.zeros_like(counts)
     for b in range(len(counts)):
         have = counts[b]
@@ -400,7 +404,10 @@ def _merge_counts(parts: list[_UnitCounts], scheme: LabelScheme,
             label_map = LabelMap.from_ids(keys, [str(k) for k in keys], [tax_of[k] for k in keys])
         else:
             label_map = LabelMap.from_ids(np.arange(len(keys)), keys, [tax_of[k] for k in keys])
-    counts = np.zeros((len(parts), len(label_map)), dtype=np.int64)
+    # Units x classes grows with the input (~1,700 x 3,507 at 100 GB); a unit's reads bound
+    # each of its counts, so int32 holds them unless a single (gzip) unit has 2^31 reads.
+    small = all(p.reads < 2**31 for p in parts)
+    counts = np.zeros((len(parts), len(label_map)), dtype=np.int32 if small else np.int64)
     for u, p in enumerate(parts):
         if p.keys is None:
             counts[u] = p.counts
@@ -852,7 +859,7 @@ def subset(
     for p in parts:  # the merged matrix holds them now
         p.counts = p.keys = p.tax = None
     numeric_ids = mapping is not None or scheme.numeric
-    available = counts.sum(axis=0)
+    available = counts.sum(axis=0, dtype=np.int64)
     skipped = sum(p.skipped for p in parts)
     skipped_bad: dict[str, int] = {}
     for p in parts:
