@@ -490,3 +490,21 @@ def test_subset_units_table_is_int32(tmp_path, monkeypatch):
                       val_per_species=5, unit_bytes=4_000, workers=1)
     assert seen == [np.int32, np.int32]
     assert len(records(tmp_path / "o.fa")[0]) == 100 and len(records(tmp_path / "v.fa")[0]) == 25
+
+
+def test_count_merger_folds_units_as_they_arrive():
+    """Pass-1 counts are folded in unit by unit: discovered keys sorted, the first-seen tax id
+    kept, every unit's key lists dropped once folded, int32 rows."""
+    U = subset_mod._UnitCounts
+    parts = [U(np.array([3, 1]), [7, 2], [70, 20], 0, {}, 4, 100),
+             U(np.array([5, 0, 2]), [9, 7, 2], [90, 71, 21], 0, {}, 7, 100),
+             U(np.array([], np.int64), [], [], 0, {}, 0, 0)]
+    merger = subset_mod._CountMerger(subset_mod.make_scheme("lbl"), None)
+    for p in parts:
+        merger.add(p)
+        assert p.keys is None and p.counts is None
+    label_map, counts = merger.finish()
+    assert label_map.class_ids.tolist() == [2, 7, 9]
+    assert label_map.tax_ids.tolist() == [20, 70, 90]
+    assert counts.dtype == np.int32
+    assert counts.tolist() == [[1, 3, 0], [2, 0, 5], [0, 0, 0]]
