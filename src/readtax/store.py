@@ -175,8 +175,58 @@ def _windows(bases: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
     return np.take(bases, first[:, None] + np.arange(width), mode="clip")
 
 
+class FileRanges:
+    """Byte ranges of one store file read with ``pread`` into the caller's arrays.
+
+    The batch gather's source by default (see :class:`ReadStore`): a shuffled epoch touches
+    every page of the store, and pages read through a mapping stay in the process's resident
+    set until unmapped, so a mapping grows a loader worker's RSS to the store's size (page
+    cache, but counted against the process by ``ps``, schedulers and memory limits). Read
+    this way the pages stay page cache only. The descriptor is opened on first use; forked
+    workers share it (``pread`` has no file position).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = os.path.getsize(path)
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def into(self, out: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+             out_offsets: np.ndarray) -> np.ndarray:
+        """``out`` (contiguous) with ``sizes[i]`` bytes from ``offsets[i]`` at byte
+        ``out_offsets[i]`` of it; bytes past the end of the file read as zero."""
+        def i64(a):
+            return np.ascontiguousarray(a, np.int64)
+
+        if out.size and len(offsets):
+            _native.pread_ranges(self.fd(), i64(offsets), i64(sizes),
+                                 memoryview(out).cast("B"), i64(out_offsets))
+        return out
+
+    def items(self, idx: np.ndarray, dtype) -> np.ndarray:
+        """Elements ``idx`` of the file read as a flat array of ``dtype``."""
+        dtype = np.dtype(dtype)
+        m, k = len(idx), dtype.itemsize
+        out = np.empty(m, dtype)
+        return self.into(out, idx * k, np.full(m, k, np.int64), np.arange(m, dtype=np.int64) * k)
+
+
 def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """ASCII bases of the reads at base ``offsets`` of a 2-bit stream, concatenated.
+    """ASCII bases of the reads at base ``offsets`` of a 2-bit stream (an array, or a
+    :class:`FileRanges` of the file holding it), concatenated.
 
     One vectorised gather for the whole batch: a row of bytes per read, shifted per row (as
     64-bit words) so that every read starts at bit 0, expanded 8 bases at a time through a
@@ -193,14 +243,24 @@ def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) ->
     lo, hi = int(lengths.min()), int(lengths.max())
     if hi * m > 2 * int(lengths.sum()) + 64:
         nb = (shift + lengths + 3) >> 2
-        idx, boff = ragged_index(first, nb)
-        text = DEC_ASCII4[np.take(bases, idx, mode="clip")].view(np.uint8)
+        if isinstance(bases, FileRanges):
+            boff = np.zeros(m + 1, np.int64)
+            np.cumsum(nb, out=boff[1:])
+            raw = bases.into(np.empty(int(boff[-1]), np.uint8), first, nb, boff[:-1])
+        else:
+            idx, boff = ragged_index(first, nb)
+            raw = np.take(bases, idx, mode="clip")
+        text = DEC_ASCII4[raw].view(np.uint8)
         pos, _ = ragged_index(boff[:-1] * 4 + shift, lengths)
         return text[pos]
     width = (hi + 6) >> 2  # bytes covering a read that starts up to 3 bases into a byte
     words = -(-(width + 1) // 8)
     rows = np.zeros((m, 8 * words), np.uint8)
-    rows[:, :width] = _windows(bases, first, width)
+    if isinstance(bases, FileRanges):
+        bases.into(rows, first, np.full(m, width, np.int64),
+                   np.arange(m, dtype=np.int64) * rows.shape[1])
+    else:
+        rows[:, :width] = _windows(bases, first, width)
     x = rows.view("<u8")
     if shift.any():
         s2 = (2 * shift).astype(np.uint64)[:, None]
@@ -371,10 +431,19 @@ class ReadStore:
 
     ``read(i)`` returns one read; ``batch(indices)`` a whole :class:`SeqBatch` through one
     vectorised gather. Read indices are physical positions ``0 .. len-1``.
+
+    ``gather`` picks how :meth:`batch` and :meth:`sequences` read bases, classes, N flags and
+    offsets: ``"pread"`` (default) reads each read's bytes with one system call per file, so
+    the process's RSS stays flat however much of the store an epoch touches (the pages stay
+    page cache); ``"mmap"`` gathers from the mappings, faster while the touched part of the
+    store is small, but every page touched stays in the RSS of the process until it exits.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, mapping: LabelMap | None = None,
-                 id_cache_blocks: int = 32) -> None:
+                 id_cache_blocks: int = 32, gather: str = "pread") -> None:
+        if gather not in ("pread", "mmap"):
+            raise UsageError(f"gather must be 'pread' or 'mmap', got {gather!r}")
+        self.gather = gather
         self.path = Path(path)
         self.manifest = m = load_manifest(self.path)
         missing = sorted(_expected_files(m) - set(m["files"]))
@@ -407,6 +476,7 @@ class ReadStore:
         self.id_index = index.reshape(-1, 2)
         self.bucket_classes = table.reshape(self.n_buckets, len(self.label_map))
         self.order = None if self.shuffled else self._array(F_ORDER, np.uint32)
+        self._ranges: dict[str, FileRanges] = {}
         self._id_cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
         self._id_cache_blocks = id_cache_blocks
         self._select_tables: tuple[np.ndarray, np.ndarray] | None = None
@@ -421,7 +491,34 @@ class ReadStore:
 
     def __reduce__(self):
         # DataLoader workers started by spawn reopen the store instead of pickling maps.
-        return (_reopen, (str(self.path), self._id_cache_blocks))
+        return (_reopen, (str(self.path), self._id_cache_blocks, self.gather))
+
+    def _source(self, name: str, mapped: np.ndarray):
+        """What the batch gather reads file ``name`` from: the mapping or a FileRanges."""
+        if self.gather == "mmap" or not len(mapped):
+            return mapped
+        if name not in self._ranges:
+            self._ranges[name] = FileRanges(self.path / name)
+        return self._ranges[name]
+
+    def _geometry(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Base offsets and lengths of the reads ``idx`` (one offsets read per read)."""
+        if self.fixed_length:
+            return idx * int(self.fixed_length), np.full(idx.shape, int(self.fixed_length),
+                                                         np.int64)
+        src = self._source(F_OFFSETS, self.offsets_)
+        if isinstance(src, FileRanges):
+            m = len(idx)
+            pair = src.into(np.empty((m, 2), np.uint64), idx * 8, np.full(m, 16, np.int64),
+                            np.arange(m, dtype=np.int64) * 16).astype(np.int64)
+            return pair[:, 0], pair[:, 1] - pair[:, 0]
+        return self.base_offsets(idx), self.lengths(idx)
+
+    def _batch_labels(self, idx: np.ndarray) -> np.ndarray:
+        src = self._source(self.class_file, self.classes)
+        if isinstance(src, FileRanges):
+            return src.items(idx, self.classes.dtype).astype(np.int64)
+        return self.labels(idx)
 
     def __len__(self) -> int:
         return self.n
@@ -457,9 +554,8 @@ class ReadStore:
         """Flat ASCII bases and offsets of the reads ``indices`` (one gather)."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
         self._check_indices(idx)
-        off = self.base_offsets(idx)
-        lengths = self.lengths(idx)
-        seq = unpack_bases(self.bases, off, lengths)
+        off, lengths = self._geometry(idx)
+        seq = unpack_bases(self._source(F_BASES, self.bases), off, lengths)
         out_off = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(lengths, out=out_off[1:])
         if len(self.nstart) and len(idx):
@@ -467,7 +563,9 @@ class ReadStore:
         return seq, out_off
 
     def _restore_n(self, seq, idx, off, lengths, out_off) -> None:
-        flags = (self.nflags[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1
+        src = self._source(F_NFLAGS, self.nflags)
+        got = src.items(idx >> 3, np.uint8) if isinstance(src, FileRanges) else src[idx >> 3]
+        flags = (got >> (idx & 7).astype(np.uint8)) & 1
         sel = np.flatnonzero(flags)
         if not len(sel):
             return
@@ -485,7 +583,7 @@ class ReadStore:
         idx = np.asarray(indices, dtype=np.int64).ravel()
         seq, off = self.sequences(idx)
         ids = self.ids(idx) if with_ids else None
-        return SeqBatch(seq, off, self.labels(idx), idx, ids)
+        return SeqBatch(seq, off, self._batch_labels(idx), idx, ids)
 
     def read(self, i: int) -> tuple[str, str, int]:
         """(id, sequence, class index) of read ``i``; the id is the header's first word."""
@@ -614,8 +712,8 @@ class ReadStore:
         return [h.split(None, 1)[0] if h.strip() else "" for h in self.headers(indices)]
 
 
-def _reopen(path: str, cache: int) -> ReadStore:
-    return ReadStore(path, id_cache_blocks=cache)
+def _reopen(path: str, cache: int, gather: str = "pread") -> ReadStore:
+    return ReadStore(path, id_cache_blocks=cache, gather=gather)
 
 
 def store_stats(store: ReadStore):
