@@ -185,17 +185,6 @@ def _rss_parts(pid: int) -> tuple[int, int]:
     return anon, file
 
 
-def _write_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/io") as fh:
-            for line in fh:
-                if line.startswith("write_bytes:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def measure_tree(cmd: list[str], *, interval: float = 0.2, env: dict | None = None,
                  log: Path | None = None) -> TreeMeasured:
     """Run ``cmd`` once, polling /proc every ``interval`` s for the RSS of every process of
@@ -203,8 +192,9 @@ def measure_tree(cmd: list[str], *, interval: float = 0.2, env: dict | None = No
 
     The largest single-process peak comes from the kernel (exact); the tree sum and the
     anonymous/file split are sampled, so they can miss peaks shorter than ``interval``.
-    Written bytes of processes that exit between polls are caught through the parent's
-    cumulative counters only if the parent reaps them, so the figure is a lower bound.
+    Bytes written are the wrapper's own I/O counter after the wait: the kernel adds every
+    reaped child's counters to its parent's, so it covers the whole tree (files deleted
+    later, such as temporary runs, included).
     """
     wrapper = (
         "import resource, subprocess, sys, json, os;"
@@ -213,7 +203,9 @@ def measure_tree(cmd: list[str], *, interval: float = 0.2, env: dict | None = No
         "print(p.pid, flush=True);"
         "rc = p.wait();"
         "r = resource.getrusage(resource.RUSAGE_CHILDREN);"
-        "print(json.dumps([rc, r.ru_maxrss, r.ru_utime + r.ru_stime]), flush=True)"
+        "io = dict(l.split(': ') for l in open('/proc/self/io').read().splitlines());"
+        "print(json.dumps([rc, r.ru_maxrss, r.ru_utime + r.ru_stime,"
+        " int(io['write_bytes'])]), flush=True)"
     )
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", wrapper, str(log or ""), *cmd],
@@ -221,17 +213,15 @@ def measure_tree(cmd: list[str], *, interval: float = 0.2, env: dict | None = No
     assert proc.stdout is not None
     child = int(proc.stdout.readline())
     tree_peak = anon_peak = file_peak = 0
-    written: dict[int, int] = {}
     while proc.poll() is None:
         total = 0
         for pid in _tree(child):
             anon, file = _rss_parts(pid)
             total += anon + file
             anon_peak, file_peak = max(anon_peak, anon), max(file_peak, file)
-            written[pid] = max(written.get(pid, 0), _write_bytes(pid))
         tree_peak = max(tree_peak, total)
         time.sleep(interval)
-    rc, rss_kb, cpu = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    rc, rss_kb, cpu, written = json.loads(proc.stdout.read().strip().splitlines()[-1])
     wall = time.perf_counter() - t
     return TreeMeasured(wall, cpu, rss_kb / 1024, max(tree_peak, rss_kb) / 1024,
-                        anon_peak / 1024, file_peak / 1024, sum(written.values()), rc)
+                        anon_peak / 1024, file_peak / 1024, written, rc)
