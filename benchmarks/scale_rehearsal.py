@@ -98,7 +98,12 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=None,
                     help="JSON lines file to append results to (default: DATA/results.jsonl)")
     ap.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
+    ap.add_argument("--summary", type=Path, default=None, metavar="RESULTS_JSONL",
+                    help="print Markdown tables of an earlier run's results and exit")
     a = ap.parse_args()
+    if a.summary is not None:
+        summary(a.summary)
+        return
     steps = [s for s in a.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -221,6 +226,38 @@ def run_steps(a, steps: list[str], data: Path, results: Path, made: list[Path]) 
     print(table(rows, ["step", "wall s", "CPU s", "peak RSS MB (largest)", "tree MB",
                        "anon MB", "file MB", "GB written", "notes"]))
     print(f"\n(load average at the end: {os.getloadavg()[0]:.2f}; {time.strftime('%H:%M')} UTC)")
+
+
+def summary(path: Path) -> None:
+    """The latest result of every (step, size) as one table, then peak RSS across sizes."""
+    latest: dict[tuple[str, int], dict] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["step"], row["reads"])] = row
+    sizes = sorted({n for _, n in latest})
+    rows = []
+    for (step, n), r in sorted(latest.items(), key=lambda kv: (kv[0][1], STEPS.index(kv[0][0])
+                                                                if kv[0][0] in STEPS else -1)):
+        rows.append([f"{n / 1e6:g}M", step, f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
+                     f"{r['rss_max']:.0f}", f"{r['anon_max']:.0f}", f"{r['file_max']:.0f}",
+                     f"{r['rss_tree']:.0f}", f"{r['written'] / 1e9:.2f}", f"{r['load']:.1f}",
+                     r["when"][11:16]])
+    print(table(rows, ["reads", "step", "wall s", "CPU s", "peak RSS MB", "anon MB", "file MB",
+                       "tree MB", "GB written", "load", "UTC"]))
+    print()
+    rows = []
+    for step in ("pack", "subset", "loader"):
+        got = [latest.get((step, n)) for n in sizes]
+        if not any(got):
+            continue
+        base = got[0]["rss_max"] if got[0] else None
+        cells = [f"{g['rss_max']:.0f} ({g['anon_max']:.0f} + {g['file_max']:.0f})" if g else "-"
+                 for g in got]
+        growth = (f"{100 * (got[-1]['rss_max'] / base - 1):+.0f}%" if base and got[-1]
+                  else "-")
+        rows.append([step, *cells, growth])
+    print(table(rows, ["peak RSS MB (anon + file)", *[f"{n / 1e6:g}M" for n in sizes],
+                       "largest vs smallest"]))
 
 
 if __name__ == "__main__":
