@@ -903,7 +903,9 @@ def subset(
     take_train, take_val = plan_c.take_train, plan_c.take_val
     rng = np.random.default_rng([seed, _TAG_QUOTA])
     train_units = split_quota(counts, take_train, rng)
-    val_units = split_quota(counts - train_units, take_val, rng)
+    counts -= train_units  # what is left for validation, in place: no fourth units x classes table
+    val_units = split_quota(counts, take_val, rng)
+    counts += train_units
 
     buckets = 0
     if shuffle:
