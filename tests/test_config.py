@@ -15,6 +15,7 @@ from readtax.config import (
     dump_config,
     load_config,
     parse_overrides,
+    save_steps_of,
 )
 from readtax.errors import UsageError
 
@@ -121,3 +122,42 @@ def test_shipped_configs_validate(path):
 def test_shipped_configs_exist():
     assert {p.name for p in CONFIGS} >= {"metagene1-lora.yaml", "dnabert2.yaml",
                                         "dnabert6.yaml", "kmer-cnn.yaml"}
+
+
+def test_save_steps_follows_eval_steps():
+    cfg = load_config(overrides=["train.eval_steps=60"], require_paths=False)
+    assert cfg.train.save_steps is None and save_steps_of(cfg.train) == 60
+    cfg = load_config(overrides=["train.eval_steps=60", "train.save_steps=120"],
+                      require_paths=False)
+    assert save_steps_of(cfg.train) == 120
+    with pytest.raises(ConfigError, match=r"train.save_steps \('90'\) must be a multiple of "
+                                          r"train.eval_steps \('60'\)"):
+        load_config(overrides=["train.eval_steps=60", "train.save_steps=90"], require_paths=False)
+
+
+def test_list_syntax_and_values_quoted_as_given():
+    cfg = load_config(overrides=["model.lora_targets=[q_proj, 'v_proj']", "data.val=[a.fa,b.fa]",
+                                 "data.train=[]"], require_paths=False)
+    assert cfg.model.lora_targets == ["q_proj", "v_proj"]
+    assert cfg.data.val == ["a.fa", "b.fa"] and cfg.data.train == []
+    assert load_config(overrides=["model.lora_targets=q,k"],
+                       require_paths=False).model.lora_targets == ["q", "k"]
+    with pytest.raises(ConfigError) as ei:
+        load_config(overrides=["model.lora_targets=[q_proj", "train.batch_size=-1e1",
+                               "train.schedule= Cosine", "train.warmup_ratio=1.5"],
+                    require_paths=False)
+    probs = ei.value.problems
+    assert "model.lora_targets: expected a list such as [a, b], got '[q_proj'" in probs
+    assert "train.batch_size: '-1e1' is below the minimum 1" in probs
+    assert "train.schedule: ' Cosine' is not one of cosine, linear, constant" in probs
+    assert "train.warmup_ratio: '1.5' is above the maximum 1.0" in probs
+
+
+def test_lora_without_targets_names_the_family_with_the_right_article(tmp_path):
+    from readtax.labels import LabelMap
+    from readtax.models import ModelOptions, build_classifier
+
+    # The family defaults are resolved before any file is read: an empty directory will do.
+    lm = LabelMap.from_ids([0, 1], names=["a", "b"], tax_ids=[1, 2])
+    with pytest.raises(UsageError, match="^LoRA on an auto model needs lora_targets"):
+        build_classifier(tmp_path, lm, arch="auto", options=ModelOptions(lora=True))

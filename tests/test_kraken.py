@@ -268,3 +268,76 @@ def test_fixture_paired_ids_are_mate_free():
     block = KrakenReader(FIXTURES / "example_paired.kraken").read(100)
     m1 = _fasta_records(FIXTURES / "example_1.fa")
     assert block.ids == [a[0][:-2] for a in m1]
+
+
+# -- the report as KrakenTools reads it ------------------------------------------------------
+# kreport2mpa and combine_kreports (KrakenTools) parse a report line by line: strip the line,
+# split on tabs, skip lines whose second field is not an integer, take the rank code from the
+# fourth field (third from the end), the tax id from the fifth, the depth from the name's
+# leading spaces / 2, and rebuild the tree by walking up from the previous line until the depth
+# is one more than the parent's (a jump of two levels loops or crashes there). Total reads are
+# the sum of the direct counts. This re-implements those rules so that format drift is caught.
+
+RANK_CODE = r"^[URDKPCOFGS][0-9]*$"
+
+
+def _krakentools_rows(text: str) -> list[tuple[str, int, int, str, int, str, int]]:
+    import re
+
+    rows = []
+    for line in text.splitlines():
+        raw = line.rstrip("\n").split("\t")
+        assert len(raw) == 6, f"expected 6 tab-separated columns: {line!r}"
+        assert re.fullmatch(r"[ 0-9]{2}[0-9]\.[0-9]{2}", raw[0]), raw[0]  # C's %6.2f
+        f = line.strip().split("\t")
+        rank, name_field = f[-3], f[-1]
+        assert re.fullmatch(RANK_CODE, rank), f"rank code {rank!r}"
+        name = name_field.lstrip(" ")
+        spaces = len(name_field) - len(name)
+        assert spaces % 2 == 0 and name and name == name.rstrip(), repr(name_field)
+        rows.append((raw[0], int(f[1]), int(f[2]), rank, int(f[-2]), name, spaces // 2))
+    return rows
+
+
+def _krakentools_check(text: str) -> list[str]:
+    """Checks a report the way KrakenTools consumes it; returns kreport2mpa-style lines."""
+    rows = _krakentools_rows(text)
+    total = sum(r[2] for r in rows)
+    body = [r for r in rows if r[3] != "U"]
+    assert all(r[4] == 0 and r[6] == 0 for r in rows if r[3] == "U")
+    assert body[0][4] == 1 and body[0][3] == "R" and body[0][6] == 0
+    children: dict[int, list[int]] = {}
+    path: list[int] = []  # row indices from the root to the previous line
+    mpa = []
+    for i, (pct, clade, _direct, rank, _tax, name, depth) in enumerate(body):
+        assert pct == "%6.2f" % (100.0 * clade / total)  # noqa: UP031
+        if i:
+            assert 1 <= depth <= len(path), f"depth {depth} after {len(path) - 1}: {name}"
+            del path[depth:]
+            children.setdefault(path[-1], []).append(i)
+        path.append(i)
+        if rank[0] in "DKPCOFGS" and len(rank) == 1:
+            levels = [body[j] for j in path[1:] if len(body[j][3]) == 1]
+            mpa.append("|".join(("k" if r[3] == "D" else r[3].lower()) + "__" +
+                                r[5].replace(" ", "_") for r in levels) + f"\t{clade}")
+    for i, r in enumerate(body):  # clade = direct + the children's clades
+        assert r[1] == r[2] + sum(body[j][1] for j in children.get(i, ()))
+    return mpa
+
+
+def test_report_parses_the_krakentools_way(tmp_path):
+    direct, unclassified = _direct_from_output(K2_OUT)
+    tax = load_taxonomy(write_taxonomy(tmp_path / "tax"), [101, 102, 201])
+    assert _krakentools_check(format_report(direct, unclassified, {}, tax)) == [
+        "k__Bacteria\t21", "k__Bacteria|g__Genus_A\t15", "k__Bacteria|g__Genus_A|s__Genus_A_alpha\t10",
+        "k__Bacteria|g__Genus_A|s__Genus_A_beta\t5", "k__Bacteria|g__Genus_B\t5",
+        "k__Bacteria|g__Genus_B|s__Genus_B_gamma\t5"]
+    # Intermediate ranks (R1, S1, S2) and a flat species-only report.
+    nodes = [(1, 1, "no rank"), (131567, 1, "no rank"), (2, 131567, "superkingdom"),
+             (561, 2, "genus"), (562, 561, "species"), (83333, 562, "strain")]
+    tax = load_taxonomy(write_taxonomy(tmp_path / "t", nodes, {t: f"n {t}" for t, _, _ in nodes}),
+                        [562, 83333])
+    assert _krakentools_check(format_report({562: 2, 83333: 1}, 3, {562: "E coli"}, tax)) == [
+        "k__n_2\t3", "k__n_2|g__n_561\t3", "k__n_2|g__n_561|s__E_coli\t3"]
+    flat = format_report({1001: 7, 1003: 3, 1004: 3}, 2, {1001: "A b", 1003: "C d", 1004: "E"})
+    assert _krakentools_check(flat) == ["s__A_b\t7", "s__C_d\t3", "s__E\t3"]

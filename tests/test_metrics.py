@@ -178,3 +178,16 @@ def test_plot_curves(tmp_path):
         {"step": 2, "eval_accuracy": 0.5, "eval_macro_f1": 0.4, "eval_loss": 1.2}]) + "\n")
     paths = plot_curves(read_jsonl(ev), tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["accuracy.png", "loss.png", "macro_f1.png"]
+
+
+@pytest.mark.parametrize("c,shown", [(3, False), (5, False), (6, True)])
+def test_top_k_reported_only_below_the_class_count(c, shown):
+    logits, y = _data(n=200, c=c, seed=3)
+    m = StreamingMetrics(c, top_k=5)
+    _feed(m, logits, y)
+    res, scalars = m.compute(), m.scalars()
+    assert ("top5_accuracy" in res) == shown and ("top5_accuracy" in scalars) == shown
+    if shown:
+        assert res["top5_accuracy"] == pytest.approx(
+            skm.top_k_accuracy_score(y, logits, k=5, labels=np.arange(c)), abs=1e-12)
+    assert [k for k in res if k.startswith("top")] == (["top5_accuracy"] if shown else [])

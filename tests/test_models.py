@@ -154,8 +154,11 @@ def test_dnabert2_classifier_on_fixture_saves_official_key_names(tmp_path):
                 if k.startswith("bert.")}
     assert sorted(saved) == sorted(original)
     assert all(torch.equal(saved[k], original[k]) for k in original)
-    assert json.loads((tmp_path / "clf" / "config.json").read_text()) == json.loads(
-        (d / "config.json").read_text())
+    # The official config, key for key, plus the Hugging Face label fields of the label map.
+    labels = {"id2label": {"0": "a", "1": "b", "2": "c"}, "label2id": {"a": 0, "b": 1, "c": 2},
+              "num_labels": 3}
+    assert json.loads((tmp_path / "clf" / "config.json").read_text()) == {
+        **json.loads((d / "config.json").read_text()), **labels}
 
 
 # -- tokenizers --------------------------------------------------------------------------------
@@ -277,6 +280,18 @@ def test_family_builds_trains_saves_and_reloads(arch, standins, tmp_path):
         before = model(**inputs).logits
     save_classifier(model, tmp_path / "run" / "model")
     assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    # Hugging Face conventions: label fields in config.json, a model card in README.md.
+    cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    names = list(LABELS.names)
+    assert cfg["id2label"] == {str(i): n for i, n in enumerate(names)}
+    assert cfg["label2id"] == {n: i for i, n in enumerate(names)} and cfg["num_labels"] == 3
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: readtax\n")
+    h = model.hidden_size
+    for want in (f"- family: `{arch}`", "- pooling: `mean`", f"`Linear({h}, 3)`",
+                 "- labels: 3 ", "Classes: " + ", ".join(names), "## Training data",
+                 "## Final validation metrics"):
+        assert want in card, want
     assert detect_arch(tmp_path / "run" / "model") == arch
     again = load_classifier(tmp_path / "run")
     assert again.label_map == LABELS and again.arch == arch
@@ -340,9 +355,35 @@ def test_lora_trainable_parameters_match_rank(standins, tmp_path):
     load_trainable_state_dict(model, state)
     assert all(torch.equal(trainable_state_dict(model)[k], v) for k, v in state.items())
     save_classifier(model, tmp_path / "m")
-    assert (tmp_path / "m" / "adapter.safetensors").is_file()
+    assert sorted(p.name for p in (tmp_path / "m" / "adapter").iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors"]
+    assert not (tmp_path / "m" / "adapter.safetensors").exists()
     reloaded = load_classifier(tmp_path / "m")
     assert all(torch.equal(trainable_state_dict(reloaded)[k], v) for k, v in state.items())
+    # Plain PEFT loads the adapter onto the backbone and computes the same hidden states.
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    inputs = model.collator(_reads(4))
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(tmp_path / "m"),
+                                           tmp_path / "m" / "adapter").eval()
+    model.eval()
+    with torch.no_grad():
+        ours = model.backbone(ids, mask)
+        theirs = peft_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        plain = AutoModel.from_pretrained(tmp_path / "m")(input_ids=ids,
+                                                          attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(theirs, ours)
+    assert not torch.allclose(plain, ours)  # the adapter (weights + 1) does change the output
+    # A classifier saved before the PEFT layout (adapter.safetensors, readtax's key names).
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "m", old)
+    shutil.rmtree(old / "adapter")
+    save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items() if "lora_" in k},
+              str(old / "adapter.safetensors"))
+    again = load_classifier(old)
+    assert all(torch.equal(trainable_state_dict(again)[k], v) for k, v in state.items())
 
 
 def test_frozen_backbone_and_gradient_checkpointing(standins):

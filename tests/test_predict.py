@@ -239,6 +239,27 @@ def test_with_kraken_keeps_known_calls(tmp_path, model):
     assert (s.from_kraken, s.from_model) == (20, 30)
 
 
+def test_with_kraken_kept_calls_keep_kraken2_column_5(tmp_path, model):
+    path, seqs = _reads(tmp_path, n=12)
+    theirs = {0: "1003:3 0:9 1003:100 A:4 ", 4: "1001:20 0:96", 7: "1004:50 |:| 0:10"}
+    lines = [f"C\tread{i}\t{1000 + i % 5}\t150\t{theirs[i]}" if i in theirs
+             else f"U\tread{i}\t0\t150\t0:116" for i in range(12)]
+    k2 = tmp_path / "k2.out"
+    k2.write_text("\n".join(lines) + "\n")
+    kout = tmp_path / "k.out"
+    predict(model, [path], tmp_path / "p.tsv", with_kraken=k2, kraken_out=kout,
+            options=PredictOptions(batch_size=5))
+    _, rows = read_tsv(tmp_path / "p.tsv")
+    ours = [ln.split("\t") for ln in kout.read_text().split("\n")[:-1]]
+    assert len(ours) == 12
+    for i, (row, line) in enumerate(zip(rows, ours)):
+        if i in theirs:  # kept: Kraken2's k-mer runs verbatim, trailing space included
+            assert row[-1] == "kraken2" and line[4] == theirs[i]
+        else:  # the model's call: the documented placeholder, one run over all 35-mers
+            assert row[-1] == "model"
+            assert line[4] == f"{line[2]}:{max(len(seqs[i]) - 34, 0)}"
+
+
 def test_with_kraken_bad_files(tmp_path, model):
     path, _ = _reads(tmp_path, n=10)
     k2 = tmp_path / "k2.out"
@@ -314,7 +335,10 @@ def test_report_with_taxonomy(tmp_path, model):
     assert [(r.rank, r.tax_id) for r in rows[:3]] == [("R", 1), ("D", 2), ("G", 10)]
     by_tax = {r.tax_id: r for r in rows}
     assert by_tax[10].clade == int(s.counts[:3].sum()) and by_tax[1].clade == s.units
-    assert by_tax[1000].name == "taxon 1000" and by_tax[1000].depth == 3
+    # One set of names per run: the label map's for its tax ids (as calls.tsv and the
+    # abundance table), names.dmp's for the ancestors only.
+    assert by_tax[1000].name == "Species_0" and by_tax[1000].depth == 3
+    assert by_tax[10].name == "taxon 10" and by_tax[2].name == "taxon 2"
     (tax / "nodes.dmp").write_text("1\t|\t1\t|\tno rank\t|\n")
     with pytest.raises(InputError, match="5 tax id"):
         predict(model, [path], tmp_path / "q.tsv", report=tmp_path / "q.txt", taxonomy=tax)
@@ -458,7 +482,7 @@ def test_cli_matches_direct_model_and_real_kraken2(tmp_path, run, run_dir):
     assert krows[6:] == [x[:5] + ["model"] for x in rows[6:]]
     kl = (tmp_path / "k.out").read_text().splitlines()
     theirs = (FIXTURES / "example.kraken").read_text().splitlines()
-    assert [ln.split("\t")[:4] for ln in kl[:6]] == [ln.split("\t")[:4] for ln in theirs[:6]]
+    assert kl[:6] == theirs[:6]  # kept calls: every column as Kraken2 wrote it
 
 
 def test_cli_bad_input_exit_2(tmp_path, run, run_dir):
@@ -499,3 +523,44 @@ def test_cli_paired_files(tmp_path, run, run_dir):
     ours = (tmp_path / "k.out").read_text().splitlines()
     assert [ln.split("\t")[3] for ln in ours] == ["150|150"] * len(theirs)
     assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_help_documents_the_kraken_out_placeholder(run):
+    r = run("predict", "--help")
+    assert r.code == 0
+    text = " ".join(r.out.split())
+    assert "column 5 is a placeholder" in text
+    assert "reads whose Kraken2 call is kept keep Kraken2's own column 5" in text
+    readme = " ".join((HERE.parent / "README.md").read_text().split())
+    assert "Column 5 of `--kraken-out`" in readme and "is a placeholder" in readme
+
+
+def test_taxonomy_report_uses_the_label_map_names(tmp_path):
+    from readtax.labels import LabelMap
+    from test_kraken import _krakentools_check, _krakentools_rows, write_taxonomy
+
+    lm = LabelMap(np.arange(3), ["Staphylococcus aureus", "Escherichia coli", "Bacillus subtilis"],
+                  np.array([1280, 562, 1423]))
+    nodes = [(1, 1, "no rank"), (2, 1, "superkingdom"), (1279, 2, "genus"), (1280, 1279, "species"),
+             (561, 2, "genus"), (562, 561, "species"), (1386, 2, "genus"), (1423, 1386, "species")]
+    names = {1: "root", 2: "Bacteria", 1279: "Staphylococcus", 561: "Escherichia",
+             1386: "Bacillus", 1280: "Staphylococcus_aureus", 562: "Escherichia_coli",
+             1423: "Bacillus_subtilis"}
+    tax = write_taxonomy(tmp_path / "tax", nodes, names)
+    path, _ = _reads(tmp_path, n=90)
+    out = tmp_path / "p.tsv"
+    predict(TinyModel(lm, seed=3), [path], out, report=tmp_path / "r.txt",
+            abundance=tmp_path / "a.tsv", taxonomy=tax)
+    _, calls = read_tsv(out)
+    _, ab = read_tsv(tmp_path / "a.tsv")
+    text = (tmp_path / "r.txt").read_text()
+    rows = _krakentools_rows(text)
+    species = {r[5]: r[1] for r in rows if r[3] == "S"}
+    called = {r[2] for r in calls}
+    assert len(called) >= 2 and called <= set(lm.names)
+    assert species == {r[0]: int(r[3]) for r in ab if int(r[3])}
+    assert set(species) == called
+    # Ancestors, absent from the label map, take names.dmp's names.
+    genera = {r[5] for r in rows if r[3] == "G"}
+    assert genera == {n.split()[0] for n in called} and "Bacteria" in {r[5] for r in rows}
+    _krakentools_check(text)

@@ -335,3 +335,31 @@ def test_newick():
     assert root.children[0].length == 0.3 and root.children[0].children[1].length == 0.2
     with pytest.raises(ValueError):
         parse_newick("(x:0.1,y:0.2")
+
+
+def test_label_names_with_spaces_give_unique_read_ids(tmp_path, run):
+    rng = np.random.default_rng(3)
+    names = ["Lactobacillus fermentum", "Lactobacillus  fermentum subsp. x", "Bacillus subtilis"]
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"g{k}.fa"
+        p.write_text(f">c0\n{_contigs(rng, [3000])[0]}\n")
+        paths.append(p)
+    mapping = tmp_path / "mapping.tsv"
+    mapping.write_text("".join(f"{k + 1}\t{n}\t{1600 + k}\n" for k, n in enumerate(names)))
+    gmap = tmp_path / "gmap.tsv"
+    gmap.write_text("".join(f"g{k}\t{k + 1}\n" for k in range(3)))
+    out, out2 = tmp_path / "r_1.fq", tmp_path / "r_2.fq"
+    res = run("simulate", *paths, "-o", out, "--output2", out2, "--mapping", mapping,
+              "--genome-map", gmap, "--reads-per-species", 400, "--paired")
+    assert res.code == 0, res.err
+    for path in (out, out2):
+        batch = read_all(path)
+        ids = batch.read_ids()
+        assert len(ids) == 1200 and len(set(ids)) == 1200
+        heads = batch.headers.tobytes().decode()
+        assert "|Lactobacillus_fermentum-0/" in heads
+        assert "|Lactobacillus_fermentum_subsp._x-399/" in heads
+        assert set(read_truth(batch)["class_id"].tolist()) == {1, 2, 3}
+        classes = Labeler(make_scheme("lbl"), load_mapping(mapping)).classes(batch)
+        assert np.bincount(classes).tolist() == [400] * 3

@@ -233,7 +233,7 @@ def test_skip_unknown_and_regex_labels(tmp_path):
     with pytest.raises(InputError, match="not in the mapping"):
         pack([fa], tmp_path / "x", mapping=mp)
     assert not (tmp_path / "x").exists()
-    assert not list(tmp_path.glob("x.tmp-*"))
+    assert not list(tmp_path.glob(".x.*"))
     man = pack([fa], tmp_path / "y", mapping=mp, skip_unknown=True)
     assert man["read_count"] == int((classes < 3).sum())
     assert man["skipped_unknown"] == int((classes >= 3).sum())
@@ -367,10 +367,12 @@ def test_interrupted_pack_leaves_nothing_and_rerun_works(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "_build_bucket", boom)
     with pytest.raises(KeyboardInterrupt):
         pack([fa], st, workers=1)
-    assert not st.exists() and not list(tmp_path.glob("st.tmp-*"))
+    assert not st.exists() and not list(tmp_path.glob(".st.*"))
     monkeypatch.undo()
     # A pack killed outright leaves its temporary directory: not a store, removed next time.
-    stale = tmp_path / "st.tmp-999999999-dead"
+    from readtax.outputs import HOST
+
+    stale = tmp_path / f".st.{HOST}-999999999-deadbeef.tmp"
     stale.mkdir()
     (stale / "bases.2bit").write_bytes(b"x")
     with pytest.raises(StoreError):

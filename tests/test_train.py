@@ -101,6 +101,13 @@ def test_kmer_cnn_learns_easy_task(tmp_path, task, tiny_models):
     assert [e["step"] for e in evals] == [20, 40]
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == ["checkpoint-20", "checkpoint-40"]
+    # The model card: training data summary and the final validation metrics.
+    card = (run / "model" / "README.md").read_text()
+    for want in (f"- training data: {task['train']}", "- classes: 4", "- optimiser steps: 40",
+                 f"- reads seen: {40 * 32}", f"| accuracy | {res['accuracy']:.4f} |",
+                 f"| macro_f1 | {res['macro_f1']:.4f} |", "- family: `kmer-cnn`"):
+        assert want in card, want
+    assert json.loads((run / "model" / "config.json").read_text())["num_labels"] == 4
 
 
 @pytest.fixture(scope="session")
@@ -297,6 +304,12 @@ def test_print_config_shows_overrides(task, capsys):
                  "--set", "train.schedule=linear"]) == 0
     out = capsys.readouterr().out
     assert "lr: 0.5" in out and "schedule: linear" in out
+    # --eval-steps alone: checkpoints follow it (save_steps null), no multiple-of error.
+    assert main(["train", "--print-config", "--eval-steps", "60", "--set",
+                 "model.lora_targets=[q_proj, v_proj]"]) == 0
+    out = capsys.readouterr().out
+    assert "eval_steps: 60" in out and "save_steps: null" in out
+    assert "lora_targets:\n  - q_proj\n  - v_proj" in out
 
 
 def test_reads_file_validation_sample(task):
@@ -394,3 +407,28 @@ def test_progress_bar_shows_reads_per_second(tmp_path, task, tiny_models, capsys
                       "8", "--set", "train.progress=true", "train.final_eval=false")) == 0
     err = capsys.readouterr().err
     assert "reads/s" in err and "3/3" in err
+
+
+def test_train_log_lines_one_format_on_and_off_a_terminal(tmp_path, task, tiny_models, capsys,
+                                                          monkeypatch):
+    """``step N: key=value ...`` whether a bar is drawn or not; progress lines off a terminal."""
+    import re
+
+    monkeypatch.setenv("READTAX_PROGRESS_INTERVAL", "1e-9")
+    outs = {}
+    for name, extra in (("plain", []), ("bar", ["train.progress=true"])):
+        args = _args(task, tiny_models["kmer-cnn"], tmp_path / name, "--max-steps", "3",
+                     "--batch-size", "8", "--set", "train.logging_steps=1",
+                     "train.final_eval=false", *extra)
+        args.remove("-q")
+        assert main(args) == 0
+        outs[name] = capsys.readouterr().err
+    step_line = re.compile(r"^step (\d+): loss=\S+ .*reads=\d+ reads_per_s=\S+")
+    for name, err in outs.items():
+        # A log line starts its own line even while a bar is drawn (the bar is cleared first).
+        steps = [int(m.group(1)) for ln in err.replace("\r\033[K", "\n").splitlines()
+                 if (m := step_line.match(ln))]
+        assert steps[:3] == [1, 2, 3], (name, err)
+        assert "{'loss'" not in err and "'loss':" not in err  # no raw dicts
+    assert "\r" not in outs["plain"] and re.search(r"^train  3/3 steps \(100%\)", outs["plain"], re.M)
+    assert "\rtrain  3/3 steps (100%)" in outs["bar"] and "reads/s" in outs["bar"]

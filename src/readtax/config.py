@@ -120,8 +120,9 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 on a bf16 GPU, fp16 on other GPUs, fp32 on CPU), "
                                 "bf16, fp16 or fp32", choices=PRECISIONS)
     eval_steps: int = _f(500, "evaluate on the validation sample every this many steps", min=1)
-    save_steps: int = _f(500, "save a checkpoint every this many steps (a multiple of "
-                              "eval_steps when load_best_at_end)", min=1)
+    save_steps: int | None = _f(None, "save a checkpoint every this many steps (null: every "
+                                      "evaluation, eval_steps; a multiple of eval_steps when "
+                                      "load_best_at_end)", min=1)
     save_total_limit: int = _f(3, "checkpoints kept (the best one is kept in addition)", min=1)
     logging_steps: int = _f(50, "log loss, learning rate and reads/s every this many steps",
                             min=1)
@@ -132,9 +133,16 @@ class TrainConfig:
     load_best_at_end: bool = _f(True, "the final model is the checkpoint with the best "
                                       "validation macro-F1")
     final_eval: bool = _f(True, "evaluate the final model on the validation sample into RUN/eval")
-    progress: bool | None = _f(None, "progress bar (null: when stderr is a terminal)")
+    progress: bool | None = _f(None, "progress: true forces the live bar, false turns it off; "
+                                     "null: a bar on a terminal, else a plain line every "
+                                     "READTAX_PROGRESS_INTERVAL seconds (60 unless set)")
     record_reads: bool = _f(False, "debug: write the read indices/ids each process trained on "
                                    "to RUN/debug/")
+
+
+def save_steps_of(t: TrainConfig) -> int:
+    """The checkpoint interval in effect: ``save_steps``, or ``eval_steps`` when it is null."""
+    return t.save_steps if t.save_steps is not None else t.eval_steps
 
 
 @dataclass
@@ -216,13 +224,25 @@ def _coerce(value: Any, tp: Any) -> Any:
         raise ValueError(f"expected a string, got {value!r}")
     if origin is list:
         if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()] if value.strip() else []
+            value = _parse_list(value)
         if isinstance(value, (str, int, float)):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
         return [_coerce(v, args[0]) for v in value]
     raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover - programming error
+
+
+def _parse_list(text: str) -> list[str]:
+    """``a,b`` or ``[a, b]`` (YAML's flow syntax, quotes optional) -> ``["a", "b"]``."""
+    s = text.strip()
+    if s.startswith("[") or s.endswith("]"):
+        if not (s.startswith("[") and s.endswith("]")):
+            raise ValueError(f"expected a list such as [a, b], got {text!r}")
+        s = s[1:-1]
+    items = [v.strip() for v in s.split(",")]
+    return [v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+            for v in items if v]
 
 
 def _section_cls(name: str) -> type:
@@ -244,14 +264,16 @@ def _suggest(key: str) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _apply(cfg: RunConfig, key: str, value: Any, problems: list[str]) -> None:
+def _apply(cfg: RunConfig, key: str, value: Any, problems: list[str],
+           given: dict[str, Any] | None = None) -> None:
+    """Set ``key`` to ``value``; ``given`` records the value as written, for error messages."""
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in SECTIONS:
         if not isinstance(value, dict):
             problems.append(f"{key}: expected a mapping of options, got {value!r}")
             return
         for k, v in value.items():
-            _apply(cfg, f"{key}.{k}", v, problems)
+            _apply(cfg, f"{key}.{k}", v, problems, given)
         return
     if len(parts) == 1:
         target, name = cfg, parts[0]
@@ -268,6 +290,8 @@ def _apply(cfg: RunConfig, key: str, value: Any, problems: list[str]) -> None:
         setattr(target, name, _coerce(value, hints[name]))
     except ValueError as exc:
         problems.append(f"{key}: {exc}")
+    if given is not None:
+        given[key] = value
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
@@ -318,22 +342,26 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides=(),
 
     cfg = copy.deepcopy(base) if base is not None else RunConfig()
     problems: list[str] = []
+    given: dict[str, Any] = {}
     source = None
     if path is not None:
         source = str(path)
         for key, value in read_yaml(path).items():
-            _apply(cfg, str(key), value, problems)
+            _apply(cfg, str(key), value, problems, given)
     pairs = [parse_overrides([o])[0] if isinstance(o, str) else o for o in overrides]
     for key, value in pairs:
-        _apply(cfg, key, value, problems)
-    problems += validate(cfg, require_paths=require_paths)
+        _apply(cfg, key, value, problems, given)
+    problems += validate(cfg, require_paths=require_paths, given=given)
     if problems:
         raise ConfigError(problems, source)
     return cfg
 
 
-def validate(cfg: RunConfig, *, require_paths: bool = True) -> list[str]:
-    """Every problem with ``cfg`` (empty when valid)."""
+def validate(cfg: RunConfig, *, require_paths: bool = True,
+             given: dict[str, Any] | None = None) -> list[str]:
+    """Every problem with ``cfg`` (empty when valid); values in ``given`` (key -> the value as
+    written in the YAML file or on the command line) are quoted as written."""
+    given = given or {}
     problems: list[str] = []
     for prefix, obj in [("", cfg)] + [(f"{s}.", getattr(cfg, s)) for s in SECTIONS]:
         for f in fields(obj):
@@ -344,18 +372,21 @@ def validate(cfg: RunConfig, *, require_paths: bool = True) -> list[str]:
             key = prefix + f.name
             if v is None:
                 continue
+            shown = repr(given.get(key, v))
             if "choices" in meta and v not in meta["choices"]:
-                problems.append(f"{key}: {v!r} is not one of {', '.join(meta['choices'])}")
+                problems.append(f"{key}: {shown} is not one of {', '.join(meta['choices'])}")
             if "min" in meta and isinstance(v, (int, float)) and v < meta["min"]:
-                problems.append(f"{key}: {v} is below the minimum {meta['min']}")
+                problems.append(f"{key}: {shown} is below the minimum {meta['min']}")
             if "max" in meta and isinstance(v, (int, float)) and v > meta["max"]:
-                problems.append(f"{key}: {v} is above the maximum {meta['max']}")
+                problems.append(f"{key}: {shown} is above the maximum {meta['max']}")
     t, d, m = cfg.train, cfg.data, cfg.model
     if t.max_steps is not None and t.epochs is not None:
         problems.append("train.max_steps and train.epochs: give one of them, not both")
-    if t.load_best_at_end and t.save_steps % t.eval_steps:
-        problems.append(f"train.save_steps ({t.save_steps}) must be a multiple of "
-                        f"train.eval_steps ({t.eval_steps}) when train.load_best_at_end is true")
+    if t.load_best_at_end and t.eval_steps >= 1 and save_steps_of(t) % t.eval_steps:
+        problems.append(f"train.save_steps ({given.get('train.save_steps', t.save_steps)!r}) "
+                        f"must be a multiple of train.eval_steps "
+                        f"({given.get('train.eval_steps', t.eval_steps)!r}) when "
+                        "train.load_best_at_end is true")
     if t.early_stopping_patience is not None and not t.load_best_at_end:
         problems.append("train.early_stopping_patience needs train.load_best_at_end: true "
                         "(or set the patience to null)")

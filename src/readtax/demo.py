@@ -44,9 +44,11 @@ def _step(title: str, argv: list[str]) -> None:
 def run_demo(out: str | Path, settings: DemoSettings | None = None, *, force: bool = False) -> dict:
     """Run the whole pipeline into ``out``; returns the paths of the main outputs."""
     from .genomes import demo_genomes
+    from .outputs import check_writable_dir
 
     s = settings or DemoSettings()
     out = Path(out)
+    check_writable_dir(out / "x", what="demo output directory")
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"demo output directory {out} is not empty (use --force to reuse it)")
     out.mkdir(parents=True, exist_ok=True)

@@ -392,9 +392,11 @@ def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os
 
 
 def check_eval_dir(out_dir: str | os.PathLike[str], force: bool) -> Path:
+    """The evaluation directory, checked as every output is (its metrics.json stands for it)."""
+    from .outputs import check_output_path
+
     out = Path(out_dir)
-    if (out / "metrics.json").exists() and not force:
-        raise UsageError(f"{out} already holds an evaluation (use --force to overwrite)")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory")
+        raise UsageError(f"output {out} exists and is not a directory")
+    check_output_path(out / "metrics.json", force=force)
     return out

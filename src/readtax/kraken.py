@@ -5,11 +5,13 @@ Per-read output (``kraken2 --output``), one line per read or pair, tab-separated
     C|U  read_id  tax_id  length  k-mer list
 
 ``length`` is ``150`` for a single read and ``150|150`` for a pair. Kraken2's fifth column lists
-``taxid:count`` runs of its k-mer hits (``|:|`` between mates); readtax has no k-mer hits, so it
-writes one run per mate covering all the mate's k-mers (k = 35, Kraken2's default): ``562:116``
-for a classified 150 bp read, ``0:116`` for an unclassified one, ``0:0`` for a read shorter than
-k, as Kraken2 2.1 writes them. KrakenTools, Krona (``ktImportTaxonomy -q 2 -t 3``) and Pavian
-read columns 1-4 only.
+``taxid:count`` runs of its k-mer hits (``|:|`` between mates). readtax has no k-mer hits, so for
+the model's calls the fifth column is a *placeholder*: one run per mate covering all the mate's
+k-mers (k = 35, Kraken2's default), ``562:116`` for a classified 150 bp read, ``0:116`` for an
+unclassified one, ``0:0`` for a read shorter than k, in Kraken2 2.1's syntax. It says nothing
+about where in the read the evidence lies. With ``--with-kraken``, a read whose Kraken2 call is
+kept keeps Kraken2's own fifth column unchanged. KrakenTools, Krona (``ktImportTaxonomy -q 2
+-t 3``) and Pavian read columns 1-4 only.
 
 The report follows Kraken2 2.1's ``reports.cc`` exactly: six tab-separated columns (percent of
 all reads including unclassified as ``%6.2f``, clade reads, reads assigned directly, rank code,
@@ -23,7 +25,9 @@ nearest coded ancestor's letter plus its depth below it (``R1``, ``S1``, ``G2``.
 
 Without a taxonomy, readtax knows only its species, so the report is the root with one ``S``
 line per species; with ``nodes.dmp``/``names.dmp`` (an NCBI taxdump directory) it holds the full
-lineage, which Bracken needs to re-estimate at genus level.
+lineage, which Bracken needs to re-estimate at genus level. The label map's tax ids keep the
+label map's names either way (the names of calls.tsv and the abundance table); ``names.dmp``
+supplies only the names of their ancestors.
 """
 
 from __future__ import annotations
@@ -62,12 +66,26 @@ def _kmers(length: np.ndarray) -> np.ndarray:
 
 
 def format_kraken_lines(ids: list[str], tax_ids: np.ndarray, lengths: np.ndarray,
-                        mate_lengths: np.ndarray | None = None) -> str:
+                        mate_lengths: np.ndarray | None = None,
+                        kmer_columns: list[str] | None = None) -> str:
     """Kraken2 per-read lines for a batch (tax id 0 = unclassified), each ending in a newline.
 
     ``lengths`` holds the read length, or for rows with ``mate_lengths[i] >= 0`` the first
-    mate's length, ``mate_lengths[i]`` the second mate's (-1 = not a pair).
+    mate's length, ``mate_lengths[i]`` the second mate's (-1 = not a pair). A non-empty
+    ``kmer_columns[i]`` is written as row i's fifth column instead of the placeholder.
     """
+    text = _format_placeholder_lines(ids, tax_ids, lengths, mate_lengths)
+    if kmer_columns is None or not any(kmer_columns):
+        return text
+    lines = text.splitlines(keepends=True)
+    for i, col in enumerate(kmer_columns):
+        if col:
+            lines[i] = lines[i].rsplit("\t", 1)[0] + "\t" + col + "\n"
+    return "".join(lines)
+
+
+def _format_placeholder_lines(ids: list[str], tax_ids: np.ndarray, lengths: np.ndarray,
+                              mate_lengths: np.ndarray | None) -> str:
     n = len(ids)
     if n == 0:
         return ""
@@ -94,11 +112,13 @@ def format_kraken_lines(ids: list[str], tax_ids: np.ndarray, lengths: np.ndarray
 
 @dataclass
 class KrakenCalls:
-    """A block of Kraken2 per-read lines: ids (first word, without /1 /2), tax ids (0 = U)."""
+    """A block of Kraken2 per-read lines: ids (first word, without /1 /2), tax ids (0 = U),
+    and each line's fifth column (the k-mer runs) exactly as written ("" when absent)."""
 
     ids: list[str]
     tax_ids: np.ndarray
     first_line: int  # 1-based line number of the first entry
+    kmer_columns: list[str] = field(default_factory=list)
 
 
 def _parse_taxid(text: str) -> int:
@@ -166,6 +186,7 @@ class KrakenReader:
         """Parse the next ``n`` lines (fewer at end of file)."""
         ids: list[str] = []
         taxa: list[int] = []
+        kmers: list[str] = []
         first = self.line + 1
         for _ in range(n):
             text = self._readline()
@@ -185,7 +206,8 @@ class KrakenReader:
                                  line=self.line) from None
             ids.append(strip_mate(cols[1]))
             taxa.append(tax if cols[0] == "C" else 0)
-        return KrakenCalls(ids, np.array(taxa, dtype=np.int64), first)
+            kmers.append("\t".join(cols[4:]))
+        return KrakenCalls(ids, np.array(taxa, dtype=np.int64), first, kmers)
 
     def __iter__(self) -> Iterator[KrakenCalls]:
         while True:
@@ -305,7 +327,9 @@ def report_rows(direct: dict[int, int], unclassified: int, names: dict[int, str]
     """Rows of a Kraken2 report for reads assigned directly to tax ids (``direct``).
 
     Without ``taxonomy`` every tax id is a species (``S``) under the root; with it, counts
-    roll up each lineage and ranks come from ``nodes.dmp``.
+    roll up each lineage and ranks come from ``nodes.dmp``. A tax id in ``names`` is always
+    written with that name (the label map's, as in calls.tsv and the abundance table), so a
+    run uses one set of names; ``names.dmp`` names only the ancestors the label map lacks.
     """
     direct = {int(t): int(c) for t, c in direct.items() if c}
     total = unclassified + sum(direct.values())
@@ -321,7 +345,7 @@ def report_rows(direct: dict[int, int], unclassified: int, names: dict[int, str]
     else:
         parent = dict(taxonomy.parent)
         rank = taxonomy.rank
-        label = {t: taxonomy.name.get(t, names.get(t, str(t))) for t in taxonomy.parent}
+        label = {t: names.get(t) or taxonomy.name.get(t, str(t)) for t in taxonomy.parent}
     clade: dict[int, int] = {}
     for t, c in direct.items():
         node = t

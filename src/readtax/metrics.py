@@ -4,7 +4,8 @@
 batch to per-class counts (true, predicted, correct), top-k hits, calibration bins and
 (true, predicted) pair counts. Everything reported is a function of those counts:
 
-- accuracy, micro-F1 (equal to accuracy for single-label classification), top-k accuracy;
+- accuracy, micro-F1 (equal to accuracy for single-label classification), top-k accuracy
+  (only where k < the number of classes);
 - per-class precision/recall/F1/support and macro-F1 over the classes that occur in the labels
   or the predictions (scikit-learn's default ``labels``; 0 where a ratio is 0/0);
 - multiclass MCC (Gorodkin's R_K) from the per-class true/predicted totals;
@@ -213,7 +214,7 @@ class StreamingMetrics:
             "macro_precision": macro_p,
             "macro_recall": macro_r,
             "mcc": mcc,
-            f"top{self.top_k}_accuracy": (self.topk_hits / self.scored) if self.scored else None,
+            **self._topk(),
             "ece": ece,
         }
         if self.loss_count:
@@ -222,6 +223,13 @@ class StreamingMetrics:
         out["confusions"] = self.top_confusions(top_confusions, label_map)
         out["calibration"] = self.calibration_bins()
         return out
+
+    def _topk(self) -> dict[str, float | None]:
+        """``topK_accuracy`` only where K < classes: with K >= classes every read is a hit."""
+        if self.top_k >= self.num_classes:
+            return {}
+        return {f"top{self.top_k}_accuracy":
+                (self.topk_hits / self.scored) if self.scored else None}
 
     def scalars(self) -> dict[str, float]:
         """Only the scalar metrics (for logs): accuracy, macro_f1, micro_f1, mcc, topK, ece."""
@@ -399,21 +407,21 @@ def write_report(result: dict, out_dir: str | os.PathLike[str], label_map: Label
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    summary = {k: v for k, v in result.items() if k not in ("per_class",)}
-    with atomic_open(out / "metrics.json") as fh:
-        json.dump(summary, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    written.append(out / "metrics.json")
-    written.append(_write_tsv(out / "per_class.tsv", result["per_class"]))
-    written.append(_write_tsv(out / "confusions.tsv", result["confusions"],
-                              empty_header=_confusion_header(label_map)))
+    written = [_write_tsv(out / "per_class.tsv", result["per_class"]),
+               _write_tsv(out / "confusions.tsv", result["confusions"],
+                          empty_header=_confusion_header(label_map))]
     if metrics is not None and metrics.num_classes <= heatmap_max_classes:
         names = label_map.names if label_map is not None else None
         written.append(plot_confusion(metrics.confusion_matrix(), out / "confusion.png", names))
     written.append(plot_reliability(result["calibration"], out / "reliability.png",
                                     ece=result.get("ece")))
-    return written
+    # metrics.json last: its presence means the whole report is there (an interrupted run
+    # leaves none, and the next run does not take the directory for a finished evaluation).
+    summary = {k: v for k, v in result.items() if k not in ("per_class",)}
+    with atomic_open(out / "metrics.json") as fh:
+        json.dump(summary, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    return [out / "metrics.json", *written]
 
 
 def _confusion_header(label_map) -> list[str]:

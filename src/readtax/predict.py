@@ -116,7 +116,8 @@ class Predictions:
 
     ``class_index`` is -1 for unclassified units; ``confidence`` is the top probability (NaN
     where Kraken2's call was kept); ``top_index``/``top_conf`` the best classes, best first;
-    ``mate_lengths`` is -1 for single reads; ``source`` 0 = model, 1 = Kraken2.
+    ``mate_lengths`` is -1 for single reads; ``source`` 0 = model, 1 = Kraken2;
+    ``kmer_columns`` Kraken2's own fifth column for its kept calls ("" elsewhere), or None.
     """
 
     ids: list[str]
@@ -127,6 +128,7 @@ class Predictions:
     lengths: np.ndarray
     mate_lengths: np.ndarray
     source: np.ndarray
+    kmer_columns: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.class_index)
@@ -144,11 +146,15 @@ class Predictions:
             z = np.zeros(0, np.int64)
             return cls([], z, np.zeros(0, np.float32), np.zeros((0, 1), np.int64),
                        np.zeros((0, 1), np.float32), z, z, np.zeros(0, np.uint8))
+        kmers = None
+        if any(p.kmer_columns is not None for p in parts):
+            kmers = [k for p in parts for k in (p.kmer_columns or [""] * len(p))]
         return cls(
             [i for p in parts for i in p.ids],
             *(np.concatenate([getattr(p, f) for p in parts])
               for f in ("class_index", "confidence", "top_index", "top_conf", "lengths",
                         "mate_lengths", "source")),
+            kmers,
         )
 
 
@@ -652,8 +658,9 @@ class _KrakenMerge:
         self.lookup = _TaxLookup(label_map)
         self.batch_units = batch_units
 
-    def calls(self, batch_no: int, ids: list[str]) -> np.ndarray:
-        """Class index per unit from Kraken2 (-1: not a label-map tax id, use the model)."""
+    def calls(self, batch_no: int, ids: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Class index per unit from Kraken2 (-1: not a label-map tax id, use the model), and
+        each line's own fifth column (its k-mer runs)."""
         target = batch_no * self.batch_units
         self._skip_to(target)
         block = self.reader.read(len(ids))
@@ -665,7 +672,7 @@ class _KrakenMerge:
                     f"read id {kid!r} does not match input read {target + j + 1} ({rid!r}); the "
                     "Kraken2 output must list the same reads in the same order",
                     self.path, line=block.first_line + j)
-        return self.lookup(block.tax_ids)
+        return self.lookup(block.tax_ids), block.kmer_columns
 
     def _skip_to(self, line: int) -> None:
         if self.reader.line < line:
@@ -696,9 +703,12 @@ def _predict_item(item: _Item, scorer: _Scorer, opts: PredictOptions,
     top_c = np.full((n, k), np.nan, np.float32)
     source = np.zeros(n, np.uint8)
     run = np.ones(n, bool)
+    kmer_columns = None
     if kraken is not None:
-        kc = kraken.calls(item.batch_no, item.ids)
+        kc, k2_columns = kraken.calls(item.batch_no, item.ids)
         kept = kc >= 0
+        # A kept call keeps Kraken2's evidence; the model's calls get the placeholder column.
+        kmer_columns = [c if k else "" for c, k in zip(k2_columns, kept.tolist())]
         cls[kept] = kc[kept]
         source[kept] = 1
         run = ~kept
@@ -716,7 +726,8 @@ def _predict_item(item: _Item, scorer: _Scorer, opts: PredictOptions,
         conf[run] = vals[:, 0]
         top_i[run] = idx
         top_c[run] = vals
-    return Predictions(item.ids, cls, conf, top_i, top_c, item.lengths, item.mate_lengths, source)
+    return Predictions(item.ids, cls, conf, top_i, top_c, item.lengths, item.mate_lengths, source,
+                       kmer_columns)
 
 
 @dataclass
@@ -961,7 +972,7 @@ def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with
             fh.write(format_tsv(p, label_map, opts.top_k, kraken is not None))
             if kh is not None:
                 kh.write(format_kraken_lines(p.ids, p.tax_ids(label_map), p.lengths,
-                                             p.mate_lengths))
+                                             p.mate_lengths, p.kmer_columns))
             counts += np.bincount(np.where(p.class_index < 0, C, p.class_index),
                                   minlength=C + 1)
             src_counts += np.bincount(p.source, minlength=2)[:2]

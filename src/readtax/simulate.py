@@ -18,7 +18,10 @@ Headers: ``>lbl|<class_id>|<tax_id>|<contig>|<label_name>-<n>/<mate> pos=<contig
 with ``n`` counting reads per species from 0 (``-v<n>`` in the validation output), ``contig``
 the 0-based contig number in the genome file, and ``start``/``end`` the 0-based half-open
 template coordinates on that contig that the read covers (the read is the reverse complement of
-that span when strand is ``-``). Single-end reads carry ``/1``.
+that span when strand is ``-``). Single-end reads carry ``/1``. Whitespace in a label name
+becomes ``_`` in the header, so the read id (the header's first word, which Kraken2, samtools and
+readtax's outputs keep) is unique whatever the names (``Lactobacillus fermentum`` ->
+``...|Lactobacillus_fermentum-0/1``); the class comes from the class id, not from the name.
 
 Everything is drawn for whole chunks of reads at once with numpy, and output is written chunk by
 chunk, so memory depends on the chunk size and the genomes, not on the number of reads. One seed
@@ -555,6 +558,11 @@ def prepend_rows(head: np.ndarray, head_len: np.ndarray, block: np.ndarray) -> n
     return mat[keep]
 
 
+def id_safe(name: str) -> str:
+    """``name`` with each run of whitespace replaced by ``_`` (read ids end at whitespace)."""
+    return re.sub(r"\s+", "_", name.strip())
+
+
 class Formatter:
     """Turns :class:`SimBatch` chunks into FASTA or FASTQ bytes for a set of genomes."""
 
@@ -563,7 +571,7 @@ class Formatter:
         self.fastq = fastq
         self.prefix = _ragged_table([f"lbl|{g.class_id}|{g.tax_id}|".encode() for g in genomes])
         tag = "-v" if val else "-"
-        self.name = _ragged_table([f"|{g.name}{tag}".encode() for g in genomes])
+        self.name = _ragged_table([f"|{id_safe(g.name)}{tag}".encode() for g in genomes])
         # FASTQ qualities state the profile's substitution rate per position (Phred + 33).
         rates = (profile or PROFILES["none"]).substitution_rates(length)
         phred = np.clip(np.round(-10 * np.log10(np.maximum(rates, 1e-4))), 2, 40)

@@ -67,7 +67,6 @@ import logging
 import math
 import mmap
 import os
-import secrets
 import shutil
 import time
 import zlib
@@ -406,6 +405,28 @@ def _check_sizes(path: Path, manifest: dict) -> None:
             raise StoreError(f"file {name} is {what}: {size} bytes, expected {info['size']}", path)
 
 
+# (path, device, inode, size, mtime) of class files whose checksum this process has checked.
+_CHECKED_CLASS_FILES: set[tuple] = set()
+
+
+def _check_class_file(path: Path, manifest: dict, name: str) -> None:
+    """Checksum the class file once per process at open (cheap next to the bases, and the
+    labels are what a corrupt store would silently get wrong); the rest stays in verify."""
+    f = path / name
+    info = manifest["files"][name]
+    st = f.stat()
+    key = (str(f.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _CHECKED_CLASS_FILES:
+        return
+    algorithm = CHECKSUM if CHECKSUM in info else "blake2b"
+    if algorithm not in info:
+        return  # a manifest without checksums: nothing to compare with
+    if file_checksum(f, algorithm) != info[algorithm]:
+        raise StoreError(f"{name} does not match its checksum in manifest.json: the store was "
+                         "changed after packing (run 'readtax verify'; repack it)", path)
+    _CHECKED_CLASS_FILES.add(key)
+
+
 def check_label_map(store_map: LabelMap, mapping: LabelMap, where) -> None:
     """StoreError unless ``mapping`` gives the same class order as the store's label map."""
     if mapping == store_map:
@@ -461,6 +482,7 @@ class ReadStore:
         self.shuffled = bool(m["shuffled"])
         self.seed = int(m["seed"])
         self.class_file = _class_file(m)
+        _check_class_file(self.path, m, self.class_file)
         self.bases = self._array(F_BASES, np.uint8)
         self.offsets_ = None if self.fixed_length else self._array(F_OFFSETS, np.uint64)
         self.classes = self._array(self.class_file, np.dtype(m["class_dtype"]))
@@ -541,7 +563,14 @@ class ReadStore:
         return self.offsets_[idx].astype(np.int64)
 
     def labels(self, indices) -> np.ndarray:
-        return self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        """Class indices of the reads ``indices``; StoreError for one outside the label map
+        (a class file changed after the open-time check must not become a wrong label)."""
+        cls = self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        if cls.size and int(cls.max()) >= len(self.label_map):
+            raise StoreError(f"{self.class_file} holds class index {int(cls.max())} but the "
+                             f"store has {len(self.label_map)} classes: the store is corrupt "
+                             "(run 'readtax verify')", self.path)
+        return cls
 
     def _check_indices(self, idx: np.ndarray) -> None:
         if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
@@ -581,9 +610,26 @@ class ReadStore:
     def batch(self, indices, *, with_ids: bool = False) -> SeqBatch:
         """A :class:`SeqBatch` of the reads ``indices`` (labels = class indices)."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
+        self.check_unchanged()
         seq, off = self.sequences(idx)
         ids = self.ids(idx) if with_ids else None
         return SeqBatch(seq, off, self._batch_labels(idx), idx, ids)
+
+    def check_unchanged(self) -> None:
+        """StoreError if the bases or class file shrank since the store was opened.
+
+        Reading a memory-mapped page past a file's new end kills the process with SIGBUS;
+        two stat calls per batch turn a store truncated during a run into an error instead.
+        """
+        for name in (F_BASES, self.class_file):
+            want = self.manifest["files"][name]["size"]
+            try:
+                size = os.stat(self.path / name).st_size
+            except OSError:
+                size = -1
+            if size != want:
+                raise StoreError(f"file {name} changed while in use ({size} bytes, expected "
+                                 f"{want}): the store was modified during this run", self.path)
 
     def read(self, i: int) -> tuple[str, str, int]:
         """(id, sequence, class index) of read ``i``; the id is the header's first word."""
@@ -1493,35 +1539,6 @@ class _Pass1:
         return counts, offsets
 
 
-def _clean_stale(out: Path) -> None:
-    """Remove temporary directories of earlier packs to ``out`` whose process is gone."""
-    for p in out.parent.glob(f"{out.name}.tmp-*"):
-        try:
-            pid = int(p.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
-        except (ValueError, IndexError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            continue
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``, replacing an old store only at the very end."""
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.parent / f"{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-
-
 def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
          mapping: LabelMap | None = None, labels: str | LabelScheme = "lbl",
          skip_unknown: bool = False, skip_bad: bool = False, seed: int = 0,
@@ -1535,33 +1552,37 @@ def pack(inputs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
     about ``bucket_bytes`` of input per worker in pass 2), not by the input size. The result is
     byte-identical for the same inputs, options and ``seed`` whatever ``workers`` is.
     """
+    from .outputs import (
+        check_output_path,
+        clean_stale,
+        no_space_as_error,
+        output_lock,
+        replace_dir,
+        temp_name,
+    )
+
     paths = check_inputs(inputs)
-    out = Path(out)
-    for p in paths:
-        with contextlib.suppress(OSError):
-            if out.resolve() == Path(p).resolve():
-                raise UsageError(f"output {out} is also an input")
-    if out.exists() and not force:
-        raise UsageError(f"output {out} exists (use --force to overwrite)")
+    out = check_output_path(out, force=force, inputs=paths)
     scheme = make_scheme(labels) if isinstance(labels, str) or labels is None else labels
     workers = default_workers() if workers is None else max(1, int(workers))
     if not 0 <= seed < 2**63:
         raise UsageError(f"seed must be in [0, 2**63), got {seed}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad, seed,
-                              workers, shuffle, progress, unit_bytes, bucket_bytes, run_bytes)
-        _install(tmp, out)
-    except BaseException:
-        _close_run_fds()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        _close_run_fds()
-        _CTX.clear()
+    with output_lock(out), no_space_as_error(out):
+        clean_stale(out)
+        tmp = temp_name(out, "tmp")
+        try:  # made inside the try: a Ctrl-C right after mkdir still removes it
+            tmp.mkdir()
+            manifest = _pack_into(tmp, paths, out, scheme, mapping, skip_unknown, skip_bad,
+                                  seed, workers, shuffle, progress, unit_bytes, bucket_bytes,
+                                  run_bytes)
+            replace_dir(tmp, out)
+        except BaseException:
+            _close_run_fds()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            _close_run_fds()
+            _CTX.clear()
     return manifest
 
 

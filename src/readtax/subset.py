@@ -38,7 +38,6 @@ import math
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from . import _native
 from .errors import InputError, UsageError
 from .fastx import ReadBatch, gather_ragged, sniff_format
 from .labels import Labeler, LabelMap, LabelScheme, load_mapping, make_scheme, report_skipped
-from .outputs import atomic_path, check_output_path
+from .outputs import atomic_path, check_output_path, clean_stale, temp_name
 from .parallel import (
     UNIT_BYTES,
     Unit,
@@ -916,7 +915,8 @@ def subset(
 
     # Pass 2: choose, write pieces, join them in order.
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    clean_stale(out)
+    tmpdir = temp_name(out, "tmp")
     compress = {"train": str(out).endswith(".gz")}
     if val_output is not None:
         compress["val"] = str(val_output).endswith(".gz")
@@ -925,13 +925,14 @@ def subset(
     written_v = np.zeros(len(label_map), dtype=np.int64)
     global _TURN
     try:
+        tmpdir.mkdir()  # inside the try: a Ctrl-C right after mkdir still removes it
         with contextlib.ExitStack() as stack:
             targets = {"train": stack.enter_context(atomic_path(out))}
             if val_output is not None:
                 targets["val"] = stack.enter_context(atomic_path(val_output))
             for p in targets.values():
                 open(p, "wb").close()  # units append to these in order
-            plan = _Plan(scheme, label_map, skip_unknown, skip_bad, tmpdir, seed, compress,
+            plan = _Plan(scheme, label_map, skip_unknown, skip_bad, str(tmpdir), seed, compress,
                          buckets, {s: str(p) for s, p in targets.items()})
             if workers > 1 and len(units) > 1 and not buckets:
                 ctx = mp.get_context("fork")

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .batch import SeqBatch
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, dump_config, load_config, save_steps_of
 from .errors import ModelError, ReadtaxError, UsageError, require
 from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
@@ -279,9 +278,12 @@ def _make_trainer_class():
             load_weights(self.accelerator.unwrap_model(self.model), ckpt)
 
         def _save_checkpoint(self, model, trial) -> None:
+            from .outputs import no_space_as_error
+
             out = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-            self.recipe.save_data_state(out)
-            super()._save_checkpoint(model, trial)
+            with no_space_as_error(out):  # the optimiser/RNG files are torch.save's own
+                self.recipe.save_data_state(out)
+                super()._save_checkpoint(model, trial)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
@@ -295,11 +297,12 @@ def _callbacks():
     tf = _transformers()
 
     class JsonlLogger(tf.TrainerCallback):
-        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log."""
+        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log as
+        ``step N: key=value ...`` (one format, on a terminal or not)."""
 
-        def __init__(self, path: Path, echo: bool) -> None:
+        def __init__(self, path: Path, progress: ReadsProgress | None = None) -> None:
             self.path = path
-            self.echo = echo
+            self.progress = progress
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs:
@@ -309,10 +312,9 @@ def _callbacks():
             event = {"step": state.global_step, "time": round(time.time(), 3), **logs}
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event, default=float) + "\n")
-            if self.echo:
-                shown = ", ".join(f"{k} {_short(v)}" for k, v in logs.items()
-                                  if isinstance(v, (int, float)))
-                log.info("step %d: %s", state.global_step, shown)
+            if self.progress is not None and self.progress.bar is not None:
+                self.progress.bar.clear()  # the log line takes the bar's place; it comes back
+            log.info("%s", format_log_line(state.global_step, logs))
 
     class StopAfter(tf.TrainerCallback):
         """Save and stop after ``step`` optimiser steps, keeping the max_steps schedule."""
@@ -326,18 +328,30 @@ def _callbacks():
                 control.should_training_stop = True
             return control
 
-    class ReadsProgress(tf.trainer_callback.ProgressCallback):
-        """The Trainer's tqdm bar (steps, ETA) with reads/s."""
+    class ReadsProgress(tf.TrainerCallback):
+        """Steps, ETA and reads/s through :class:`readtax.progress.Progress` (a live bar on a
+        terminal, a plain line every READTAX_PROGRESS_INTERVAL seconds otherwise)."""
 
-        def __init__(self, recipe: TrainRecipe) -> None:
-            super().__init__()
+        def __init__(self, recipe: TrainRecipe, enabled: bool | None) -> None:
             self.recipe = recipe
+            self.enabled = enabled
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            from .progress import Progress
+
+            if state.is_world_process_zero:
+                self.bar = Progress(state.max_steps, "train", unit="steps", enabled=self.enabled,
+                                    initial=state.global_step)
 
         def on_step_end(self, args, state, control, **kw):
-            super().on_step_end(args, state, control, **kw)
-            bar = getattr(self, "training_bar", None)
-            if bar is not None:
-                bar.set_postfix_str(f"{self.recipe.reads_rate():,.0f} reads/s", refresh=False)
+            if self.bar is not None:
+                self.bar.update(state.global_step, f"{self.recipe.reads_rate():,.0f} reads/s")
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
     return JsonlLogger, StopAfter, ReadsProgress
 
@@ -346,6 +360,13 @@ def _short(v: float) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def format_log_line(step: int, logs: dict) -> str:
+    """``step N: key=value ...`` over the numeric fields of a Trainer log event."""
+    shown = " ".join(f"{k}={_short(v)}" for k, v in logs.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+    return f"step {step}: {shown}"
 
 
 # -- the recipe --------------------------------------------------------------------------------
@@ -443,8 +464,8 @@ class TrainRecipe:
         args = self._training_args(tf, max_steps, precision, cuda)
         trainer_cls, _ = _make_trainer_class()
         JsonlLogger, StopAfter, ReadsProgress = _callbacks()
-        show_bar = cfg.train.progress if cfg.train.progress is not None else sys.stderr.isatty()
-        callbacks = [JsonlLogger(self.run / "metrics.jsonl", echo=not show_bar)]
+        progress = ReadsProgress(self, cfg.train.progress) if self.dist.is_main else None
+        callbacks = [JsonlLogger(self.run / "metrics.jsonl", progress)]
         if cfg.train.early_stopping_patience is not None:
             callbacks.append(tf.EarlyStoppingCallback(
                 early_stopping_patience=cfg.train.early_stopping_patience,
@@ -460,8 +481,8 @@ class TrainRecipe:
                                    recipe=self)
         self.trainer.remove_callback(tf.trainer_callback.PrinterCallback)
         self.trainer.remove_callback(tf.trainer_callback.ProgressCallback)
-        if show_bar and self.dist.is_main:
-            self.trainer.add_callback(ReadsProgress(self))
+        if progress is not None:
+            self.trainer.add_callback(progress)
         if self.dist.is_main:
             self._write_run_files()
         return self
@@ -479,7 +500,10 @@ class TrainRecipe:
         return p
 
     def _prepare_run_dir(self) -> None:
+        from .outputs import check_writable_dir
+
         run = self.run
+        check_writable_dir(run / "config.yaml", what="run directory")
         existing = (run / "config.yaml").exists() or (run / "checkpoints").exists()
         if self.resume_from is None and self.dist.is_main and existing:
             if not self.force:
@@ -492,7 +516,9 @@ class TrainRecipe:
         run.mkdir(parents=True, exist_ok=True)
         _barrier()
         if self.resume_from is not None and self.dist.is_main:
-            _truncate_events(run / "metrics.jsonl", _checkpoint_step(Path(self.resume_from)))
+            step = _checkpoint_step(Path(self.resume_from))
+            _drop_checkpoints_after(run, step)
+            _truncate_events(run / "metrics.jsonl", step)
 
     def _resolve_max_steps(self) -> int:
         t = self.cfg.train
@@ -564,7 +590,7 @@ class TrainRecipe:
             eval_strategy="steps",
             eval_steps=t.eval_steps,
             save_strategy="steps",
-            save_steps=t.save_steps,
+            save_steps=save_steps_of(t),
             save_total_limit=t.save_total_limit,
             load_best_model_at_end=t.load_best_at_end,
             metric_for_best_model="eval_macro_f1",
@@ -723,6 +749,7 @@ class TrainRecipe:
                   and self.trainer.state.global_step < self.trainer.state.max_steps)
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         if not paused:
+            res = None
             if self.dist.is_main:
                 save_classifier(model, self.run / "model")
             if self.cfg.train.final_eval:
@@ -733,10 +760,28 @@ class TrainRecipe:
                     res = metrics.compute(self.label_map)
                     res["step"] = self.trainer.state.global_step
                     write_report(res, self.run / "eval", self.label_map, metrics)
+            if self.dist.is_main:
+                from .models.card import write_model_card
+
+                write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
             plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
         _barrier()
         return self.run
+
+    def card_summary(self) -> dict:
+        """The training data and schedule, as the model card shows them."""
+        cfg = self.cfg
+        seen = self.throughput().get("reads")
+        return {"training data": ", ".join(map(str, cfg.data.train)),
+                "validation data": ", ".join(map(str, cfg.data.val)),
+                "classes": self.num_classes,
+                "optimiser steps": self.trainer.state.global_step,
+                "reads seen": seen if seen is not None else "not recorded",
+                "batch size (per process x processes x accumulation)":
+                    f"{cfg.train.batch_size} x {self.dist.world_size} x {cfg.train.grad_accum}",
+                "learning rate": cfg.train.lr,
+                "seed": cfg.seed}
 
     def _write_run_files(self) -> None:
         dump_config(self.cfg, self.run / "config.yaml",
@@ -771,36 +816,84 @@ def _checkpoint_step(path: Path) -> int:
     return int(name[len(CHECKPOINT_PREFIX):]) if name.startswith(CHECKPOINT_PREFIX) else -1
 
 
+def checkpoint_complete(path: Path) -> bool:
+    """A checkpoint is complete once the Trainer's state file, written after the weights,
+    optimiser, scheduler and RNG files, parses and names the checkpoint's own step; the
+    readtax weights and data position must be there and parse too. A run killed while it
+    was writing a checkpoint leaves one that fails this test."""
+    step = _checkpoint_step(path)
+    if step < 0 or not (path / WEIGHTS).is_file():
+        return False
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads((path / DATA_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
+
+
 def latest_checkpoint(run: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint (with trainer and data state) of a run directory."""
+    """The newest complete checkpoint of a run directory (see :func:`checkpoint_complete`)."""
     d = Path(run) / "checkpoints"
     if not d.is_dir():
         return None
-    done = [p for p in d.iterdir() if _checkpoint_step(p) >= 0
-            and (p / "trainer_state.json").is_file() and (p / DATA_STATE).is_file()]
+    done = [p for p in d.iterdir() if p.is_dir() and checkpoint_complete(p)]
     return max(done, key=_checkpoint_step) if done else None
 
 
+def _drop_checkpoints_after(run: Path, step: int) -> None:
+    """Remove checkpoints newer than the one resumed from: half-written by a killed run (or
+    complete but about to be written again), they must not be picked or rotated in later."""
+    d = run / "checkpoints"
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if _checkpoint_step(p) > step:
+            log.info("removing %s (newer than the checkpoint resumed from)", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _truncate_events(path: Path, step: int) -> None:
-    """Drop metrics.jsonl events logged after ``step`` (they will be logged again)."""
+    """Drop metrics.jsonl events logged after ``step`` (they will be logged again), and a
+    last line cut short by a killed run."""
     if not path.is_file() or step < 0:
         return
     from .outputs import atomic_open
 
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln for ln in fh if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for ln in fh:
+            if not ln.strip():
+                continue
+            try:
+                event = json.loads(ln)
+            except ValueError:
+                continue  # a line the killed run did not finish
+            if event.get("step", 0) <= step:
+                lines.append(ln if ln.endswith("\n") else ln + "\n")
     with atomic_open(path) as fh:
         fh.writelines(lines)
 
 
 def run_training(cfg: RunConfig, *, resume: str | os.PathLike[str] | None = None,
                  overrides=(), force: bool = False) -> TrainRecipe:
-    """Set up, train and save; ``resume`` continues the run directory given."""
-    if resume is not None:
-        recipe = TrainRecipe.resume(resume, overrides)
-    else:
-        recipe = TrainRecipe(cfg, force=force)
-    recipe.setup()
-    recipe.train()
-    recipe.save()
+    """Set up, train and save; ``resume`` continues the run directory given.
+
+    The run directory is locked for the whole run (by rank 0): a second run into it is
+    refused at once instead of interleaving checkpoints with the first.
+    """
+    import contextlib
+
+    from .outputs import output_lock
+
+    run = Path(resume) if resume is not None else Path(cfg.output or ".")
+    lock = output_lock(run) if dist_info().is_main else contextlib.nullcontext()
+    with lock:
+        if resume is not None:
+            recipe = TrainRecipe.resume(resume, overrides)
+        else:
+            recipe = TrainRecipe(cfg, force=force)
+        recipe.setup()
+        recipe.train()
+        recipe.save()
     return recipe

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from .. import __version__
@@ -119,18 +120,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except MemoryError:
-        print(f"readtax {args.verb}: error: out of memory", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a full disk anywhere is one line, exit 2
+        from ..outputs import is_no_space
+
+        if not is_no_space(exc):
+            return _internal(args.verb, exc, debug)
+        where = getattr(exc, "filename", None) or "the output"
+        print(f"readtax {args.verb}: error: {where}: no space left to write the output "
+              f"({type(exc).__name__})", file=sys.stderr)
+        return 2
+
+
+def _internal(verb: str, exc: BaseException, debug: bool) -> int:
+    if isinstance(exc, MemoryError):
+        print(f"readtax {verb}: error: out of memory", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - the top level turns surprises into exit 1
-        if debug:
-            raise
-        print(
-            f"readtax {args.verb}: internal error: {type(exc).__name__}: {exc} "
-            "(run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    if debug:
+        raise exc
+    print(
+        f"readtax {verb}: internal error: {type(exc).__name__}: {exc} "
+        "(run with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _tune_allocator() -> None:
@@ -156,4 +168,8 @@ def _tune_allocator() -> None:
 
 def main_cli() -> None:
     _tune_allocator()
+    # Past a file-size limit (ulimit -f) the kernel would kill the process with SIGXFSZ
+    # mid-write; ignored, the write fails with EFBIG and the run ends as a full disk does.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     sys.exit(main())

@@ -23,22 +23,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import shutil
     from pathlib import Path
 
-    from ..errors import UsageError
     from ..models import count_parameters, init_model
+    from ..outputs import check_output_path
 
     out = Path(args.output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not args.force:
-            raise UsageError(f"output {out} exists (use --force to overwrite)")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
+    # An empty directory (made ahead by the user) is as good as none.
+    empty_dir = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
+    check_output_path(out, force=args.force or empty_dir)
     n = count_parameters(args.arch, args.size, k=args.k)
     log.info("writing a %s %s stand-in (%s parameters) to %s", args.size, args.arch,
              f"{n:,}", out)
-    init_model(args.arch, args.size, out, seed=args.seed, k=args.k)
+    init_model(args.arch, args.size, out, seed=args.seed, k=args.k, force=True)
     return 0

@@ -13,6 +13,12 @@ unclassified), confidence (top probability; NA where Kraken2's call was kept), t
 whatever the thresholds), then with --with-kraken: source (model or kraken2). A pair is one
 line whose id has no /1 /2; its probabilities combine both mates (log-probabilities summed).
 
+--kraken-out columns: C/U, read id (first word), tax id (0 = unclassified), length (150, or
+150|150 for a pair), k-mer runs. readtax has no k-mer hits: column 5 is a placeholder, one
+taxid:count run per mate covering all its k-mers (k = 35), e.g. 562:116, in Kraken2's syntax; it
+carries no positional evidence. With --with-kraken, reads whose Kraken2 call is kept keep
+Kraken2's own column 5. KrakenTools, Krona, Pavian and Bracken read columns 1-4 only.
+
 choosing --min-confidence: reads of species outside the label map still get a species, with
 full softmax confidence spread over the known ones. In `readtax evaluate` output
 (EVAL_DIR/metrics.json, "calibration": reads, mean confidence and accuracy per confidence bin)
@@ -58,7 +64,8 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, metavar="PRED.tsv",
                    help="per-read predictions (TSV; .gz compresses)")
     p.add_argument("--report", metavar="R.txt", help="Kraken2-style report")
-    p.add_argument("--kraken-out", metavar="K.out", help="Kraken2-format per-read output")
+    p.add_argument("--kraken-out", metavar="K.out",
+                   help="Kraken2-format per-read output (column 5 is a placeholder: see below)")
     p.add_argument("--taxonomy", metavar="DIR",
                    help="NCBI taxdump directory (nodes.dmp, names.dmp): full lineages in the "
                         "report (default: root and species only)")

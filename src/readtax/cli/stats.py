@@ -19,13 +19,21 @@ def add_arguments(p) -> None:
     p.add_argument("--tsv", help="write per-class counts as TSV here")
     p.add_argument("--plot", help="write a PNG of class sizes and read lengths here")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="overwrite existing --json/--tsv/--plot")
 
 
 def run(args) -> int:
     from .. import stats
+    from ..errors import UsageError
     from ..labels import load_mapping, report_skipped
+    from ..outputs import check_output_path
     from ..store import is_store
 
+    given = [o for o in (args.json, args.tsv, args.plot) if o]
+    if len(set(given)) != len(given):
+        raise UsageError("two outputs have the same name")
+    for o in given:  # before the (long) pass over the input, not after it
+        check_output_path(o, force=args.force, inputs=args.inputs)
     label_map = load_mapping(args.mapping) if args.mapping else None
     if len(args.inputs) == 1 and is_store(args.inputs[0]):
         from ..store import ReadStore, store_stats

@@ -60,7 +60,8 @@ def add_arguments(p) -> None:
     p.add_argument("--freeze-backbone", action="store_true", default=None,
                    help="train only the classification head")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="any configuration option, e.g. train.schedule=linear")
+                   help="any configuration option, e.g. train.schedule=linear; lists as "
+                        "a,b or [a, b] (model.lora_targets=[q_proj, v_proj])")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     p.add_argument("--config-help", action="store_true",

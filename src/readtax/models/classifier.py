@@ -6,19 +6,27 @@
 
     MODEL/readtax_model.json   arch, options, classes, where the backbone weights are
     MODEL/label_map.tsv        the class order (LabelMap.write_tsv)
-    MODEL/config.json          the backbone's config, in its family's own format
+    MODEL/config.json          the backbone's config, in its family's own format, plus the
+                               Hugging Face label fields (id2label, label2id, num_labels)
+    MODEL/README.md            a model card (:mod:`.card`)
     MODEL/model.safetensors    backbone weights under the family's own key names (omitted when a
                                large frozen/LoRA backbone stays with its base model directory)
     MODEL/tokenizer files      copied verbatim (tokenizer.json, vocab.txt, ...)
     MODEL/head.safetensors     the linear head
-    MODEL/adapter.safetensors  LoRA weights (only with LoRA)
+    MODEL/adapter/             LoRA weights in PEFT's format (only with LoRA):
+                               adapter_config.json + adapter_model.safetensors, which
+                               ``peft.PeftModel.from_pretrained(backbone, MODEL/adapter)`` loads
+                               onto the backbone (for the transformers families, the model that
+                               ``AutoModel.from_pretrained(MODEL)`` returns)
+
+Classifiers saved before the PEFT layout hold ``MODEL/adapter.safetensors`` (readtax's own key
+names) instead; :func:`load_classifier` reads both.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from transformers.utils import ModelOutput
 from .. import __version__
 from ..errors import ModelError, UsageError
 from ..labels import LabelMap, load_mapping
+from .card import CARD_FILE, add_label_fields, model_card
 from .registry import (
     LORA_DEFAULTS,
     MODEL_FILE,
@@ -195,6 +204,11 @@ class ReadClassifier(nn.Module):
 # -- building ----------------------------------------------------------------------------------
 
 
+def _article(word: str) -> str:
+    """English indefinite article for a family name (``an auto model``, ``a metagene model``)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
     """Options with the family defaults filled in (what a saved classifier records)."""
     default_on, default_targets = LORA_DEFAULTS[arch]
@@ -203,8 +217,8 @@ def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
         d["lora"] = default_on
     if d["lora"] and d["lora_targets"] is None:
         if default_targets is None:
-            raise UsageError(f"LoRA on a {arch} model needs lora_targets (module names); "
-                             "this family has no default")
+            raise UsageError(f"LoRA on {_article(arch)} {arch} model needs lora_targets (module "
+                             "names); this family has no default")
         d["lora_targets"] = list(default_targets)
     return ModelOptions.from_dict(d)
 
@@ -212,11 +226,19 @@ def _resolved(arch: str, options: ModelOptions) -> ModelOptions:
 def _check_files(arch: str, d: Path) -> None:
     for name in required_files(arch):
         if not (d / name).is_file():
-            raise ModelError(f"missing tokenizer file {name} for a {arch} model", d)
+            raise ModelError(f"missing tokenizer file {name} for {_article(arch)} {arch} model", d)
+
+
+def _lora_config(options: ModelOptions, base_model: str | None = None):
+    from peft import LoraConfig
+
+    return LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha,
+                      lora_dropout=options.lora_dropout, target_modules=list(options.lora_targets),
+                      bias="none", base_model_name_or_path=base_model)
 
 
 def _add_lora(module: nn.Module, options: ModelOptions, arch: str) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
     names = [n for n, _ in module.named_modules() if n]
     missing = [t for t in options.lora_targets
@@ -226,9 +248,7 @@ def _add_lora(module: nn.Module, options: ModelOptions, arch: str) -> None:
                          if n and not list(m.children())})
         raise ModelError(f"LoRA target module(s) {', '.join(missing)} not found in the {arch} "
                          f"backbone (its layer names: {', '.join(leaves[:30])})")
-    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha,
-                        lora_dropout=options.lora_dropout, target_modules=list(options.lora_targets),
-                        bias="none")
+    config = _lora_config(options)
     try:
         inject_adapter_in_model(config, module)
     except (ValueError, TypeError) as exc:
@@ -410,17 +430,18 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
         if base is None:
             raise UsageError("no base model directory to refer to: save the backbone weights")
         base = Path(base).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    from ..outputs import atomic_dir
+
+    # atomic_dir: a full disk (safetensors' own errors included) becomes one NoSpaceError
+    # naming ``out``, and the files get 0666 & ~umask where safetensors creates them 0600.
+    with atomic_dir(out) as tmp:
         _save_backbone(model, tmp, backbone_weights)
+        add_label_fields(tmp / "config.json", list(model.label_map.names))
+        (tmp / CARD_FILE).write_text(model_card(model), encoding="utf-8")
         _save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
                           tmp / "head.safetensors")
         if model.options.lora:
-            adapter = {k: v for k, v in model.backbone.state_dict().items() if "lora_" in k}
-            _save_safetensors(adapter, tmp / "adapter.safetensors")
+            _save_peft_adapter(model, tmp / ADAPTER_DIR, base)
         model.label_map.write_tsv(tmp / "label_map.tsv")
         meta = {
             "format": "readtax-model",
@@ -434,21 +455,57 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
             "base_model": None if base is None else str(base),
         }
         _write_json(meta, tmp / MODEL_FILE)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+ADAPTER_DIR = "adapter"
+PEFT_ADAPTER = "adapter_model.safetensors"
+PEFT_ADAPTER_NAME = "default"  # the adapter name inject_adapter_in_model gives; PEFT files omit it
+
+
+def _peft_prefix(model: ReadClassifier) -> str:
+    """The backbone's state-dict prefix of the module PEFT wraps (an HF model sits in ``.model``)."""
+    from .hf import HFBackbone
+
+    return "model." if isinstance(model.backbone, HFBackbone) else ""
+
+
+def _to_peft_key(key: str, prefix: str) -> str:
+    """``model.layers.0.q_proj.lora_A.default.weight`` -> ``base_model.model.layers.0.q_proj.lora_A.weight``."""
+    return "base_model.model." + key.removeprefix(prefix).replace(f".{PEFT_ADAPTER_NAME}.", ".")
+
+
+def _from_peft_key(key: str, prefix: str) -> str:
+    parts = key.removeprefix("base_model.model.").split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("lora_"):
+            parts.insert(i + 1, PEFT_ADAPTER_NAME)
+            break
+    return prefix + ".".join(parts)
+
+
+def _save_peft_adapter(model: ReadClassifier, out: Path, base: Path | None) -> None:
+    prefix = _peft_prefix(model)
+    state = {_to_peft_key(k, prefix): v for k, v in model.backbone.state_dict().items()
+             if "lora_" in k}
+    config = _lora_config(model.options, None if base is None else str(base))
+    config.save_pretrained(str(out))
+    _save_safetensors(state, out / PEFT_ADAPTER)
+
+
+def _load_adapter(model: ReadClassifier, d: Path) -> None:
+    """LoRA weights from ``adapter/`` (PEFT format) or an older ``adapter.safetensors``."""
+    if (d / ADAPTER_DIR / PEFT_ADAPTER).is_file():
+        name = f"{ADAPTER_DIR}/{PEFT_ADAPTER}"
+        prefix = _peft_prefix(model)
+        adapter = {_from_peft_key(k, prefix): v
+                   for k, v in _load_safetensors(d / ADAPTER_DIR / PEFT_ADAPTER).items()}
     else:
-        os.replace(tmp, out)
+        name = "adapter.safetensors"
+        adapter = _load_safetensors(d / name)
+    want = {k for k in model.backbone.state_dict() if "lora_" in k}
+    if set(adapter) != want:
+        raise ModelError(f"{name} does not fit the LoRA configuration", d)
+    model.backbone.load_state_dict(adapter, strict=False)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -456,7 +513,11 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise ModelError(f"missing {path.name}", path.parent)
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors have no common base class
+        raise ModelError(f"{path.name} is damaged (truncated or overwritten: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})", path.parent) from None
 
 
 def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
@@ -485,9 +546,5 @@ def load_classifier(path: str | os.PathLike[str], *, device: str | torch.device 
                          f"{tuple(model.head.weight.shape)} ({model.num_classes} classes)", d)
     model.head.load_state_dict(head)
     if options.lora:
-        adapter = _load_safetensors(d / "adapter.safetensors")
-        want = {k for k in model.backbone.state_dict() if "lora_" in k}
-        if set(adapter) != want:
-            raise ModelError("adapter.safetensors does not fit the LoRA configuration", d)
-        model.backbone.load_state_dict(adapter, strict=False)
+        _load_adapter(model, d)
     return model.to(device).eval()

@@ -145,27 +145,23 @@ def _write_json(obj: dict, path: Path) -> None:
 
 
 def init_model(arch: str, size: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
-               k: int = 6) -> Path:
-    """Write a randomly initialised stand-in of ``arch`` (same seed -> same weights)."""
+               k: int = 6, force: bool = False) -> Path:
+    """Write a randomly initialised stand-in of ``arch`` (same seed -> same weights).
+
+    An existing non-empty ``out_dir`` is refused unless ``force``; it is then replaced only
+    once the new model is complete.
+    """
     import torch
+
+    from ..outputs import atomic_dir
 
     cfg = model_config(arch, size, k=k)
     out = Path(out_dir)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _write_model(arch, size, cfg, tmp, seed, k)
-        if out.exists():
-            if not out.is_dir() or any(out.iterdir()):
-                raise UsageError(f"output {out} exists and is not empty")
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise UsageError(f"output {out} exists and is not empty")
+    with atomic_dir(out) as tmp, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _write_model(arch, size, cfg, tmp, seed, k)
     return out
 
 

@@ -139,7 +139,11 @@ def load_state_dict_file(model_dir: Path) -> dict:
     if st.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except Exception as exc:  # noqa: BLE001 - safetensors' errors have no common base
+            raise ModelError(f"model.safetensors is damaged (truncated or overwritten: "
+                             f"{type(exc).__name__}: {str(exc)[:120]})", model_dir) from None
     pt = model_dir / "pytorch_model.bin"
     if pt.is_file():
         return torch.load(str(pt), map_location="cpu", weights_only=True)
