@@ -539,7 +539,7 @@ class ReadStore:
     def _batch_labels(self, idx: np.ndarray) -> np.ndarray:
         src = self._source(self.class_file, self.classes)
         if isinstance(src, FileRanges):
-            return src.items(idx, self.classes.dtype).astype(np.int64)
+            return self._check_labels(src.items(idx, self.classes.dtype).astype(np.int64))
         return self.labels(idx)
 
     def __len__(self) -> int:
@@ -565,7 +565,9 @@ class ReadStore:
     def labels(self, indices) -> np.ndarray:
         """Class indices of the reads ``indices``; StoreError for one outside the label map
         (a class file changed after the open-time check must not become a wrong label)."""
-        cls = self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        return self._check_labels(self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64))
+
+    def _check_labels(self, cls: np.ndarray) -> np.ndarray:
         if cls.size and int(cls.max()) >= len(self.label_map):
             raise StoreError(f"{self.class_file} holds class index {int(cls.max())} but the "
                              f"store has {len(self.label_map)} classes: the store is corrupt "
