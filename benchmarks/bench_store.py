@@ -108,12 +108,19 @@ def loader_figures(store_path: Path, batch: int = 1024) -> None:
     rng = np.random.default_rng(0)
     n_batches = max(20, min(300, len(st) // batch))
     idx = [rng.integers(0, len(st), batch) for _ in range(n_batches)]
+    mapped = ReadStore(store_path, gather="mmap")
     for i in idx:  # map the pages once: later passes measure steady state
-        st.batch(i)
+        mapped.batch(i)
+    with Clock() as c:
+        for i in idx:
+            mapped.batch(i)
+    print(f"gather+unpack from the mappings (gather='mmap'), random batches of {batch} "
+          f"(1 process): {c.rates(n_batches * batch)}")
     with Clock() as c:
         for i in idx:
             st.batch(i)
-    print(f"gather+unpack, random batches of {batch} (1 process): {c.rates(n_batches * batch)}")
+    print(f"gather+unpack with pread (default), random batches of {batch} (1 process): "
+          f"{c.rates(n_batches * batch)}")
     with Clock() as c:
         for k in range(n_batches):
             st.batch(np.arange(k * batch, (k + 1) * batch) % len(st))

@@ -139,3 +139,89 @@ def now() -> str:
 
 
 _ = resource  # imported for callers that measure in-process
+
+
+# -- whole-tree measurement (long commands, several processes) --------------------------------
+
+
+class TreeMeasured(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # CPU seconds (user + system) of the whole tree, children included
+    rss_max: float  # MB: largest RSS one process of the tree reached (getrusage, exact)
+    rss_tree: float  # MB: largest sum of the tree's RSS at one poll
+    anon_max: float  # MB: largest anonymous RSS of one process at one poll
+    file_max: float  # MB: largest file-mapped (+ shared memory) RSS of one process at one poll
+    written: int  # bytes the tree wrote to storage (/proc/<pid>/io write_bytes)
+    rc: int
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc/<pid>/task/*/children)."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    todo.extend(int(x) for x in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _rss_parts(pid: int) -> tuple[int, int]:
+    """(anonymous, file + shmem) resident kB of one process."""
+    anon = file = 0
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1])
+                elif line.startswith(("RssFile:", "RssShmem:")):
+                    file += int(line.split()[1])
+    except OSError:
+        pass
+    return anon, file
+
+
+def measure_tree(cmd: list[str], *, interval: float = 0.2, env: dict | None = None,
+                 log: Path | None = None) -> TreeMeasured:
+    """Run ``cmd`` once, polling /proc every ``interval`` s for the RSS of every process of
+    its tree (anonymous and file-mapped apart) and the bytes they write.
+
+    The largest single-process peak comes from the kernel (exact); the tree sum and the
+    anonymous/file split are sampled, so they can miss peaks shorter than ``interval``.
+    Bytes written are the wrapper's own I/O counter after the wait: the kernel adds every
+    reaped child's counters to its parent's, so it covers the whole tree (files deleted
+    later, such as temporary runs, included).
+    """
+    wrapper = (
+        "import resource, subprocess, sys, json, os;"
+        "p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL,"
+        " stderr=open(sys.argv[1], 'w') if sys.argv[1] else None);"
+        "print(p.pid, flush=True);"
+        "rc = p.wait();"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "io = dict(l.split(': ') for l in open('/proc/self/io').read().splitlines());"
+        "print(json.dumps([rc, r.ru_maxrss, r.ru_utime + r.ru_stime,"
+        " int(io['write_bytes'])]), flush=True)"
+    )
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", wrapper, str(log or ""), *cmd],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    tree_peak = anon_peak = file_peak = 0
+    while proc.poll() is None:
+        total = 0
+        for pid in _tree(child):
+            anon, file = _rss_parts(pid)
+            total += anon + file
+            anon_peak, file_peak = max(anon_peak, anon), max(file_peak, file)
+        tree_peak = max(tree_peak, total)
+        time.sleep(interval)
+    rc, rss_kb, cpu, written = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    wall = time.perf_counter() - t
+    return TreeMeasured(wall, cpu, rss_kb / 1024, max(tree_peak, rss_kb) / 1024,
+                        anon_peak / 1024, file_peak / 1024, written, rc)

@@ -52,8 +52,10 @@ run gpu_train gpu_train.py $GPU_FLAG
 run kraken kraken_compare.py
 if [ "$QUICK" = "--quick" ]; then
   run accuracy accuracy_compare.py --quick
+  run real-genomes real_genomes.py --quick
 else
   run accuracy accuracy_compare.py
+  run real-genomes real_genomes.py
 fi
 mv "$tmp" "$out"
 echo "wrote benchmarks/$out" >&2

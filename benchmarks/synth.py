@@ -80,6 +80,110 @@ def make_fasta(path: str | os.PathLike[str], n_reads: int, n_classes: int = 3507
     return path
 
 
+# -- streaming generation (any size, memory independent of the read count) -----------------
+
+STREAM_BLOCK = 1 << 20  # reads per generated block
+ID_DIGITS = 10  # read numbers are zero-padded so that every header piece is fixed-width
+
+
+def skewed_sizes(n_reads: int, n_classes: int = 3507, seed: int = 0,
+                 sigma: float = 2.0) -> np.ndarray:
+    """Exact class sizes summing to ``n_reads`` with a log-normal skew.
+
+    With ``sigma`` = 2 over 3,507 classes the largest classes get a few percent of all reads
+    each (millions at 150M+ reads) while the smallest get a few millionths (hundreds): the shape
+    of the seed's training set, which a Zipf law over so many classes does not reach.
+    """
+    rng = np.random.default_rng([seed, 0x5CA1E])
+    w = rng.lognormal(0.0, sigma, n_classes)
+    base = 1 if n_reads >= n_classes else 0
+    return (base + rng.multinomial(n_reads - base * n_classes, w / w.sum())).astype(np.int64)
+
+
+def _header_table(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the header bytes before the read number, as a padded matrix and lengths."""
+    heads = [f">lbl|{c}|{100000 + c}|45|Species_{c}-".encode() for c in range(n_classes)]
+    width = max(len(h) for h in heads)
+    mat = np.zeros((n_classes, width), np.uint8)
+    for c, h in enumerate(heads):
+        mat[c, : len(h)] = np.frombuffer(h, np.uint8)
+    return mat, np.array([len(h) for h in heads], np.int64)
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Zero-padded decimal ASCII of non-negative integers, one row per value."""
+    out = np.empty((len(values), width), np.uint8)
+    v = values.astype(np.int64)
+    for k in range(width - 1, -1, -1):
+        out[:, k] = 48 + v % 10
+        v //= 10
+    return out
+
+
+def stream_fasta(path: str | os.PathLike[str], n_reads: int, n_classes: int = 3507,
+                 length: int = 150, seed: int = 0, sizes: np.ndarray | None = None) -> Path:
+    """Write ``path`` block by block: ``n_reads`` random reads in the lbl header scheme whose
+    class sizes are exactly ``sizes`` (default :func:`skewed_sizes`), in random class order.
+
+    Each block draws its classes from what is left of every class without replacement
+    (multivariate hypergeometric), so memory is one block whatever ``n_reads`` is and the file
+    depends only on the arguments. Written under a temporary name and renamed.
+    """
+    path = Path(path)
+    stamp = path.with_name(path.name + ".params")
+    if sizes is None:
+        sizes = skewed_sizes(n_reads, n_classes, seed)
+    params = f"stream {n_reads} {n_classes} {length} {seed} {hash64_hex(sizes)}"
+    if path.exists() and stamp.exists() and stamp.read_text() == params:
+        return path
+    if int(sizes.sum()) != n_reads or len(sizes) != n_classes:
+        raise ValueError("class sizes must sum to n_reads, one per class")
+    rng = np.random.default_rng([seed, 0xFA57A])
+    hmat, hlen = _header_table(n_classes)
+    left = sizes.astype(np.int64).copy()
+    lut = np.frombuffer(b"ACGT", np.uint8)
+    # Every 2-bit group of a random byte is one base: a byte gives four bases.
+    quads = lut[(np.arange(256)[:, None] >> np.array([6, 4, 2, 0])) & 3]
+    tail = ID_DIGITS + 4 + length  # digits, "/m\n", bases, "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        for start in range(0, n_reads, STREAM_BLOCK):
+            m = min(STREAM_BLOCK, n_reads - start)
+            take = rng.multivariate_hypergeometric(left, m, method="marginals")
+            left -= take
+            lab = np.repeat(np.arange(n_classes), take)
+            rng.shuffle(lab)
+            ids = np.arange(start, start + m)
+            nb = -(-length // 4)
+            seqs = quads[rng.integers(0, 256, (m, nb), dtype=np.uint8)].reshape(m, 4 * nb)
+            rows = np.empty((m, hmat.shape[1] + tail), np.uint8)
+            rows[:, : hmat.shape[1]] = hmat[lab]
+            lens = hlen[lab]
+            # Fixed-width pieces after each class's prefix: shift them in place per prefix length.
+            piece = np.empty((m, tail), np.uint8)
+            piece[:, :ID_DIGITS] = _digits(ids, ID_DIGITS)
+            piece[:, ID_DIGITS] = ord("/")
+            piece[:, ID_DIGITS + 1] = np.where(ids % 2 == 0, ord("1"), ord("2"))
+            piece[:, ID_DIGITS + 2] = 10
+            piece[:, ID_DIGITS + 3 : ID_DIGITS + 3 + length] = seqs[:, :length]
+            piece[:, -1] = 10
+            for w in np.unique(lens).tolist():
+                sel = lens == w
+                rows[sel, w : w + tail] = piece[sel]
+            keep = np.arange(rows.shape[1])[None, :] < (lens + tail)[:, None]
+            fh.write(rows[keep].tobytes())
+    os.replace(tmp, path)
+    stamp.write_text(params)
+    return path
+
+
+def hash64_hex(a: np.ndarray) -> str:
+    """A short digest of an array's bytes (identifies the class sizes in the reuse stamp)."""
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=8).hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out")
@@ -88,8 +192,14 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sorted", action="store_true", help="reads sorted by class")
+    ap.add_argument("--streaming", action="store_true",
+                    help="generate block by block (memory independent of --reads) with the "
+                         "seed's log-normal class skew; ignores --sorted")
     a = ap.parse_args()
-    make_fasta(a.out, a.reads, a.classes, a.length, a.seed, a.sorted)
+    if a.streaming:
+        stream_fasta(a.out, a.reads, a.classes, a.length, a.seed)
+    else:
+        make_fasta(a.out, a.reads, a.classes, a.length, a.seed, a.sorted)
 
 
 if __name__ == "__main__":

@@ -7,29 +7,51 @@ import json
 from pathlib import Path
 
 from readtax.demo import DemoSettings, run_demo
+from readtax.genomes import real_fragments
 from readtax.kraken import read_report
 
 
+def test_real_fragments_are_bundled():
+    from readtax.fastx import read_all
+    from readtax.labels import load_mapping
+
+    frags = real_fragments()
+    lm = load_mapping(frags.mapping)
+    assert lm.names == ["Escherichia_coli", "Helicobacter_pylori", "Staphylococcus_aureus",
+                        "Vibrio_cholerae", "Klebsiella_pneumoniae"]
+    assert lm.tax_ids.tolist() == [562, 210, 1280, 666, 573]
+    paths = frags.train + frags.heldout
+    assert sum(p.stat().st_size for p in paths) <= 1_500_000
+    for p in paths:
+        batch = read_all(p)
+        assert len(batch) == 1 and batch.seq_offsets[-1] == 300_000, p
+    rows = frags.taxonomy.read_text().splitlines()
+    assert "562\t561\tspecies\tEscherichia coli" in rows
+
+
 def test_demo_end_to_end(tmp_path, capsys):
-    settings = DemoSettings(reads_per_species=600, heldout_per_species=100, train_per_species=400,
-                            val_per_species=100, max_steps=120, batch_size=64)
+    settings = DemoSettings(reads_per_species=1200, heldout_per_species=100,
+                            train_per_species=1000, val_per_species=100, max_steps=60,
+                            batch_size=64)
     out = run_demo(tmp_path / "demo", settings)
     printed = capsys.readouterr().out
-    assert "== demo finished" in printed
+    assert "== demo finished (5 real species; chance is 0.20)" in printed
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
-    assert stats["reads"] == 600 * 10 and stats["classes"] == 10
+    assert stats["reads"] == 1200 * 5 and stats["classes"] == 5
     metrics = json.loads(Path(out["evaluation"]).read_text())
-    assert metrics["reads"] == 100 * 10
-    # The baseline learns the seen regions well above chance (10 classes).
+    assert metrics["reads"] == 100 * 5
+    # The baseline learns the seen regions well above chance (5 classes).
     assert metrics["accuracy"] > 0.5
+    strain = json.loads(Path(out["evaluation_strain"]).read_text())
+    assert strain["reads"] == 100 * 5 and strain["accuracy"] == out["strain_accuracy"]
     with open(out["predictions"]) as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    assert len(rows) == 100 * 10
+    assert len(rows) == 100 * 5
     report = read_report(out["report"])
     # Kraken2 writes the unclassified line only when some reads are unclassified.
     lines = {r.rank: r for r in report if r.rank in ("U", "R")}
     assert report[0].rank in ("U", "R") and lines["R"].tax_id == 1
     unclassified = lines["U"].clade if "U" in lines else 0
-    assert lines["R"].clade + unclassified == 100 * 10
+    assert lines["R"].clade + unclassified == 100 * 5
     # Direct counts over all lines add up to every held-out read.
-    assert sum(r.direct for r in report) == 100 * 10
+    assert sum(r.direct for r in report) == 100 * 5

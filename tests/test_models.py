@@ -720,3 +720,84 @@ def test_model_options_validation_names_bad_values():
     with pytest.raises(UsageError, match="unknown option.*poolin"):
         ModelOptions.from_dict({"poolin": "mean"})
     assert ModelOptions(lora_targets="q_proj, v_proj").lora_targets == ["q_proj", "v_proj"]
+
+
+# -- kmer-cnn: hashed long k-mers ------------------------------------------------------------
+
+
+def _reference_buckets(read: str, k: int, buckets: int) -> list[int]:
+    """Plain-Python statement of the hash: canonical k-mer code, folded universal hash."""
+    from readtax.models import kmer_cnn as kc
+
+    code = {"A": 0, "C": 1, "G": 2, "T": 3}
+    out = []
+    for i in range(len(read)):
+        w = read[i : i + k]
+        if len(w) < k or any(c not in code for c in w):
+            out.append(0)
+            continue
+        fwd = 0
+        for c in w:
+            fwd = fwd * 4 + code[c]
+        rev = 0
+        for c in reversed(w):
+            rev = rev * 4 + 3 - code[c]
+        x = min(fwd, rev)
+        h = ((x >> 31) * kc._HASH_A1 + (x & kc._HASH_P) * kc._HASH_A2 + kc._HASH_B) % kc._HASH_P
+        out.append(h % buckets + 1)
+    return out
+
+
+@pytest.mark.parametrize("k", [5, 12, 31])
+def test_kmer_cnn_hashed_ids_match_reference(k):
+    from readtax.models.kmer_cnn import KmerCnn, make_config
+    from readtax.models.tokenizers import BaseCollator
+
+    cfg = make_config("tiny", hidden_size=36, hash_k=k, hash_buckets=1000, hash_dim=4)
+    model = KmerCnn(cfg)
+    rng = np.random.default_rng(k)
+    reads = ["".join(rng.choice(list("ACGT"), size=60)) for _ in range(3)]
+    reads[1] = reads[1][:20] + "N" + reads[1][21:]
+    batch = SeqBatch.from_strings(reads, [0, 1, 2])
+    ids = BaseCollator(None)(batch)["input_ids"]
+    got = model.hashed_ids(ids).tolist()
+    assert got == [_reference_buckets(r, k, 1000) for r in reads]
+    assert got[1][20] == 0 and got[1][20 - k + 1] == 0  # windows holding the N
+
+
+def test_kmer_cnn_base_is_strand_blind_and_saves(tmp_path):
+    """The default (base) model: a read and its reverse complement give the same hidden
+    states' mean; the hashed table survives a save and reload bit for bit."""
+    from readtax.models import init_model
+    from readtax.models.init import default_size
+
+    assert default_size("kmer-cnn") == "base" and default_size("dnabert2") == "tiny"
+    d = init_model("kmer-cnn", "base", tmp_path / "base", seed=3)
+    cfg = json.loads((d / "config.json").read_text())
+    assert (cfg["hash_k"], cfg["hash_buckets"], cfg["hash_dim"]) == (12, 1 << 20, 8)
+    bb = load_backbone("kmer-cnn", d)
+    comp = str.maketrans("ACGTN", "TGCAN")
+    read = "ACGTTGCAAGGCTTACGATCGATCGGGCTAAATCGNACGTACGTTAGCCGATAGCTAGCTAGGATC"
+    batch = SeqBatch.from_strings([read, read.translate(comp)[::-1]], [0, 0])
+    inputs = bb.collator(batch)
+    with torch.no_grad():
+        h = bb.module(inputs["input_ids"], inputs["attention_mask"])
+    assert h.shape[-1] == 40
+    torch.testing.assert_close(h[0].mean(0), h[1].mean(0))
+    again = load_backbone("kmer-cnn", d)
+    assert torch.equal(again.module.hash_embed.weight, bb.module.hash_embed.weight)
+
+
+def test_kmer_cnn_hash_config_errors():
+    from readtax.models.kmer_cnn import check_config, make_config
+
+    with pytest.raises(ModelError, match="hash_k must be 0 .off. or 1..31, got 40"):
+        check_config(make_config("tiny", hidden_size=40, hash_k=40, hash_buckets=8, hash_dim=8))
+    with pytest.raises(ModelError, match="needs hash_buckets >= 1 and hash_dim >= 1"):
+        check_config(make_config("tiny", hash_k=12, hash_buckets=0, hash_dim=0))
+    with pytest.raises(ModelError, match="hidden_size == embed_dim .. hash_dim with hash_k.: 40, "
+                                         "got 32"):
+        check_config(make_config("tiny", hash_k=12, hash_buckets=8, hash_dim=8))
+    # A config written before the hashed table (no hash keys) is still valid.
+    old = {k: v for k, v in make_config("tiny").items() if not k.startswith("hash_")}
+    assert check_config(old) is old

@@ -451,3 +451,81 @@ def test_unpack_to_gzip_is_reproducible(tmp_path):
     unpack(tmp_path / "st", tmp_path / "b.fa.gz")
     assert (tmp_path / "a.fa.gz").read_bytes() == (tmp_path / "b.fa.gz").read_bytes()
     shutil.rmtree(tmp_path / "st")
+
+
+def _resident_kb(*name_parts: str) -> int:
+    """Resident kB of this process's mappings of files whose path contains all ``name_parts``."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            first = line.split(" ", 1)[0]
+            if "-" in first and all(c in "0123456789abcdef-" for c in first):
+                inside = all(part in line for part in name_parts)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_pass2_holds_no_mapping_of_run_tables(messy, tmp_path, monkeypatch):
+    """The run tables (runs x buckets, quadratic in the input) and the units' class lookup
+    tables are read per bucket: after every bucket nothing of them stays resident in the
+    process, and the store's bytes are those of any other worker count."""
+    *_, fa = messy
+    built, resident = store_mod._build_bucket, []
+
+    def build(task):
+        bucket = built(task)
+        resident.append(_resident_kb(str(tmp_path), "/runs/"))
+        return bucket
+
+    monkeypatch.setattr(store_mod, "_build_bucket", build)
+    man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
+    assert man["buckets"] > 10 and len(resident) == man["buckets"]
+    assert resident == [0] * len(resident)
+    monkeypatch.undo()
+    pack([fa], tmp_path / "two", seed=7, workers=2, **SMALL)
+    assert store_files(tmp_path / "st") == store_files(tmp_path / "two")
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_pread_gather_equals_mapped_gather(messy, tmp_path, shuffle):
+    """The default batch gather (pread) returns exactly what the mapped gather returns: bases
+    of every length (the ragged path included), N runs, labels and ids."""
+    *_, fa = messy
+    pack([fa], tmp_path / "st", seed=3, shuffle=shuffle, **SMALL)
+    read, mapped = ReadStore(tmp_path / "st"), ReadStore(tmp_path / "st", gather="mmap")
+    assert read.gather == "pread" and mapped.gather == "mmap"
+    rng = np.random.default_rng(0)
+    batches = [np.arange(len(read)), rng.permutation(len(read))[:257], np.array([0, 5, 5, 0]),
+               np.array([len(read) - 1]), np.zeros(0, np.int64)]
+    for idx in batches:
+        a, b = read.batch(idx, with_ids=True), mapped.batch(idx, with_ids=True)
+        assert np.array_equal(a.seq, b.seq) and np.array_equal(a.offsets, b.offsets)
+        assert np.array_equal(a.labels, b.labels) and a.ids == b.ids
+        assert a.labels.dtype == np.int64
+    fixed = tmp_path / "fixed"
+    heads, seqs, _ = random_reads(500, length=150, n_classes=3, seed=1)
+    pack([write_fasta(tmp_path / "f.fa", heads, seqs)], fixed)
+    idx = rng.integers(0, 500, 300)
+    assert ReadStore(fixed).batch(idx).sequences() == \
+        ReadStore(fixed, gather="mmap").batch(idx).sequences()
+    with pytest.raises(UsageError, match="gather must be"):
+        ReadStore(fixed, gather="mapped")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_pread_gather_keeps_no_store_pages_resident(tmp_path):
+    """A shuffled pass over the whole store leaves none of its bases, classes or N flags
+    resident in the process by default; the mapped gather keeps what it touched."""
+    heads, seqs, _ = random_reads(20_000, length=150, n_classes=5, seed=2)
+    st = tmp_path / "st"
+    pack([write_fasta(tmp_path / "r.fa", heads, seqs)], st)
+    names = ["bases.2bit", "classes.u16", "nflags.bits"]
+    for gather, expect_zero in (("pread", True), ("mmap", False)):
+        s = ReadStore(st, gather=gather)
+        for idx in np.array_split(np.random.default_rng(1).permutation(len(s)), 20):
+            s.batch(idx)
+        held = {n: _resident_kb(str(st), n) for n in names}
+        assert (held == dict.fromkeys(names, 0)) == expect_zero, (gather, held)
+        del s

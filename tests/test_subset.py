@@ -460,3 +460,51 @@ def test_skip_bad_records(tmp_path, run):
     assert sum(res.skipped_bad.values()) == 2
     got = records(tmp_path / "o.fa")[0]
     assert heads[3] not in got and heads[7] not in got and len(got) == 38
+
+
+def test_split_quota_keeps_int32_and_draws_the_same():
+    """subset keeps its units x classes tables in int32 (the one table growing with the
+    input): the draws are those of int64 tables, in the input's type."""
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 50, (30, 12))
+    quota = rng.integers(0, 400, 12)
+    wide = split_quota(counts.astype(np.int64), quota, np.random.default_rng(9))
+    narrow = split_quota(counts.astype(np.int32), quota, np.random.default_rng(9))
+    assert narrow.dtype == np.int32 and wide.dtype == np.int64
+    assert np.array_equal(wide, narrow)
+    assert np.array_equal(narrow.sum(axis=0), np.minimum(quota, counts.sum(axis=0)))
+
+
+def test_subset_units_table_is_int32(tmp_path, monkeypatch):
+    heads, seqs, _ = random_reads(400, n_classes=5, seed=3)
+    fa = write_fasta(tmp_path / "r.fa", heads, seqs)
+    seen = []
+    real = subset_mod.split_quota
+
+    def spy(counts, quota, rng):
+        seen.append(counts.dtype)
+        return real(counts, quota, rng)
+
+    monkeypatch.setattr(subset_mod, "split_quota", spy)
+    subset_mod.subset([fa], tmp_path / "o.fa", per_species=20, val_output=tmp_path / "v.fa",
+                      val_per_species=5, unit_bytes=4_000, workers=1)
+    assert seen == [np.int32, np.int32]
+    assert len(records(tmp_path / "o.fa")[0]) == 100 and len(records(tmp_path / "v.fa")[0]) == 25
+
+
+def test_count_merger_folds_units_as_they_arrive():
+    """Pass-1 counts are folded in unit by unit: discovered keys sorted, the first-seen tax id
+    kept, every unit's key lists dropped once folded, int32 rows."""
+    U = subset_mod._UnitCounts
+    parts = [U(np.array([3, 1]), [7, 2], [70, 20], 0, {}, 4, 100),
+             U(np.array([5, 0, 2]), [9, 7, 2], [90, 71, 21], 0, {}, 7, 100),
+             U(np.array([], np.int64), [], [], 0, {}, 0, 0)]
+    merger = subset_mod._CountMerger(subset_mod.make_scheme("lbl"), None)
+    for p in parts:
+        merger.add(p)
+        assert p.keys is None and p.counts is None
+    label_map, counts = merger.finish()
+    assert label_map.class_ids.tolist() == [2, 7, 9]
+    assert label_map.tax_ids.tolist() == [20, 70, 90]
+    assert counts.dtype == np.int32
+    assert counts.tolist() == [[1, 3, 0], [2, 0, 5], [0, 0, 0]]

@@ -552,6 +552,19 @@ def test_defaults_one_epoch_and_family_lr(tmp_path, task, tiny_models):
     assert saved.lr == pytest.approx(2e-2)  # the kmer-cnn default learning rate
 
 
+def test_family_batch_size_default(tmp_path, task, tiny_models):
+    """No batch size given: kmer-cnn trains on 512 reads a step, and the run records it."""
+    from readtax.train import estimate_train_reads
+
+    run = tmp_path / "run"
+    assert main(_args(task, tiny_models["kmer-cnn"], run, "--stop-after", "1",
+                      "--set", "train.final_eval=false")) == 0
+    saved = load_config(run / "config.yaml").train
+    reads, _ = estimate_train_reads([str(task["train"])])
+    assert saved.batch_size == 512
+    assert saved.max_steps == -(-reads // 512)
+
+
 def test_early_stopping_on_macro_f1(tmp_path, task, tiny_models):
     """lr 0: macro-F1 never improves, so patience 1 stops at the second evaluation."""
     run = tmp_path / "run"

@@ -1571,6 +1571,68 @@ done:
     return result;
 }
 
+/* pread_ranges(fd, offsets, sizes, out, out_offsets)
+ *
+ * For every i, read sizes[i] bytes at byte offsets[i] of the file fd into out at
+ * out_offsets[i] (all int64 arrays of one length); bytes past the end of the file are zero.
+ * The store's batch gather reads this way instead of through a mapping: a shuffled epoch
+ * touches every page of the store, and mapped pages stay in the process's RSS until unmapped,
+ * so a mapping grows it to the store's size (page cache counted as the process's memory).
+ * One pread per range, without the GIL. Returns None; OSError on a failed read.
+ */
+static PyObject *pread_ranges(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer ob, sb, out, oob;
+    if (!PyArg_ParseTuple(args, "iy*y*w*y*", &fd, &ob, &sb, &out, &oob))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = ob.len / 8;
+    if (check_buffer(&sb, n, 8, "sizes") || check_buffer(&oob, n, 8, "out_offsets"))
+        goto done;
+    const int64_t *off = (const int64_t *)ob.buf, *size = (const int64_t *)sb.buf;
+    const int64_t *at = (const int64_t *)oob.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (off[i] < 0 || size[i] < 0 || at[i] < 0 || at[i] + size[i] > out.len) {
+            PyErr_Format(PyExc_IndexError, "pread_ranges: range %zd outside the output", i);
+            goto done;
+        }
+    }
+    uint8_t *o = (uint8_t *)out.buf;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !err; i++) {
+        int64_t got = 0;
+        while (got < size[i]) {
+            ssize_t r = pread(fd, o + at[i] + got, (size_t)(size[i] - got), (off_t)(off[i] + got));
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                err = errno;
+                break;
+            }
+            if (r == 0) { /* end of file */
+                memset(o + at[i] + got, 0, (size_t)(size[i] - got));
+                break;
+            }
+            got += r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&oob);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fasta_index", fasta_index, METH_VARARGS, "Index the FASTA records of a buffer."},
     {"fasta_bases", fasta_bases, METH_VARARGS, "Copy and normalise the bases of FASTA records."},
@@ -1587,6 +1649,7 @@ static PyMethodDef methods[] = {
     {"bucket_layout", bucket_layout, METH_VARARGS, "Class order and physical order of a bucket."},
     {"write_parts", write_parts, METH_VARARGS, "Write a bucket-major run file from its parts."},
     {"split_batch", split_batch, METH_VARARGS, "Spread a pack batch over the buckets."},
+    {"pread_ranges", pread_ranges, METH_VARARGS, "Read file ranges into a buffer (pread)."},
     {NULL, NULL, 0, NULL},
 };
 

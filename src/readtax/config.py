@@ -111,7 +111,8 @@ class TrainConfig:
                                           "(null: no cap)", min=1)
     stop_after: int | None = _f(None, "stop (and save a checkpoint) after this many steps while "
                                       "keeping the schedule of max_steps; resume later", min=1)
-    batch_size: int = _f(64, "reads per batch per process", min=1)
+    batch_size: int | None = _f(None, "reads per batch per process (null: the family's default: "
+                                      "kmer-cnn 512, others 64)", min=1)
     eval_batch_size: int | None = _f(None, "reads per evaluation batch (null: 4 x batch_size)", min=1)
     grad_accum: int = _f(1, "batches accumulated per optimiser step", min=1)
     lr: float | None = _f(None, "peak learning rate (null: the family's default: kmer-cnn "

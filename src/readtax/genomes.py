@@ -416,6 +416,28 @@ def demo_genomes() -> GenomeSet:
     return GenomeSet(paths, root / "mapping.tsv")
 
 
+class RealFragments(NamedTuple):
+    """Homologous fragments of two real strains per species (``data/real_genomes/``): one to
+    train on, one held out; ``.taxonomy`` is the NCBI lineage beside the mapping."""
+
+    train: list[Path]
+    heldout: list[Path]
+    mapping: Path
+
+    @property
+    def taxonomy(self) -> Path:
+        return self.mapping.parent / "taxonomy.tsv"
+
+
+def real_fragments() -> RealFragments:
+    """The bundled real-genome fragments (5 species; see their README for the sources)."""
+    root = Path(str(resources.files("readtax").joinpath("data", "real_genomes")))
+    rows = (root / "mapping.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    names = [line.split("\t")[1] for line in rows if line.strip()]
+    return RealFragments([root / "train" / f"{n}.fa.gz" for n in names],
+                         [root / "heldout" / f"{n}.fa.gz" for n in names], root / "mapping.tsv")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m readtax.genomes",
                                 description="Generate the synthetic demo genomes.")

@@ -174,8 +174,58 @@ def _windows(bases: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
     return np.take(bases, first[:, None] + np.arange(width), mode="clip")
 
 
+class FileRanges:
+    """Byte ranges of one store file read with ``pread`` into the caller's arrays.
+
+    The batch gather's source by default (see :class:`ReadStore`): a shuffled epoch touches
+    every page of the store, and pages read through a mapping stay in the process's resident
+    set until unmapped, so a mapping grows a loader worker's RSS to the store's size (page
+    cache, but counted against the process by ``ps``, schedulers and memory limits). Read
+    this way the pages stay page cache only. The descriptor is opened on first use; forked
+    workers share it (``pread`` has no file position).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = os.path.getsize(path)
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def into(self, out: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+             out_offsets: np.ndarray) -> np.ndarray:
+        """``out`` (contiguous) with ``sizes[i]`` bytes from ``offsets[i]`` at byte
+        ``out_offsets[i]`` of it; bytes past the end of the file read as zero."""
+        def i64(a):
+            return np.ascontiguousarray(a, np.int64)
+
+        if out.size and len(offsets):
+            _native.pread_ranges(self.fd(), i64(offsets), i64(sizes),
+                                 memoryview(out).cast("B"), i64(out_offsets))
+        return out
+
+    def items(self, idx: np.ndarray, dtype) -> np.ndarray:
+        """Elements ``idx`` of the file read as a flat array of ``dtype``."""
+        dtype = np.dtype(dtype)
+        m, k = len(idx), dtype.itemsize
+        out = np.empty(m, dtype)
+        return self.into(out, idx * k, np.full(m, k, np.int64), np.arange(m, dtype=np.int64) * k)
+
+
 def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """ASCII bases of the reads at base ``offsets`` of a 2-bit stream, concatenated.
+    """ASCII bases of the reads at base ``offsets`` of a 2-bit stream (an array, or a
+    :class:`FileRanges` of the file holding it), concatenated.
 
     One vectorised gather for the whole batch: a row of bytes per read, shifted per row (as
     64-bit words) so that every read starts at bit 0, expanded 8 bases at a time through a
@@ -192,14 +242,24 @@ def unpack_bases(bases: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) ->
     lo, hi = int(lengths.min()), int(lengths.max())
     if hi * m > 2 * int(lengths.sum()) + 64:
         nb = (shift + lengths + 3) >> 2
-        idx, boff = ragged_index(first, nb)
-        text = DEC_ASCII4[np.take(bases, idx, mode="clip")].view(np.uint8)
+        if isinstance(bases, FileRanges):
+            boff = np.zeros(m + 1, np.int64)
+            np.cumsum(nb, out=boff[1:])
+            raw = bases.into(np.empty(int(boff[-1]), np.uint8), first, nb, boff[:-1])
+        else:
+            idx, boff = ragged_index(first, nb)
+            raw = np.take(bases, idx, mode="clip")
+        text = DEC_ASCII4[raw].view(np.uint8)
         pos, _ = ragged_index(boff[:-1] * 4 + shift, lengths)
         return text[pos]
     width = (hi + 6) >> 2  # bytes covering a read that starts up to 3 bases into a byte
     words = -(-(width + 1) // 8)
     rows = np.zeros((m, 8 * words), np.uint8)
-    rows[:, :width] = _windows(bases, first, width)
+    if isinstance(bases, FileRanges):
+        bases.into(rows, first, np.full(m, width, np.int64),
+                   np.arange(m, dtype=np.int64) * rows.shape[1])
+    else:
+        rows[:, :width] = _windows(bases, first, width)
     x = rows.view("<u8")
     if shift.any():
         s2 = (2 * shift).astype(np.uint64)[:, None]
@@ -392,10 +452,19 @@ class ReadStore:
 
     ``read(i)`` returns one read; ``batch(indices)`` a whole :class:`SeqBatch` through one
     vectorised gather. Read indices are physical positions ``0 .. len-1``.
+
+    ``gather`` picks how :meth:`batch` and :meth:`sequences` read bases, classes, N flags and
+    offsets: ``"pread"`` (default) reads each read's bytes with one system call per file, so
+    the process's RSS stays flat however much of the store an epoch touches (the pages stay
+    page cache); ``"mmap"`` gathers from the mappings, faster while the touched part of the
+    store is small, but every page touched stays in the RSS of the process until it exits.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, mapping: LabelMap | None = None,
-                 id_cache_blocks: int = 32) -> None:
+                 id_cache_blocks: int = 32, gather: str = "pread") -> None:
+        if gather not in ("pread", "mmap"):
+            raise UsageError(f"gather must be 'pread' or 'mmap', got {gather!r}")
+        self.gather = gather
         self.path = Path(path)
         self.manifest = m = load_manifest(self.path)
         missing = sorted(_expected_files(m) - set(m["files"]))
@@ -429,6 +498,7 @@ class ReadStore:
         self.id_index = index.reshape(-1, 2)
         self.bucket_classes = table.reshape(self.n_buckets, len(self.label_map))
         self.order = None if self.shuffled else self._array(F_ORDER, np.uint32)
+        self._ranges: dict[str, FileRanges] = {}
         self._id_cache: OrderedDict[int, tuple[bytes, np.ndarray]] = OrderedDict()
         self._id_cache_blocks = id_cache_blocks
         self._select_tables: tuple[np.ndarray, np.ndarray] | None = None
@@ -443,7 +513,34 @@ class ReadStore:
 
     def __reduce__(self):
         # DataLoader workers started by spawn reopen the store instead of pickling maps.
-        return (_reopen, (str(self.path), self._id_cache_blocks))
+        return (_reopen, (str(self.path), self._id_cache_blocks, self.gather))
+
+    def _source(self, name: str, mapped: np.ndarray):
+        """What the batch gather reads file ``name`` from: the mapping or a FileRanges."""
+        if self.gather == "mmap" or not len(mapped):
+            return mapped
+        if name not in self._ranges:
+            self._ranges[name] = FileRanges(self.path / name)
+        return self._ranges[name]
+
+    def _geometry(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Base offsets and lengths of the reads ``idx`` (one offsets read per read)."""
+        if self.fixed_length:
+            return idx * int(self.fixed_length), np.full(idx.shape, int(self.fixed_length),
+                                                         np.int64)
+        src = self._source(F_OFFSETS, self.offsets_)
+        if isinstance(src, FileRanges):
+            m = len(idx)
+            pair = src.into(np.empty((m, 2), np.uint64), idx * 8, np.full(m, 16, np.int64),
+                            np.arange(m, dtype=np.int64) * 16).astype(np.int64)
+            return pair[:, 0], pair[:, 1] - pair[:, 0]
+        return self.base_offsets(idx), self.lengths(idx)
+
+    def _batch_labels(self, idx: np.ndarray) -> np.ndarray:
+        src = self._source(self.class_file, self.classes)
+        if isinstance(src, FileRanges):
+            return self._check_labels(src.items(idx, self.classes.dtype).astype(np.int64))
+        return self.labels(idx)
 
     def __len__(self) -> int:
         return self.n
@@ -468,7 +565,9 @@ class ReadStore:
     def labels(self, indices) -> np.ndarray:
         """Class indices of the reads ``indices``; StoreError for one outside the label map
         (a class file changed after the open-time check must not become a wrong label)."""
-        cls = self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+        return self._check_labels(self.classes[np.asarray(indices, dtype=np.int64)].astype(np.int64))
+
+    def _check_labels(self, cls: np.ndarray) -> np.ndarray:
         if cls.size and int(cls.max()) >= len(self.label_map):
             raise StoreError(f"{self.class_file} holds class index {int(cls.max())} but the "
                              f"store has {len(self.label_map)} classes: the store is corrupt "
@@ -486,9 +585,8 @@ class ReadStore:
         """Flat ASCII bases and offsets of the reads ``indices`` (one gather)."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
         self._check_indices(idx)
-        off = self.base_offsets(idx)
-        lengths = self.lengths(idx)
-        seq = unpack_bases(self.bases, off, lengths)
+        off, lengths = self._geometry(idx)
+        seq = unpack_bases(self._source(F_BASES, self.bases), off, lengths)
         out_off = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(lengths, out=out_off[1:])
         if len(self.nstart) and len(idx):
@@ -496,7 +594,9 @@ class ReadStore:
         return seq, out_off
 
     def _restore_n(self, seq, idx, off, lengths, out_off) -> None:
-        flags = (self.nflags[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1
+        src = self._source(F_NFLAGS, self.nflags)
+        got = src.items(idx >> 3, np.uint8) if isinstance(src, FileRanges) else src[idx >> 3]
+        flags = (got >> (idx & 7).astype(np.uint8)) & 1
         sel = np.flatnonzero(flags)
         if not len(sel):
             return
@@ -515,7 +615,7 @@ class ReadStore:
         self.check_unchanged()
         seq, off = self.sequences(idx)
         ids = self.ids(idx) if with_ids else None
-        return SeqBatch(seq, off, self.labels(idx), idx, ids)
+        return SeqBatch(seq, off, self._batch_labels(idx), idx, ids)
 
     def check_unchanged(self) -> None:
         """StoreError if the bases or class file shrank since the store was opened.
@@ -660,8 +760,8 @@ class ReadStore:
         return [h.split(None, 1)[0] if h.strip() else "" for h in self.headers(indices)]
 
 
-def _reopen(path: str, cache: int) -> ReadStore:
-    return ReadStore(path, id_cache_blocks=cache)
+def _reopen(path: str, cache: int, gather: str = "pread") -> ReadStore:
+    return ReadStore(path, id_cache_blocks=cache, gather=gather)
 
 
 def store_stats(store: ReadStore):
@@ -722,6 +822,8 @@ class _UnitResult:
 _CTX: dict = {}  # pack context shared with forked workers (set before each pool starts)
 
 _COLS = 5  # reads, n-runs, packed bytes, header bytes, bases
+F_TABLE = "table.i64"  # the runs' bucket tables, bucket-major (see _transpose_table)
+_TABLE_BLOCK = 4 << 20  # bytes of run tables transposed at a time
 
 
 def _n_runs(seq: np.ndarray, seq_offsets: np.ndarray):
@@ -932,18 +1034,52 @@ class _Bucket:
     edges: dict
 
 
-def _run_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Every run's bucket table, (runs, buckets + 1, columns), from the file pass 1 appended
-    to, and the units' class lookup tables: mapped once per process, not once per bucket."""
+def _transpose_table(src: Path, dst: Path, runs: int, rows: int) -> None:
+    """Rewrite the runs' bucket tables from run-major ``src`` (runs, rows, _COLS), as pass 1
+    appends them, to bucket-major ``dst`` (rows, runs, _COLS), where one bucket's row of every
+    run is contiguous. Pass 2 reads one or two such rows per bucket; read run-major they are
+    strided over the whole table, which is runs x buckets x 40 bytes (~100 MB at the seed's
+    558M reads): a process mapping it ended up holding all of it. Done a block of rows at a
+    time, in memory bounded by ``_TABLE_BLOCK`` bytes, with one pread per run per block."""
+    row_bytes = _COLS * 8
+    step = max(1, _TABLE_BLOCK // max(1, runs * row_bytes))
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            block = np.empty((runs, hi - lo, _COLS), np.int64)
+            for r in range(runs):
+                _read_exact(fin.fileno(), [memoryview(block[r]).cast("B")],
+                            (r * rows + lo) * row_bytes, str(src))
+            fout.write(np.ascontiguousarray(block.transpose(1, 0, 2)).tobytes())
+
+
+def _table_rows(lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo..hi-1`` of the bucket-major run table: (hi - lo, runs, _COLS)."""
     ctx = _CTX
-    if "tables" not in ctx:
-        tmp = ctx["tmp"]
-        cum = np.memmap(tmp / "cum.i64", np.int64, "r",
-                        shape=(len(ctx["runs"]), ctx["n_buckets"] + 1, _COLS))
-        luts = (np.memmap(tmp / "luts.i32", np.int32, "r")
-                if ctx["lut_offsets"][-1] else np.zeros(0, np.int32))
-        ctx["tables"] = (cum, luts)
-    return ctx["tables"]
+    runs = len(ctx["runs"])
+    out = np.empty((hi - lo, runs, _COLS), np.int64)
+    path = ctx["tmp"] / F_TABLE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _read_exact(fd, [memoryview(out).cast("B")], lo * runs * _COLS * 8, str(path))
+    finally:
+        os.close(fd)
+    return out
+
+
+def _lut_gather(at: np.ndarray) -> np.ndarray:
+    """``luts.i32[at]``; the mapping's pages are released afterwards (the page cache keeps
+    them), so that a worker does not end up holding every unit's table."""
+    ctx = _CTX
+    if "luts" not in ctx:
+        with open(ctx["tmp"] / "luts.i32", "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        ctx["luts"] = (mm, np.frombuffer(mm, np.int32))
+    mm, luts = ctx["luts"]
+    out = luts[at].astype(np.int64)
+    if hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
+    return out
 
 
 def _load_sections(b: int) -> dict:
@@ -954,17 +1090,17 @@ def _load_sections(b: int) -> dict:
     """
     ctx = _CTX
     runs = ctx["runs"]
-    cum, luts = _run_tables()
+    total = ctx["table_total"]
     if ctx["shuffle"]:
-        row = np.array(cum[:, b + 1]) - np.array(cum[:, b])
+        before, upto = _table_rows(b, b + 2)
+        row = upto - before
         which = np.flatnonzero(row[:, 0] > 0)
         row = row[which]
-        start = _section_start(np.array(cum[which, -1]), np.array(cum[which, b + 1])).tolist()
+        start = _section_start(total[which], upto[which]).tolist()
     else:  # one bucket per run
         which = np.array([b])
-        row = np.array(cum[b, -1])[None, :]
+        row = total[b][None, :]
         start = [0]
-    del cum
     # Where each run's part of each field goes in the bucket's arrays.
     at = np.zeros((len(which) + 1, _COLS), np.int64)
     np.cumsum(row, axis=0, out=at[1:])
@@ -990,7 +1126,7 @@ def _load_sections(b: int) -> dict:
     else:
         units = np.array([runs[r_i][1] for r_i in which.tolist()], np.int64)
         base = np.repeat(ctx["lut_offsets"][units], row[:, 0])
-        cls = np.asarray(luts[base + out["cls"]]).astype(np.int64)
+        cls = _lut_gather(base + out["cls"])
     lengths = out["len"].astype(np.int64)
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
             "packed": Records(lengths, out["packed"], packed=True),
@@ -1019,6 +1155,7 @@ def _run_fd(r: int) -> int:
 
 def _close_run_fds() -> None:
     """Close the run files and store files this process kept open."""
+    _CTX.pop("luts", None)  # its mapping goes with the last reference
     for fd in (list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", [])
                + list(_CTX.pop("out_fds", {}).values())):
         os.close(fd)
@@ -1114,9 +1251,32 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
              F_NFLAGS: _write_inner(tmp / F_NFLAGS, read_start >> 3, flags)}
     blocks, counts = _id_blocks(d["hdr"], id_src)
     class_row = np.bincount(cls, minlength=n_classes).astype(np.uint32)
-    # The bucket's arrays are freed but not trimmed: the next bucket reuses the pages (the
-    # peak is one bucket either way), where giving them back cost a page fault per 4 KB.
+    # The bucket's arrays are freed but not trimmed: the next bucket reuses the pages, where
+    # giving them back cost a page fault per 4 KB. Buckets differ a little in size, though,
+    # and the heap's free gaps keep their pages: a worker's RSS crept ~0.1 MB per bucket
+    # (+11% over 150 buckets). Trimming every TRIM_BUCKETS buckets bounds that creep for a
+    # fault per page once in that many buckets.
+    done = ctx["buckets_built"] = ctx.get("buckets_built", 0) + 1
+    if done % TRIM_BUCKETS == 0:
+        _malloc_trim()
     return _Bucket(m, int(lp.sum()), blocks, counts, class_row, edges)
+
+
+TRIM_BUCKETS = 16
+
+
+def _malloc_trim() -> None:
+    """Give the heap's free pages back to the system (glibc; elsewhere nothing to do)."""
+    fn = _CTX.get("malloc_trim", False)
+    if fn is False:
+        fn = None
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            fn = ctypes.CDLL(None).malloc_trim
+        _CTX["malloc_trim"] = fn
+    if fn is not None:
+        fn(0)
 
 
 def _write_at(path: Path, offset: int, data: np.ndarray) -> None:
@@ -1170,20 +1330,17 @@ class _SpentRuns:
 
     CUT_BYTES = 1 << 20
 
-    def __init__(self, runs_dir: Path, runs: list[tuple[str, int]], n_buckets: int,
-                 shuffle: bool) -> None:
+    def __init__(self, runs: list[tuple[str, int]], total: np.ndarray, shuffle: bool) -> None:
         self.runs = runs
         self.shuffle = shuffle
-        self.cum = np.memmap(runs_dir / "cum.i64", np.int64, "r",
-                             shape=(len(runs), n_buckets + 1, _COLS))
-        self.total = np.array(self.cum[:, -1])
+        self.total = total
         self.size = _section_bytes(self.total)
 
     def done(self, b: int) -> None:
         if not self.shuffle:  # one bucket per run: the run is spent
             os.unlink(self.runs[b][0])
             return
-        cut = _section_start(self.total, np.array(self.cum[:, b + 1]))
+        cut = _section_start(self.total, _table_rows(b + 1, b + 2)[0])
         for r in np.flatnonzero((cut == 0) & (self.size > 0)
                                 | (self.size - cut >= self.CUT_BYTES)).tolist():
             path = self.runs[r][0]
@@ -1279,8 +1436,9 @@ class _Pass1:
     """Pass-1 results folded in as units finish, in memory O(classes + buckets).
 
     What grows with the input goes to the run directory instead: each run's bucket table is
-    appended to ``cum.i64`` and each unit's discovered class keys to a file of its own, from
-    which :meth:`finish` writes the units' class lookup tables (``luts.i32``) for pass 2.
+    appended to ``cum.i64`` (which :meth:`finish` rewrites bucket-major) and each unit's
+    discovered class keys to a file of its own, from which :meth:`finish` writes the units'
+    class lookup tables (``luts.i32``) for pass 2.
     """
 
     def __init__(self, runs_dir: Path, scheme: LabelScheme, mapping: LabelMap | None,
@@ -1358,6 +1516,9 @@ class _Pass1:
     def finish(self, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
         """Class counts in ``label_map`` order; writes ``luts.i32`` and returns its offsets."""
         self.cum_file.close()
+        src = self.dir / "cum.i64"
+        _transpose_table(src, self.dir / F_TABLE, len(self.runs), self.n_buckets + 1)
+        src.unlink()
         offsets = np.zeros(self.units + 1, np.int64)
         if self.mapping is not None:
             return self.class_counts, offsets
@@ -1458,10 +1619,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     min_len, max_len = acc.min_len, acc.max_len
     fixed = min_len == max_len
     class_dtype = "uint16" if n_classes < 65536 else "uint32"
-    if shuffle:
-        sizes = acc.sizes
-    else:  # one bucket per run: the runs' totals, from the tables pass 1 wrote
-        sizes = np.fromfile(runs_dir / "cum.i64", np.int64).reshape(len(acc.runs), 2, _COLS)[:, -1]
+    # Every run's totals (the last row of its table): O(runs), shared with forked workers.
+    total = np.fromfile(runs_dir / F_TABLE, np.int64, count=len(acc.runs) * _COLS,
+                        offset=n_buckets * len(acc.runs) * _COLS * 8).reshape(-1, _COLS)
+    sizes = acc.sizes if shuffle else total  # without shuffling, one bucket per run
     read_starts = np.concatenate([[0], np.cumsum(sizes[:, 0])])
     base_starts = np.concatenate([[0], np.cumsum(sizes[:, 4])])
     run_starts = np.concatenate([[0], np.cumsum(sizes[:, 1])])
@@ -1470,7 +1631,7 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     tasks = [(int(b), j, int(read_starts[b]), int(base_starts[b]), int(run_starts[b]))
              for j, b in enumerate(nonempty)]
     class_file = "classes.u32" if class_dtype == "uint32" else "classes.u16"
-    _CTX.update(runs=acc.runs, fd_room=_fd_room(len(acc.runs)), lut_offsets=lut_offsets,
+    _CTX.update(runs=acc.runs, table_total=total, fd_room=_fd_room(len(acc.runs)), lut_offsets=lut_offsets,
                 mapped=mapping is not None,
                 shuffle=shuffle, n_classes=n_classes,
                 class_dtype=np.dtype(class_dtype), fixed_length=fixed, max_length=int(max_len),
@@ -1480,7 +1641,10 @@ def _pack_into(tmp: Path, paths: list[str], out: Path, scheme: LabelScheme,
     writer = _Writer(tmp, class_file, fixed, shuffle, n, int(base_starts[-1]),
                      int(run_starts[-1]), np.dtype(class_dtype).itemsize)
     t0 = time.monotonic()
-    spent = _SpentRuns(runs_dir, acc.runs, n_buckets, shuffle)
+    spent = _SpentRuns(acc.runs, total, shuffle)
+    # Pass-2 workers fork from here and start with this process's resident heap: what pass 1
+    # freed (one result per unit: hundreds at full size) goes back first.
+    _malloc_trim()
     for (b, *_), bk in zip(tasks, map_units_progress(
             _build_bucket, tasks, [int(sizes[b, 0]) for b in nonempty], workers,
             desc=f"pack {out.name}: writing", unit="reads", enabled=progress)):

@@ -98,11 +98,15 @@ def split_quota(counts: np.ndarray, quota: np.ndarray, rng: np.random.Generator)
     """Spread ``quota[c]`` draws without replacement over blocks holding ``counts[b, c]`` reads.
 
     Returns ``take[b, c]``: a multivariate hypergeometric draw per class (block by block, each a
-    hypergeometric of this block against the blocks after it), vectorised over classes.
+    hypergeometric of this block against the blocks after it), vectorised over classes, in the
+    integer type of ``counts`` (blocks x classes is the one table of subset that grows with the
+    input, so callers keep it in int32 where that holds every count).
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    need = np.minimum(np.asarray(quota, dtype=np.int64), counts.sum(axis=0))
-    left = counts.sum(axis=0)
+    counts = np.asarray(counts)
+    if counts.dtype.kind not in "iu":
+        counts = counts.astype(np.int64)
+    left = counts.sum(axis=0, dtype=np.int64)
+    need = np.minimum(np.asarray(quota, dtype=np.int64), left)
     take = np.zeros_like(counts)
     for b in range(len(counts)):
         have = counts[b]
@@ -386,27 +390,61 @@ def _count_unit(unit: Unit, scheme: LabelScheme, label_map: LabelMap | None,
     return _UnitCounts(counts, keys, tax, labeler.skipped, bad, reads, out_bytes)
 
 
-def _merge_counts(parts: list[_UnitCounts], scheme: LabelScheme,
-                  label_map: LabelMap | None) -> tuple[LabelMap, np.ndarray]:
-    """The class order (mapping, or discovered keys sorted) and the units x classes counts."""
-    if label_map is None:
-        tax_of: dict = {}
-        for p in parts:
-            for k, t in zip(p.keys, p.tax):
-                tax_of.setdefault(k, t)
-        keys = sorted(tax_of)
-        if scheme.numeric:
-            label_map = LabelMap.from_ids(keys, [str(k) for k in keys], [tax_of[k] for k in keys])
-        else:
-            label_map = LabelMap.from_ids(np.arange(len(keys)), keys, [tax_of[k] for k in keys])
-    counts = np.zeros((len(parts), len(label_map)), dtype=np.int64)
-    for u, p in enumerate(parts):
+class _CountMerger:
+    """Folds each unit's class counts in as it arrives (pass 1), in O(units x classes) int32.
+
+    Units come in input order. Without a mapping a class key gets a column when first seen
+    (its first-seen tax id stays); :meth:`finish` orders the columns as the label map. The
+    units' own key and count lists are dropped as soon as they are folded in: held for every
+    unit until the end, their Python objects took ~100 MB at 150M reads.
+    """
+
+    def __init__(self, scheme: LabelScheme, label_map: LabelMap | None) -> None:
+        self.scheme = scheme
+        self.label_map = label_map
+        self.column: dict = {}  # class key -> column, in order of discovery
+        self.tax: list = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, p: _UnitCounts) -> None:
+        # A unit's reads bound each of its counts: int32 unless one (gzip) unit has 2^31 reads.
+        dtype = np.int32 if p.reads < 2**31 else np.int64
         if p.keys is None:
-            counts[u] = p.counts
-        elif p.keys:
-            idx = label_map.index(np.array(p.keys, dtype=np.int64 if scheme.numeric else object))
-            counts[u, idx] = p.counts
-    return label_map, counts
+            row = np.asarray(p.counts).astype(dtype)
+        else:
+            cols = np.empty(len(p.keys), np.int64)
+            for i, (k, t) in enumerate(zip(p.keys, p.tax)):
+                c = self.column.get(k)
+                if c is None:
+                    c = self.column[k] = len(self.tax)
+                    self.tax.append(t)
+                cols[i] = c
+            row = np.zeros(len(self.tax), dtype)
+            row[cols] = p.counts
+        self.rows.append(row)
+        p.counts = p.keys = p.tax = None
+
+    def finish(self) -> tuple[LabelMap, np.ndarray]:
+        """The class order (mapping, or discovered keys sorted) and the units x classes counts."""
+        label_map, order = self.label_map, None
+        if label_map is None:
+            keys = sorted(self.column)
+            tax = [self.tax[self.column[k]] for k in keys]
+            if self.scheme.numeric:
+                label_map = LabelMap.from_ids(keys, [str(k) for k in keys], tax)
+            else:
+                label_map = LabelMap.from_ids(np.arange(len(keys)), keys, tax)
+            order = np.empty(len(keys), np.int64)  # column -> class index
+            order[[self.column[k] for k in keys]] = np.arange(len(keys))
+        wide = any(r.dtype == np.int64 for r in self.rows)
+        counts = np.zeros((len(self.rows), len(label_map)), np.int64 if wide else np.int32)
+        for u, row in enumerate(self.rows):
+            if order is None:
+                counts[u] = row
+            else:
+                counts[u, order[: len(row)]] = row
+        self.rows = []
+        return label_map, counts
 
 
 # -- pass 2: selecting and writing ---------------------------------------------------------------
@@ -843,15 +881,16 @@ def subset(
     # Pass 1: reads per class per unit.
     t0 = time.monotonic()
     unit_sizes = [u.size for u in units]
-    parts = list(map_units_progress(_count_unit, units, unit_sizes, workers, scheme, label_map,
-                                    skip_unknown, skip_bad, desc="subset: counting",
-                                    enabled=progress))
+    merger, parts = _CountMerger(scheme, label_map), []
+    for p in map_units_progress(_count_unit, units, unit_sizes, workers, scheme, label_map,
+                                skip_unknown, skip_bad, desc="subset: counting",
+                                enabled=progress):
+        merger.add(p)
+        parts.append(p)
     log.debug("pass 1 (count): %.2f s over %d units", time.monotonic() - t0, len(units))
-    label_map, counts = _merge_counts(parts, scheme, label_map)
-    for p in parts:  # the merged matrix holds them now
-        p.counts = p.keys = p.tax = None
+    label_map, counts = merger.finish()
     numeric_ids = mapping is not None or scheme.numeric
-    available = counts.sum(axis=0)
+    available = counts.sum(axis=0, dtype=np.int64)
     skipped = sum(p.skipped for p in parts)
     skipped_bad: dict[str, int] = {}
     for p in parts:
@@ -863,7 +902,9 @@ def subset(
     take_train, take_val = plan_c.take_train, plan_c.take_val
     rng = np.random.default_rng([seed, _TAG_QUOTA])
     train_units = split_quota(counts, take_train, rng)
-    val_units = split_quota(counts - train_units, take_val, rng)
+    counts -= train_units  # what is left for validation, in place: no fourth units x classes table
+    val_units = split_quota(counts, take_val, rng)
+    counts += train_units
 
     buckets = 0
     if shuffle:

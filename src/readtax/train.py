@@ -465,6 +465,9 @@ class TrainRecipe:
         torch.manual_seed(cfg.seed)
         precision = self._precision(cuda)
 
+        if cfg.train.batch_size is None:  # the saved config records the size used
+            cfg.train.batch_size = default_batch_size(self._arch())
+            log.info("batch size %d (the %s default)", cfg.train.batch_size, self._arch())
         # Data: the training label map decides the classes.
         mapping = None
         if cfg.data.mapping:
@@ -570,6 +573,16 @@ class TrainRecipe:
                  f", capped by auto_max_steps {t.auto_max_steps}" if capped else "")
         t.max_steps = steps  # the saved config records what was used (and resume reuses it)
         return steps
+
+    def _arch(self) -> str:
+        """The model family, before the model is built (family defaults need it)."""
+        from .models import detect_arch
+
+        m = self.cfg.model
+        try:
+            return m.arch or (detect_arch(m.path) if m.path else "auto")
+        except ReadtaxError:
+            return "auto"  # build_classifier reports what is wrong with the directory
 
     def _build_model(self, precision: str, cuda: bool):
         from .models import ModelOptions, build_classifier
@@ -879,6 +892,12 @@ class TrainRecipe:
 def eval_batch_size(cfg: RunConfig) -> int:
     """Evaluation keeps no activations for backward: 4x the training batch unless set."""
     return cfg.train.eval_batch_size or 4 * cfg.train.batch_size
+
+
+def default_batch_size(arch: str) -> int:
+    """Reads per batch for a family when none is configured: the k-mer model's per-read cost is
+    tiny and its hashed table learns from more reads per step (benchmarks/real_genomes.py)."""
+    return 512 if arch == "kmer-cnn" else 64
 
 
 def default_lr(arch: str, lora: bool) -> float:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-HELP = "run the whole pipeline on bundled demo genomes (simulate → train → predict)"
+HELP = "run the whole pipeline on bundled real-genome fragments (simulate → train → predict)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", default="readtax-demo", help="output directory")
     p.add_argument("--force", action="store_true", help="reuse a non-empty output directory")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps (default 1500)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (default: one epoch, the default recipe)")
     p.add_argument("--seed", type=int, default=1)
 
 

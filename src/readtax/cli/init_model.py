@@ -14,8 +14,10 @@ log = logging.getLogger("readtax")
 def add_arguments(p) -> None:
     p.add_argument("--arch", required=True, choices=ARCH_CHOICES,
                    help="model family (auto: a tiny generic transformers model)")
-    p.add_argument("--size", default="tiny", choices=("tiny", "full"),
-                   help="tiny dimensions (default) or the real ones, random weights")
+    p.add_argument("--size", default=None, choices=("tiny", "base", "full"),
+                   help="tiny dimensions, base (kmer-cnn only: the bag of 8-mers plus hashed "
+                        "12-mers that trains well on real reads) or the real ones; default: base "
+                        "for kmer-cnn, tiny for the others")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to create")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--k", type=int, default=6, help="k-mer size of a DNABERT model (3..6)")
@@ -26,12 +28,15 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..models import count_parameters, init_model
+    from ..models.init import default_size
     from ..outputs import check_output_path
 
     out = Path(args.output)
     # An empty directory (made ahead by the user) is as good as none.
     empty_dir = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
     check_output_path(out, force=args.force or empty_dir)
+    if args.size is None:
+        args.size = default_size(args.arch)
     n = count_parameters(args.arch, args.size, k=args.k)
     log.info("writing a %s %s stand-in (%s parameters) to %s", args.size, args.arch,
              f"{n:,}", out)

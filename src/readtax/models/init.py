@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import UsageError
 from .tokenizers import dnabert_vocab, packaged_tokenizer_dir
 
-SIZES = ("tiny", "full")
+SIZES = ("tiny", "base", "full")
 INIT_ARCHS = ("metagene", "dnabert2", "dnabert", "kmer-cnn", "auto")
 
 # METAGENE-1 (Llama-2-7B shape, BPE vocab 1024, 512 positions).
@@ -41,6 +41,9 @@ def _check(arch: str, size: str, k: int) -> None:
         raise UsageError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
     if arch == "dnabert" and not 3 <= k <= 6:
         raise UsageError(f"DNABERT k must be 3..6, got {k}")
+    if size == "base" and arch != "kmer-cnn":
+        raise UsageError("size base exists for kmer-cnn only (its default recipe); use tiny or "
+                         "full")
     if arch == "auto" and size != "tiny":
         raise UsageError("the generic (auto) stand-in exists in size tiny only; "
                          "use a real checkpoint directory for anything larger")
@@ -142,6 +145,12 @@ def _copy_tokenizer(name: str, out: Path) -> None:
 
 def _write_json(obj: dict, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def default_size(arch: str) -> str:
+    """``init-model`` without ``--size``: kmer-cnn gets the recipe that trains well on real
+    reads on a CPU (base); the other families a tiny stand-in."""
+    return "base" if arch == "kmer-cnn" else "tiny"
 
 
 def init_model(arch: str, size: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
