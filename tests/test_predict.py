@@ -564,3 +564,20 @@ def test_taxonomy_report_uses_the_label_map_names(tmp_path):
     genera = {r[5] for r in rows if r[3] == "G"}
     assert genera == {n.split()[0] for n in called} and "Bacteria" in {r[5] for r in rows}
     _krakentools_check(text)
+
+
+def test_predict_workers_start_with_tokenizer_threads_off(tmp_path, model, monkeypatch):
+    import readtax.loader
+
+    real = readtax.loader.quiet_tokenizer_threads
+
+    def marked(worker_id: int) -> None:
+        real(worker_id)
+        (tmp_path / f"w{worker_id}-{os.getpid()}-{os.environ['TOKENIZERS_PARALLELISM']}").touch()
+
+    monkeypatch.setattr(readtax.loader, "quiet_tokenizer_threads", marked)
+    path, _ = _reads(tmp_path)
+    predict(model, [path], tmp_path / "p.tsv", options=PredictOptions(batch_size=64, num_workers=2))
+    marks = sorted(p.name.split("-") for p in tmp_path.glob("w*-*"))
+    assert [m[0] for m in marks] == ["w0", "w1"]
+    assert all(m[2] == "false" and int(m[1]) != os.getpid() for m in marks)

@@ -22,6 +22,7 @@ import numpy as np
 from .batch import SeqBatch
 from .errors import ModelError, UsageError, require
 from .labels import LabelMap
+from .loader import quiet_tokenizer_threads
 from .metrics import StreamingMetrics, write_report
 from .progress import Progress
 
@@ -374,6 +375,7 @@ def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os
     loader = DataLoader(_as_iterable_dataset(dataset), batch_size=None, num_workers=num_workers,
                         collate_fn=Collate(model.collator, lut, keep_batch=False),
                         pin_memory=device.startswith("cuda"),
+                        worker_init_fn=quiet_tokenizer_threads if num_workers > 0 else None,
                         generator=torch.Generator().manual_seed(0))
     t0 = time.monotonic()
     with Progress(max_reads, desc="evaluate", unit="reads") as bar:

@@ -945,12 +945,15 @@ def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with
     """This process's share: read, classify, write lines, count."""
     import torch.utils.data as tud
 
+    from .loader import quiet_tokenizer_threads
     from .outputs import atomic_open
     from .progress import Progress
 
     ds = _make_stream(sources, opts.batch_size, opts.chunk_size, model.collator, rank, world)
     loader = tud.DataLoader(ds, batch_size=None, num_workers=opts.num_workers,
                             collate_fn=_passthrough, pin_memory=device.type == "cuda",
+                            worker_init_fn=(quiet_tokenizer_threads if opts.num_workers > 0
+                                            else None),
                             persistent_workers=False)
     scorer = _Scorer(model, device, opts.top_k)
     C = len(label_map)

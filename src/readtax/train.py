@@ -37,6 +37,7 @@ from .config import RunConfig, dump_config, load_config, save_steps_of
 from .errors import ModelError, ReadtaxError, UsageError, require
 from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
+from .loader import quiet_tokenizer_threads
 
 log = logging.getLogger("readtax.train")
 
@@ -137,13 +138,6 @@ def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | Non
     return StreamDataset(list(d.train), shuffle_buffer=d.shuffle_buffer, labels=d.labels,
                          label_map=label_map, skip_unknown=d.skip_unknown,
                          with_ids=cfg.train.record_reads, **common)
-
-
-def quiet_tokenizer_threads(_worker_id: int) -> None:
-    """DataLoader worker start: the Rust tokenizer's own thread pool off. Each worker already
-    is a parallel tokeniser; a pool per worker oversubscribes the cores, and one used before a
-    fork makes the library warn or deadlock."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
