@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine  # noqa: E402
+from common import load_note, machine  # noqa: E402
 from kraken_compare import (  # noqa: E402
     Task,
     kraken2_version,
@@ -321,14 +320,6 @@ def format_report(results: dict, s: Settings, version: str, wall_s: float, load:
               "includes start-up, validation and checkpoints; train reads/s = steps x batch / "
               "train s."]
     return "\n".join(lines) + "\n"
-
-
-def load_note() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load unknown"
-    return f"load average at the end {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,15 @@ def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
+def load_note() -> str:
+    """The load average as a benchmark ends: timings on a shared machine need it beside them."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load unknown"
+    return f"load average at the end {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
 _ = resource  # imported for callers that measure in-process
 
 

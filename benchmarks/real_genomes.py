@@ -48,7 +48,6 @@ import gzip
 import io
 import json
 import lzma
-import os
 import sys
 import tempfile
 import time
@@ -59,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, table  # noqa: E402
+from common import load_note, machine, table  # noqa: E402
 from kraken_compare import build_db, kraken2_version, run_kraken, true_tax_ids  # noqa: E402
 
 TITLE = "## real genomes: readtax, Kraken2 and a 6-mer logistic regression"
@@ -300,20 +299,15 @@ def prepare(work: Path, n_train: int, n_test: int, n_val: int, seed: int) -> dic
     kept, _ = write_species_fastas(work / "genomes-train-strains", exclude_heldout=True)
     held = write_heldout_fastas(work / "genomes-heldout-strains")
     tasks: dict[str, dict] = {}
-    d = work / "same-genomes"
-    d.mkdir(exist_ok=True)
-    tasks["same-genomes"] = {
-        "train": simulate(every, mapping, d / "train.fa", n_train, seed),
-        "val": simulate(every, mapping, d / "val.fa", n_val, seed + 2),
-        "test": simulate(every, mapping, d / "test.fa", n_test, seed + 1),
-        "db_genomes": every, "region": None}
-    d = work / "held-out-strain"
-    d.mkdir(exist_ok=True)
-    tasks["held-out-strain"] = {
-        "train": simulate(kept, mapping, d / "train.fa", n_train, seed),
-        "val": simulate(kept, mapping, d / "val.fa", n_val, seed + 2),
-        "test": simulate(held, mapping, d / "test.fa", n_test, seed + 1),
-        "db_genomes": kept, "region": None}
+    for name, train_on, test_on in (("same-genomes", every, every),
+                                    ("held-out-strain", kept, held)):
+        d = work / name
+        d.mkdir(exist_ok=True)
+        tasks[name] = {
+            "train": simulate(train_on, mapping, d / "train.fa", n_train, seed),
+            "val": simulate(train_on, mapping, d / "val.fa", n_val, seed + 2),
+            "test": simulate(test_on, mapping, d / "test.fa", n_test, seed + 1),
+            "db_genomes": train_on, "region": None}
     d = work / "held-out-region"
     d.mkdir(exist_ok=True)
     split = f"region:{SPLIT}"
@@ -408,14 +402,6 @@ def format_report(results: dict, *, n_train: int, n_test: int, version: str, wal
         "canonical 6-mer frequencies, scikit-learn LogisticRegression. Per-species columns: "
         "accuracy on that species' reads; train s: training or database build.", "",
         table(rows, header), ""])
-
-
-def load_note() -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return "load unknown"
-    return f"load average {one:.1f} at the end ({five:.1f} over 5 min)"
 
 
 def main(argv: list[str] | None = None) -> int:
