@@ -24,8 +24,6 @@ version on an idle 2-core machine; the default ~8 minutes (both grow with the lo
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import tempfile
@@ -38,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load_note, machine  # noqa: E402
+from common import readtax_in_process as readtax  # noqa: E402
 from kraken_compare import (  # noqa: E402
     Task,
     kraken2_version,
@@ -109,18 +108,6 @@ def settings_for(quick: bool, args: argparse.Namespace) -> Settings:
 
 
 # -- readtax CLI -------------------------------------------------------------------------------
-
-
-def readtax(*argv: str) -> float:
-    """Run one readtax command in-process; returns its wall time. Its stdout is swallowed."""
-    from readtax.cli import main
-
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(argv))
-    if code != 0:
-        raise RuntimeError(f"readtax {' '.join(argv)} failed with exit code {code}")
-    return time.perf_counter() - t0
 
 
 def simulate_val(task: Task, genomes: list[str], mapping: str, s: Settings, out: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -26,6 +28,18 @@ def readtax_cmd(*args: str) -> list[str]:
 
 
 _COMPILED: list[bool] = []
+
+
+def readtax_in_process(*argv: str) -> float:
+    """One readtax command run in this process (its stdout swallowed); returns its wall time."""
+    from readtax.cli import main
+
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(argv))
+    if code != 0:
+        raise RuntimeError(f"readtax {' '.join(argv)} failed with exit code {code}")
+    return time.perf_counter() - t0
 
 
 def _compile_package() -> None:

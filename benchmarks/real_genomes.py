@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
-import io
 import json
 import lzma
 import sys
@@ -59,6 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load_note, machine, table  # noqa: E402
+from common import readtax_in_process as readtax  # noqa: E402
 from kraken_compare import build_db, kraken2_version, run_kraken, true_tax_ids  # noqa: E402
 
 TITLE = "## real genomes: readtax, Kraken2 and a 6-mer logistic regression"
@@ -154,18 +154,6 @@ def write_heldout_fastas(out: Path) -> list[Path]:
 
 
 # -- readtax -----------------------------------------------------------------------------------
-
-
-def readtax(*argv: str) -> float:
-    """One readtax command in-process (stdout swallowed); returns its wall time."""
-    from readtax.cli import main
-
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(argv))
-    if code != 0:
-        raise RuntimeError(f"readtax {' '.join(argv)} failed with exit code {code}")
-    return time.perf_counter() - t0
 
 
 def simulate(genomes: list[Path], mapping: Path, out: Path, n: int, seed: int,

@@ -408,12 +408,17 @@ class GenomeSet(NamedTuple):
         return self.mapping.parent / "taxonomy.tsv"
 
 
+def _bundled(folder: str) -> tuple[Path, list[str]]:
+    """A package data folder and the label names of its ``mapping.tsv``, in its order."""
+    root = Path(str(resources.files("readtax").joinpath("data", folder)))
+    rows = (root / "mapping.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return root, [line.split("\t")[1] for line in rows if line.strip()]
+
+
 def demo_genomes() -> GenomeSet:
     """The bundled demo genomes: ``genomes, mapping = demo_genomes()``."""
-    root = Path(str(resources.files("readtax").joinpath("data", "genomes")))
-    rows = (root / "mapping.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    paths = [root / f"{line.split(chr(9))[1]}.fa" for line in rows if line.strip()]
-    return GenomeSet(paths, root / "mapping.tsv")
+    root, names = _bundled("genomes")
+    return GenomeSet([root / f"{n}.fa" for n in names], root / "mapping.tsv")
 
 
 class RealFragments(NamedTuple):
@@ -431,9 +436,7 @@ class RealFragments(NamedTuple):
 
 def real_fragments() -> RealFragments:
     """The bundled real-genome fragments (5 species; see their README for the sources)."""
-    root = Path(str(resources.files("readtax").joinpath("data", "real_genomes")))
-    rows = (root / "mapping.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    names = [line.split("\t")[1] for line in rows if line.strip()]
+    root, names = _bundled("real_genomes")
     return RealFragments([root / "train" / f"{n}.fa.gz" for n in names],
                          [root / "heldout" / f"{n}.fa.gz" for n in names], root / "mapping.tsv")
 
