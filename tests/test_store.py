@@ -488,6 +488,37 @@ def test_pass2_holds_no_mapping_of_run_tables(messy, tmp_path, monkeypatch):
     assert store_files(tmp_path / "st") == store_files(tmp_path / "two")
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
+def test_pass2_reads_class_tables_a_unit_at_a_time(messy, tmp_path, monkeypatch):
+    """The units' class lookup tables (units x classes, growing with the input) are never
+    mapped in pass 2: each bucket reads one unit's table at a time (at most classes x 4 bytes),
+    so a worker's peak does not grow with the number of units. Same bytes as 2 workers."""
+    *_, fa = messy
+    loaded, lut_reads, maps = store_mod._load_sections, [], []
+    read_exact = store_mod._read_exact
+
+    def load(b):
+        d = loaded(b)
+        with open("/proc/self/maps") as fh:
+            maps.append(sum(str(tmp_path) in line and "/runs/" in line for line in fh))
+        return d
+
+    def read(fd, views, offset, path):
+        if path.endswith("luts.i32"):
+            lut_reads.append(sum(len(v) for v in views))
+        return read_exact(fd, views, offset, path)
+
+    monkeypatch.setattr(store_mod, "_load_sections", load)
+    monkeypatch.setattr(store_mod, "_read_exact", read)
+    man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
+    n_classes = len(man["label_map"])
+    assert man["buckets"] > 10 and len(maps) == man["buckets"] and maps == [0] * len(maps)
+    assert len(lut_reads) >= man["buckets"] and max(lut_reads) <= 4 * n_classes
+    monkeypatch.undo()
+    pack([fa], tmp_path / "two", seed=7, workers=2, **SMALL)
+    assert store_files(tmp_path / "st") == store_files(tmp_path / "two")
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_pread_gather_equals_mapped_gather(messy, tmp_path, shuffle):
     """The default batch gather (pread) returns exactly what the mapped gather returns: bases

@@ -1067,18 +1067,35 @@ def _table_rows(lo: int, hi: int) -> np.ndarray:
     return out
 
 
-def _lut_gather(at: np.ndarray) -> np.ndarray:
-    """``luts.i32[at]``; the mapping's pages are released afterwards (the page cache keeps
-    them), so that a worker does not end up holding every unit's table."""
+def _global_classes(keys: np.ndarray, units: list[int], at: list[int]) -> np.ndarray:
+    """A bucket's class keys as global class indices: section i (``keys[at[i]:at[i + 1]]``)
+    was found by unit ``units[i]`` and goes through that unit's lookup table in ``luts.i32``.
+
+    The tables are read a unit at a time into one buffer, so a worker holds O(classes) of
+    them. All of them are units x classes x 4 bytes (6 MB at 150M reads), and every bucket
+    has reads of every unit: gathering through a mapping of the file touched nearly all of
+    its pages each time, and those counted on top of the worker's resident heap (its peak
+    grew with the number of units).
+    """
     ctx = _CTX
-    if "luts" not in ctx:
-        with open(ctx["tmp"] / "luts.i32", "rb") as fh:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        ctx["luts"] = (mm, np.frombuffer(mm, np.int32))
-    mm, luts = ctx["luts"]
-    out = luts[at].astype(np.int64)
-    if hasattr(mm, "madvise"):
-        mm.madvise(mmap.MADV_DONTNEED)
+    offs = ctx["lut_offsets"]
+    fd = ctx.get("lut_fd")
+    if fd is None:
+        fd = ctx["lut_fd"] = os.open(ctx["tmp"] / "luts.i32", os.O_RDONLY)
+    out = np.empty(len(keys), np.int64)
+    lut = np.empty(int(np.diff(offs).max()), np.int32)
+    i = 0
+    while i < len(units):
+        u, j = units[i], i + 1
+        while j < len(units) and units[j] == u:  # a unit's runs are consecutive
+            j += 1
+        lo, hi = at[i], at[j]
+        if hi > lo:
+            size = int(offs[u + 1] - offs[u])
+            _read_exact(fd, [memoryview(lut[:size]).cast("B")], 4 * int(offs[u]),
+                        str(ctx["tmp"] / "luts.i32"))
+            out[lo:hi] = lut[:size][keys[lo:hi]]
+        i = j
     return out
 
 
@@ -1124,9 +1141,8 @@ def _load_sections(b: int) -> dict:
     if ctx["mapped"] or not ctx["lut_offsets"][-1]:
         cls = out["cls"].astype(np.int64)  # class indices of the mapping already
     else:
-        units = np.array([runs[r_i][1] for r_i in which.tolist()], np.int64)
-        base = np.repeat(ctx["lut_offsets"][units], row[:, 0])
-        cls = _lut_gather(base + out["cls"])
+        cls = _global_classes(out["cls"], [runs[r_i][1] for r_i in which.tolist()],
+                              at[:, 0].tolist())
     lengths = out["len"].astype(np.int64)
     return {"cls": cls, "len": lengths, "rr": rr, "rs": out["rs"], "rl": out["rl"],
             "packed": Records(lengths, out["packed"], packed=True),
@@ -1155,8 +1171,9 @@ def _run_fd(r: int) -> int:
 
 def _close_run_fds() -> None:
     """Close the run files and store files this process kept open."""
-    _CTX.pop("luts", None)  # its mapping goes with the last reference
+    lut_fd = _CTX.pop("lut_fd", None)
     for fd in (list(_CTX.pop("fds", {}).values()) + _CTX.pop("spare_fds", [])
+               + ([] if lut_fd is None else [lut_fd])
                + list(_CTX.pop("out_fds", {}).values())):
         os.close(fd)
 
