@@ -491,8 +491,9 @@ def test_pass2_holds_no_mapping_of_run_tables(messy, tmp_path, monkeypatch):
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
 def test_pass2_reads_class_tables_a_unit_at_a_time(messy, tmp_path, monkeypatch):
     """The units' class lookup tables (units x classes, growing with the input) are never
-    mapped in pass 2: each bucket reads one unit's table at a time (at most classes x 4 bytes),
-    so a worker's peak does not grow with the number of units. Same bytes as 2 workers."""
+    mapped in pass 2: each bucket reads them a block at a time (here one unit's table, at
+    most classes x 4 bytes), so a worker's peak does not grow with the number of units.
+    Same bytes with the default block and 2 workers."""
     *_, fa = messy
     loaded, lut_reads, maps = store_mod._load_sections, [], []
     read_exact = store_mod._read_exact
@@ -510,6 +511,7 @@ def test_pass2_reads_class_tables_a_unit_at_a_time(messy, tmp_path, monkeypatch)
 
     monkeypatch.setattr(store_mod, "_load_sections", load)
     monkeypatch.setattr(store_mod, "_read_exact", read)
+    monkeypatch.setattr(store_mod, "LUT_BLOCK", 8)
     man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
     n_classes = len(man["label_map"])
     assert man["buckets"] > 10 and len(maps) == man["buckets"] and maps == [0] * len(maps)

@@ -1067,34 +1067,38 @@ def _table_rows(lo: int, hi: int) -> np.ndarray:
     return out
 
 
+LUT_BLOCK = 1 << 20  # bytes of the units' class lookup tables read at a time in pass 2
+
+
 def _global_classes(keys: np.ndarray, units: list[int], at: list[int]) -> np.ndarray:
     """A bucket's class keys as global class indices: section i (``keys[at[i]:at[i + 1]]``)
-    was found by unit ``units[i]`` and goes through that unit's lookup table in ``luts.i32``.
+    was found by unit ``units[i]`` (ascending) and goes through that unit's lookup table in
+    ``luts.i32``.
 
-    The tables are read a unit at a time into one buffer, so a worker holds O(classes) of
-    them. All of them are units x classes x 4 bytes (6 MB at 150M reads), and every bucket
-    has reads of every unit: gathering through a mapping of the file touched nearly all of
-    its pages each time, and those counted on top of the worker's resident heap (its peak
-    grew with the number of units).
+    The tables are read a block of units at a time (``LUT_BLOCK`` bytes, or one unit's table
+    if larger), so a worker holds O(classes) of them. All of them are units x classes x 4
+    bytes (6 MB at 150M reads), and every bucket has reads of every unit: gathering through
+    a mapping of the file touched nearly all of its pages each time, and those counted on
+    top of the worker's resident heap (its peak grew with the number of units).
     """
     ctx = _CTX
     offs = ctx["lut_offsets"]
+    path = ctx["tmp"] / "luts.i32"
     fd = ctx.get("lut_fd")
     if fd is None:
-        fd = ctx["lut_fd"] = os.open(ctx["tmp"] / "luts.i32", os.O_RDONLY)
+        fd = ctx["lut_fd"] = os.open(path, os.O_RDONLY)
     out = np.empty(len(keys), np.int64)
-    lut = np.empty(int(np.diff(offs).max()), np.int32)
     i = 0
     while i < len(units):
-        u, j = units[i], i + 1
-        while j < len(units) and units[j] == u:  # a unit's runs are consecutive
+        first = int(offs[units[i]])
+        j = i + 1  # sections i..j-1: their units' tables fit in one block
+        while j < len(units) and 4 * (int(offs[units[j] + 1]) - first) <= LUT_BLOCK:
             j += 1
+        block = np.empty(int(offs[units[j - 1] + 1]) - first, np.int32)
+        _read_exact(fd, [memoryview(block).cast("B")], 4 * first, str(path))
         lo, hi = at[i], at[j]
-        if hi > lo:
-            size = int(offs[u + 1] - offs[u])
-            _read_exact(fd, [memoryview(lut[:size]).cast("B")], 4 * int(offs[u]),
-                        str(ctx["tmp"] / "luts.i32"))
-            out[lo:hi] = lut[:size][keys[lo:hi]]
+        base = np.repeat(offs[units[i:j]] - first, np.diff(at[i : j + 1]))
+        out[lo:hi] = block[base + keys[lo:hi]]
         i = j
     return out
 
