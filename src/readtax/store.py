@@ -1088,16 +1088,17 @@ def _global_classes(keys: np.ndarray, units: list[int], at: list[int]) -> np.nda
     if fd is None:
         fd = ctx["lut_fd"] = os.open(path, os.O_RDONLY)
     out = np.empty(len(keys), np.int64)
+    u = np.asarray(units, np.int64)
+    ends = offs[u + 1]  # ascending, as the units are
     i = 0
     while i < len(units):
         first = int(offs[units[i]])
-        j = i + 1  # sections i..j-1: their units' tables fit in one block
-        while j < len(units) and 4 * (int(offs[units[j] + 1]) - first) <= LUT_BLOCK:
-            j += 1
-        block = np.empty(int(offs[units[j - 1] + 1]) - first, np.int32)
+        # sections i..j-1: their units' tables fit in one block (at least one unit)
+        j = max(i + 1, int(np.searchsorted(ends, first + LUT_BLOCK // 4, side="right")))
+        block = np.empty(int(ends[j - 1]) - first, np.int32)
         _read_exact(fd, [memoryview(block).cast("B")], 4 * first, str(path))
         lo, hi = at[i], at[j]
-        base = np.repeat(offs[units[i:j]] - first, np.diff(at[i : j + 1]))
+        base = np.repeat(offs[u[i:j]] - first, np.diff(at[i : j + 1]))
         out[lo:hi] = block[base + keys[lo:hi]]
         i = j
     return out
