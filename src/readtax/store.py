@@ -1067,7 +1067,7 @@ def _table_rows(lo: int, hi: int) -> np.ndarray:
     return out
 
 
-LUT_BLOCK = 1 << 20  # bytes of the units' class lookup tables read at a time in pass 2
+LUT_BLOCK = 256 << 10  # bytes of the units' class lookup tables read at a time in pass 2
 
 
 def _global_classes(keys: np.ndarray, units: list[int], at: list[int]) -> np.ndarray:
