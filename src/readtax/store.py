@@ -1275,9 +1275,9 @@ def _build_bucket(task: tuple[int, int, int, int, int]) -> _Bucket:
     class_row = np.bincount(cls, minlength=n_classes).astype(np.uint32)
     # The bucket's arrays are freed but not trimmed: the next bucket reuses the pages, where
     # giving them back cost a page fault per 4 KB. Buckets differ a little in size, though,
-    # and the heap's free gaps keep their pages: a worker's RSS crept ~0.1 MB per bucket
-    # (+11% over 150 buckets). Trimming every TRIM_BUCKETS buckets bounds that creep for a
-    # fault per page once in that many buckets.
+    # and the heap's free gaps keep their pages, so a worker's RSS would creep with the number
+    # of buckets (measured in benchmarks/RESULTS.md, scale rehearsal). Trimming every
+    # TRIM_BUCKETS buckets bounds that creep for a fault per page once in that many buckets.
     done = ctx["buckets_built"] = ctx.get("buckets_built", 0) + 1
     if done % TRIM_BUCKETS == 0:
         _malloc_trim()
