@@ -117,7 +117,7 @@ def test_write_parts_is_bucket_major_last_bucket_first(tmp_path):
 
 
 def test_split_batch_buckets_by_hash_then_class_rank():
-    from readtax.sampler import TAG_BUCKET, hash64
+    from readtax.hashing import TAG_BUCKET, hash64
 
     rng = np.random.default_rng(3)
     n, nbk = 300, 7

@@ -12,17 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bases import BASE_NORM, COMPLEMENT
 from .fastx import ReadBatch, gather_ragged, ragged_index
-
-# ASCII complement for upper-case ACGTN (other bytes map to N).
-_COMPLEMENT = np.full(256, ord("N"), dtype=np.uint8)
-for _a, _b in zip(b"ACGTN", b"TGCAN"):
-    _COMPLEMENT[_a] = _b
-
-# 2-bit codes A=0 C=1 G=2 T=3; N gets 4 (callers decide how to encode it).
-CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _c in enumerate(b"ACGT"):
-    CODE[_c] = _i
 
 
 @dataclass
@@ -87,10 +78,9 @@ class SeqBatch:
     @classmethod
     def from_strings(cls, seqs: list[str], labels=None) -> SeqBatch:
         """For in-memory use (API, tests): upper-cases and maps non-ACGT letters to N."""
-        from .fastx import BASE_LUT
 
         raw = np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)
-        seq = BASE_LUT[raw]
+        seq = BASE_NORM[raw]
         seq[seq == 0] = ord("N")
         off = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in seqs], out=off[1:])
@@ -111,5 +101,5 @@ def reverse_complement(batch: SeqBatch, flip: np.ndarray) -> SeqBatch:
     src = np.where(np.repeat(flip, lengths), rev, np.arange(len(batch.seq)))
     seq = batch.seq[src]
     mask = np.repeat(flip, lengths)
-    seq[mask] = _COMPLEMENT[seq[mask]]
+    seq[mask] = COMPLEMENT[seq[mask]]
     return SeqBatch(seq, batch.offsets, batch.labels, batch.index, batch.ids, batch.meta)

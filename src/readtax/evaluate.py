@@ -21,6 +21,7 @@ import numpy as np
 
 from .batch import SeqBatch
 from .errors import ModelError, UsageError, require
+from .hashing import splitmix64
 from .labels import LabelMap
 from .loader import quiet_tokenizer_threads
 from .metrics import StreamingMetrics, write_report
@@ -141,14 +142,6 @@ def _as_iterable_dataset(obj):
     return _Iterable(obj)
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """Counter-based 64-bit hash (vectorised): a uniform random key per read number."""
-    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def _concat(a: SeqBatch, b: SeqBatch) -> SeqBatch:
     off = np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]])
     idx = None if a.index is None or b.index is None else np.concatenate([a.index, b.index])
@@ -180,7 +173,7 @@ def sample_reads_per_class(paths: list[str], label_map: LabelMap, per_class: int
     for rb in read_batches(paths):
         cls = labeler.classes(rb)
         n = len(rb)
-        keys = _splitmix64(np.arange(read_no, read_no + n, dtype=np.uint64) ^ salt)
+        keys = splitmix64(np.arange(read_no, read_no + n, dtype=np.uint64) ^ salt)
         ok = (cls >= 0) & (keys < thr[np.maximum(cls, 0)])
         ok &= cls >= 0
         if ok.any():

@@ -41,18 +41,6 @@ _FASTQ_ERRORS = {
     5: "truncated FASTQ record (expected 4 lines: @header, sequence, +, quality)",
 }
 
-# Base normalisation: letters are upper-cased, IUPAC codes other than ACGT become N,
-# anything that is not a letter maps to 0 and is reported as an error.
-BASE_LUT = np.zeros(256, dtype=np.uint8)
-for _c in range(ord("A"), ord("Z") + 1):
-    BASE_LUT[_c] = ord("N")
-    BASE_LUT[_c + 32] = ord("N")
-for _b in b"ACGT":
-    BASE_LUT[_b] = _b
-    BASE_LUT[_b + 32] = _b
-# Alignment gaps and '*' are tolerated as N rather than rejected: some exporters write them.
-BASE_LUT[ord("-")] = ord("N")
-BASE_LUT[ord("*")] = ord("N")
 
 
 class ReadBatch:

@@ -25,8 +25,9 @@ import numpy as np
 
 from .batch import SeqBatch, reverse_complement
 from .errors import UsageError, require
+from .hashing import rc_flags
 from .labels import LabelMap
-from .sampler import BatchSampler, ClassBalance, Position, rc_flags
+from .sampler import BatchSampler, ClassBalance, Position
 from .store import ReadStore, check_label_map, is_store
 
 torch_data = require("torch.utils.data")
@@ -182,7 +183,7 @@ class TwoBitCollator:
     PAD = 5
 
     def __init__(self, max_length: int | None = None, one_hot: bool = False) -> None:
-        from .batch import CODE
+        from .bases import CODE
 
         self.max_length = max_length
         self.one_hot = one_hot

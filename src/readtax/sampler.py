@@ -22,83 +22,21 @@ import numpy as np
 
 from . import _native
 from .errors import UsageError
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_MASK64 = (1 << 64) - 1
-
-# Domain separation tags: every use of the hash gets its own stream.
-TAG_EPOCH = 0x5045524D  # epoch permutation key
-TAG_LAYOUT = 0x4C41594F  # per-bucket layout permutation of a packed store
-TAG_BUCKET = 0x42554B54  # bucket of a read while packing
-TAG_CLASS = 0x434C4153  # class draw of a balanced batch slot
-TAG_READ = 0x52454144  # read-within-class draw of a balanced batch slot
-TAG_RC = 0x52455643  # reverse-complement flag
+from .hashing import (
+    M1,
+    M2,
+    MASK64,
+    TAG_CLASS,
+    TAG_EPOCH,
+    TAG_READ,
+    as_u64,
+    hash64,
+    splitmix64,
+    splitmix_int,
+    uniform,
+)
 
 ROUNDS = 6
-
-
-def _u64(x) -> np.ndarray:
-    """``x`` as a (at least 1-d) uint64 array; Python ints are reduced modulo 2**64."""
-    if isinstance(x, int):
-        x = x & _MASK64
-    return np.atleast_1d(np.asarray(x, dtype=np.uint64))
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, elementwise (wrapping uint64 arithmetic)."""
-    z = _u64(x) + _GOLDEN
-    return _mix(z)
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's mixing steps, in place on a fresh uint64 array."""
-    z ^= z >> np.uint64(30)
-    z *= _M1
-    z ^= z >> np.uint64(27)
-    z *= _M2
-    z ^= z >> np.uint64(31)
-    return z
-
-
-def splitmix_int(x: int) -> int:
-    """splitmix64 on a Python int (for scalar keys: no array round trip)."""
-    z = (x + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def hash64(*parts) -> np.ndarray:
-    """A 64-bit hash of the coordinates ``parts`` (ints or arrays, broadcast together)."""
-    k = 0
-    while k < len(parts) and isinstance(parts[k], int):
-        k += 1
-    if k:  # a leading run of Python ints is hashed without numpy (cheap scalar keys)
-        h_int = splitmix_int(parts[0] & _MASK64)
-        for p in parts[1:k]:
-            h_int = splitmix_int(h_int ^ (p & _MASK64))
-        h = np.array([h_int], dtype=np.uint64)
-    else:
-        h = splitmix64(parts[0])
-        k = 1
-    for p in parts[k:]:
-        h = splitmix64(h ^ _u64(p))
-    return h
-
-
-def uniform(*parts) -> np.ndarray:
-    """Floats in [0, 1) keyed by ``parts`` (53 random bits each)."""
-    return (hash64(*parts) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def rc_flags(seed: int, epoch: int, index: np.ndarray) -> np.ndarray:
-    """Reverse-complement flag per read, keyed by (seed, epoch, read index)."""
-    index = np.asarray(index)
-    flags = (hash64(seed, TAG_RC, epoch, index.astype(np.uint64)) & np.uint64(1)).astype(bool)
-    return flags.reshape(index.shape)
-
 
 # -- keyed permutation ---------------------------------------------------------------------
 
@@ -110,9 +48,9 @@ def _round(v: np.ndarray, key, modulus) -> np.ndarray:
     division (``modulus`` is below 2**32 because it is about sqrt(n)).
     """
     h = v ^ key
-    h *= _M1
+    h *= M1
     h ^= h >> np.uint64(32)
-    h *= _M2
+    h *= M2
     h >>= np.uint64(32)
     h *= modulus
     h >>= np.uint64(32)
@@ -167,7 +105,7 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
     ``a*b - n < sqrt(n) + 1``; the rare values that land outside ``[0, n)`` are cycle-walked
     (permuted again until they land inside), which keeps the map a bijection of ``[0, n)``.
     """
-    x = _u64(x)
+    x = as_u64(x)
     shape = np.broadcast_shapes(x.shape, np.shape(n), np.shape(key))
     if np.size(n) == 1 and np.size(key) == 1:  # one permutation: the compiled loop
         x = np.broadcast_to(x, shape).ravel().copy()
@@ -176,11 +114,11 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
             raise ValueError("permute: values must lie in [0, n)")
         y = np.empty(len(x), np.int64)
         if len(x):
-            keys, a, b = feistel_params(nn, int(_u64(key).ravel()[0]), rounds)
+            keys, a, b = feistel_params(nn, int(as_u64(key).ravel()[0]), rounds)
             _native.feistel(x, nn, keys, a, b, inverse, y)
         return y.reshape(shape)
     x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
-                 np.broadcast_arrays(x, _u64(n), _u64(key)))
+                 np.broadcast_arrays(x, as_u64(n), as_u64(key)))
     if len(x) == 0:
         return x.astype(np.int64).reshape(shape)
     if (x >= nn).any():
@@ -199,7 +137,7 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
 def feistel_params(n: int, key: int, rounds: int = ROUNDS) -> tuple[np.ndarray, int, int]:
     """Round keys and radices of :func:`permute` over ``[0, n)`` with ``key``, for the
     compiled loops (``_native.feistel``, ``_native.bucket_layout``)."""
-    keys = np.array([splitmix_int((key & _MASK64) ^ (0x100 + r)) for r in range(rounds)],
+    keys = np.array([splitmix_int((key & MASK64) ^ (0x100 + r)) for r in range(rounds)],
                     np.uint64)
     a, b = _radices(n)
     return keys, int(a), int(b)

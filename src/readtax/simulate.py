@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bases import ACGT, CODE, COMPLEMENT
 from .errors import InputError, UsageError
 from .fastx import ReadBatch, gather_ragged, ragged_index, read_all
 from .labels import LabelMap
@@ -48,15 +49,9 @@ log = logging.getLogger("readtax.simulate")
 
 SLACK = 4  # extra template bases per read, consumed by deletions
 CHUNK = 32_768  # reads (pairs) simulated and written at once
+ACGT_BYTES = np.frombuffer(ACGT, dtype=np.uint8)
 GENOME_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".ffn", ".seq")
 
-_COMP = np.full(256, ord("N"), dtype=np.uint8)
-for _a, _b in zip(b"ACGTN", b"TGCAN"):
-    _COMP[_a] = _b
-_ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
-_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _c in enumerate(b"ACGT"):
-    _CODE[_c] = _i
 
 
 @dataclass(frozen=True)
@@ -303,7 +298,7 @@ class _Windows:
         self.size = len(genome.seq)
         self.width = width
         self.fwd = sliding_window_view(genome.seq, width)
-        self.rev = sliding_window_view(_COMP[genome.seq[::-1]], width)
+        self.rev = sliding_window_view(COMPLEMENT[genome.seq[::-1]], width)
 
     def take(self, five: np.ndarray, reverse: np.ndarray) -> np.ndarray:
         """[n, width] templates read 5'->3' from absolute position ``five``; reverse reads are
@@ -341,7 +336,7 @@ def _apply_errors(rng: np.random.Generator, tmpl: np.ndarray, length: int, profi
             # Output base j copies template base j - (insertions so far) + (deletions so far).
             ptr = np.arange(length)[None, :] - np.cumsum(ins, axis=1) + np.cumsum(dele, axis=1)
             sub = tmpl[rows[:, None], np.clip(ptr, 0, tmpl.shape[1] - 1)]
-            sub[ins] = _ACGT[rng.integers(0, 4, int(ins.sum()))]
+            sub[ins] = ACGT_BYTES[rng.integers(0, 4, int(ins.sum()))]
             reads[rows] = sub
             consumed[rows] += dele.sum(axis=1) - ins.sum(axis=1)
     rates = profile.substitution_rates(length)
@@ -351,8 +346,8 @@ def _apply_errors(rng: np.random.Generator, tmpl: np.ndarray, length: int, profi
         c = np.repeat(np.arange(length), hits)
         old = reads[r, c]
         ok = old != ord("N")
-        r, c, code = r[ok], c[ok], _CODE[old[ok]]
-        reads[r, c] = _ACGT[(code + rng.integers(1, 4, len(code))) % 4]
+        r, c, code = r[ok], c[ok], CODE[old[ok]]
+        reads[r, c] = ACGT_BYTES[(code + rng.integers(1, 4, len(code))) % 4]
     if n_rate > 0 and n:
         k = int(rng.binomial(n * length, n_rate))
         reads.reshape(-1)[rng.choice(n * length, k, replace=False)] = ord("N")

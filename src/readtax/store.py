@@ -83,6 +83,7 @@ from . import __version__, _native
 from .batch import SeqBatch
 from .errors import InputError, StoreError, UsageError
 from .fastx import _exclusive_cumsum, is_gzip, ragged_index, two_bit_rows
+from .hashing import TAG_BUCKET, TAG_LAYOUT, hash64
 from .labels import Labeler, LabelMap, LabelScheme, make_scheme, report_skipped
 from .parallel import (
     UNIT_BYTES,
@@ -93,7 +94,7 @@ from .parallel import (
     map_units_progress,
 )
 from .progress import Progress
-from .sampler import TAG_BUCKET, TAG_LAYOUT, feistel_params, hash64, permute
+from .sampler import feistel_params, permute
 from .stats import MAX_LEN_BIN
 
 log = logging.getLogger("readtax.store")

@@ -47,9 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .bases import reverse_complement_rows
 from .batch import SeqBatch, reverse_complement
 from .errors import FormatError, UsageError, require
 from .fastx import FastxReader, ReadBatch, gather_ragged, is_gzip, sniff_format
+from .hashing import MASK64, rc_flags
 from .labels import Labeler, LabelMap, make_scheme
 from .parallel import check_inputs
 
@@ -66,15 +68,6 @@ SEQUENTIAL_BLOCK = 16384  # reads per block when not shuffling (only bounds resu
 GZIP_WEIGHT = 3  # a gzip file holds about this many times its size in FASTA text
 STATE_FORMAT = "readtax.stream/1"
 
-_MASK64 = (1 << 64) - 1
-# ASCII complement of upper-case ACGTN (as readtax.batch.reverse_complement uses).
-_COMPLEMENT = np.full(256, ord("N"), dtype=np.uint8)
-for _a, _b in zip(b"ACGTN", b"TGCAN"):
-    _COMPLEMENT[_a] = _b
-# The same on byte pairs: a 16-bit unit maps to its two bases swapped and complemented, so
-# reversing a row of units and looking them up reverse-complements two bases per lookup.
-_PAIRS = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
-_COMPLEMENT16 = np.ascontiguousarray(_COMPLEMENT[_PAIRS[:, ::-1]]).view(np.uint16).reshape(-1)
 _warned_gzip: set[str] = set()
 
 
@@ -339,7 +332,7 @@ class StreamDataset(torch_data.IterableDataset):
             for rid, s in enumerate(owner.tolist()):
                 out[s].append(rid)
             return out
-        order = np.random.default_rng([self.seed & _MASK64, epoch, 0x52414E47]).permutation(
+        order = np.random.default_rng([self.seed & MASK64, epoch, 0x52414E47]).permutation(
             len(ranges))
         # Deal in permuted order to the least-loaded stream (ties: lowest stream number).
         heap = [(0, s) for s in range(total_streams)]
@@ -424,7 +417,7 @@ class StreamDataset(torch_data.IterableDataset):
         order = np.flatnonzero(labels >= 0) if self.skip_unknown else None
         dropped = 0 if order is None else n - len(order)
         if self._mixing:
-            rng = np.random.default_rng([self.seed & _MASK64, epoch, g, block_no])
+            rng = np.random.default_rng([self.seed & MASK64, epoch, g, block_no])
             order = rng.permutation(n) if order is None else order[rng.permutation(len(order))]
         lengths = np.diff(offsets)
         width = int(lengths[0]) if n and (lengths == lengths[0]).all() else 0
@@ -690,7 +683,7 @@ def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.nda
         mat = block.seq.reshape(-1, width)[rows]
         if flip is not None and flip.any():
             mat = np.array(mat)  # a copy: never write into the block
-            _revcomp_rows(mat, np.flatnonzero(flip))
+            reverse_complement_rows(mat, np.flatnonzero(flip))
         n = len(labels)
         return mat.reshape(-1), np.arange(0, (n + 1) * width, width, dtype=np.int64), labels
     if isinstance(rows, slice):
@@ -703,31 +696,10 @@ def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.nda
     return seq, offsets, labels
 
 
-def _revcomp_rows(mat: np.ndarray, rows: np.ndarray) -> None:
-    """Reverse-complement ``rows`` of a C-contiguous ``[n, width]`` base matrix in place."""
-    if mat.shape[1] % 2 == 0:
-        units = mat.view(np.uint16)
-        units[rows] = _COMPLEMENT16[units[rows, ::-1]]
-    else:
-        mat[rows] = _COMPLEMENT[mat[rows, ::-1]]
-
-
-def _splitmix(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def _flip_mask(seed: int, epoch: int, files: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Reverse-complement decision per read from a hash of (seed, epoch, file, byte offset).
+    """Reverse-complement decision per read, keyed by where the read is in the input.
 
-    Keyed by where the read is in the input, so it does not depend on workers, ranks or resume.
+    (file, byte offset) identifies a read without an index, and does not depend on workers,
+    ranks or resume.
     """
-    key = np.uint64(_splitmix(_splitmix(seed & _MASK64) ^ (epoch & _MASK64)))
-    x = pos.astype(np.uint64) ^ (files.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)) ^ key
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(63)).astype(bool)
+    return rc_flags(seed, epoch, files, pos)
