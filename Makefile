@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch goes in first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml setup.py src/readtax/_native.c
+$(STAMP): pyproject.toml setup.py $(wildcard src/readtax/csrc/*.c src/readtax/csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
