@@ -1,13 +1,23 @@
-"""The compiled core's contracts: bounds are checked (errors, never memory faults), and each
-kernel agrees with a plain reference on small inputs."""
+"""The compiled core's contracts: bounds are checked (errors, never memory faults), each
+kernel agrees with a plain reference on small inputs, its byte tables are the ones generated
+from readtax.bases, and its keyword names are the stub's."""
 
 from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import readtax
 from readtax import _native
 from readtax.sampler import permute
+
+PACKAGE = Path(readtax.__file__).resolve().parent
+TOOLS = PACKAGE.parent.parent / "tools"
 
 
 def test_gather_checks_ranges():
@@ -187,3 +197,49 @@ def test_bucket_layout_equals_argsort_and_permute():
         assert src.tolist() == list(range(m))
     with pytest.raises(ValueError):
         _native.bucket_layout(cls, 4, keys, a, b, lens, by_class, src, plen, pcls)  # class 4
+
+
+def test_tables_header_is_generated_from_bases():
+    gen_path = TOOLS / "gen_tables.py"
+    if not gen_path.exists():
+        pytest.skip("not a source checkout")
+    spec = importlib.util.spec_from_file_location("gen_tables", gen_path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    # Stale when bases.py changed without `python tools/gen_tables.py`.
+    assert (PACKAGE / "csrc" / "tables.h").read_text() == gen.render()
+
+
+def _stub_parameters() -> dict[str, list[str]]:
+    tree = ast.parse((PACKAGE / "_native.pyi").read_text())
+    return {f.name: [a.arg for a in f.args.args] for f in tree.body
+            if isinstance(f, ast.FunctionDef)}
+
+
+def test_stub_lists_every_function_with_the_c_keyword_names():
+    stub = _stub_parameters()
+    public = {name for name in dir(_native) if not name.startswith("_")}
+    assert set(stub) == public
+    entry = re.compile(r"PyObject \*(\w+)\([^\n]*\) \{\n\s*static char \*kwlist\[\] = \{([^}]*)\};")
+    kwlists = {}
+    for src in (PACKAGE / "csrc").glob("*.c"):
+        for name, body in entry.findall(src.read_text()):
+            kwlists[name] = re.findall(r'"(\w+)"', body)
+    assert kwlists == stub
+
+
+def test_keywords_and_positions_give_the_same_results():
+    src = np.arange(10, dtype=np.uint8)
+    starts, lengths = np.array([8, 0], np.int64), np.array([2, 2], np.int64)
+    by_kw = np.empty(4, np.uint8)
+    assert _native.gather(out=by_kw, lengths=lengths, starts=starts, src=src) == 4
+    assert by_kw.tolist() == [8, 9, 0, 1]
+    rows = np.array([0b11100100, 0b00011011], np.uint8)
+    order = np.array([1, 0], np.int64)
+    pos, kw = np.zeros(4, np.uint8), np.zeros(4, np.uint8)
+    _native.repack_2bit(rows, np.zeros(0, np.int64), np.zeros(0, np.int64), order, 1, pos, 4)
+    _native.repack_2bit(src=rows, row_off=np.zeros(0, np.int64), lengths=np.zeros(0, np.int64),
+                        order=order, lead=1, out=kw, fixed=4)
+    assert kw.tolist() == pos.tolist()
+    with pytest.raises(TypeError):
+        _native.gather(src, starts, lengths, out=by_kw, bogus=1)
