@@ -1,5 +1,8 @@
-/* readtax._native: the method table and the module's init. The kernels live by concern in
- * reader.c, codecs.c, permute.c and pack.c; readtax/_native.pyi documents their signatures.
+/* readtax._native, the compiled core: the per-byte and per-read loops that numpy could only do
+ * in several whole-buffer passes, for the readers (fastx, labels), the store (pack and batch
+ * reads), the sampler and subset. This file holds the method table and the module's init; the
+ * kernels live by concern in reader.c, codecs.c, permute.c and pack.c, and
+ * readtax/_native.pyi documents their signatures.
  */
 #include "readtax.h"
 

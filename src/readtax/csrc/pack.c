@@ -33,7 +33,7 @@ static void counting_sort(const int64_t *key, const int64_t *in, Py_ssize_t n, P
  *
  * One pack batch spread over the shuffle buckets. Read i (i = 0..n-1, the k0 + i-th of its
  * unit) goes to bucket splitmix64(h0 ^ (k0 + i)) % n_buckets, exactly as
- * sampler.hash64(seed, TAG_BUCKET, unit, k) % n_buckets with h0 = hash64(seed, TAG_BUCKET,
+ * hashing.hash64(seed, TAG_BUCKET, unit, k) % n_buckets with h0 = hash64(seed, TAG_BUCKET,
  * unit); within a bucket reads are sorted by rank[cls[i]] (by cls[i] when rank is empty),
  * ties in input order. With one bucket the order is the input order.
  *
