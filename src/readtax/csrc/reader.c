@@ -368,6 +368,38 @@ done:
     return result;
 }
 
+/* The arguments fasta_bases and fasta_pack share: the data, its records' start and end
+ * offsets and flags, one output offset per record + 1 (seq_off or row_off), and the output. */
+typedef struct {
+    Py_buffer data, rs, re, fl, off, out;
+    Py_ssize_t n; /* records */
+} fasta_records;
+
+static void fasta_records_release(fasta_records *a) {
+    PyBuffer_Release(&a->data);
+    PyBuffer_Release(&a->rs);
+    PyBuffer_Release(&a->re);
+    PyBuffer_Release(&a->fl);
+    PyBuffer_Release(&a->off);
+    PyBuffer_Release(&a->out);
+}
+
+/* Parses and size-checks the arguments (the offsets' name is off_name in errors); 0, or -1
+ * with an exception set and nothing held. */
+static int fasta_records_get(PyObject *args, PyObject *kw, char **kwlist, const char *off_name,
+                             fasta_records *a) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*y*w*", kwlist, &a->data, &a->rs, &a->re,
+                                     &a->fl, &a->off, &a->out))
+        return -1;
+    a->n = a->rs.len / 8;
+    if (check_buffer(&a->re, a->n, 8, "rec_end") || check_buffer(&a->fl, a->n, 1, "flags") ||
+        check_buffer(&a->off, a->n + 1, 8, off_name)) {
+        fasta_records_release(a);
+        return -1;
+    }
+    return 0;
+}
+
 /* fasta_bases(data, rec_start, rec_end, flags, seq_off, out)
  *
  * Copies the bases of the records data[rec_start[i]:rec_end[i]] (header line skipped, line
@@ -377,25 +409,21 @@ done:
  */
 PyObject *fasta_bases(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"data", "rec_start", "rec_end", "flags", "seq_off", "out", NULL};
-    Py_buffer data, rs, re, fl, so, out;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*y*w*", kwlist, &data, &rs, &re, &fl, &so,
-                                     &out))
+    fasta_records rec;
+    if (fasta_records_get(args, kw, kwlist, "seq_off", &rec) < 0)
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = rs.len / 8;
-    if (check_buffer(&re, n, 8, "rec_end") || check_buffer(&fl, n, 1, "flags") ||
-        check_buffer(&so, n + 1, 8, "seq_off"))
-        goto done;
-    const uint8_t *p = (const uint8_t *)data.buf;
-    const int64_t *rec_start = (const int64_t *)rs.buf, *rec_end = (const int64_t *)re.buf,
-                  *seq_off = (const int64_t *)so.buf;
-    const uint8_t *flags = (const uint8_t *)fl.buf;
-    uint8_t *o = (uint8_t *)out.buf;
+    Py_ssize_t n = rec.n;
+    const uint8_t *p = (const uint8_t *)rec.data.buf;
+    const int64_t *rec_start = (const int64_t *)rec.rs.buf, *rec_end = (const int64_t *)rec.re.buf,
+                  *seq_off = (const int64_t *)rec.off.buf;
+    const uint8_t *flags = (const uint8_t *)rec.fl.buf;
+    uint8_t *o = (uint8_t *)rec.out.buf;
     Py_ssize_t bad = -1;
     for (Py_ssize_t r = 0; r < n && bad < 0; r++) {
         Py_ssize_t pos = rec_start[r], end = rec_end[r];
         Py_ssize_t w = seq_off[r], stop = seq_off[r + 1];
-        if (pos < 0 || end > data.len || pos > end || w < 0 || stop > out.len || w > stop) {
+        if (pos < 0 || end > rec.data.len || pos > end || w < 0 || stop > rec.out.len || w > stop) {
             PyErr_SetString(PyExc_ValueError, "fasta_bases: record outside the buffers");
             goto done;
         }
@@ -427,12 +455,7 @@ PyObject *fasta_bases(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     }
     result = PyLong_FromSsize_t(bad);
 done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&rs);
-    PyBuffer_Release(&re);
-    PyBuffer_Release(&fl);
-    PyBuffer_Release(&so);
-    PyBuffer_Release(&out);
+    fasta_records_release(&rec);
     return result;
 }
 
@@ -443,26 +466,22 @@ done:
  */
 PyObject *fasta_pack(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"data", "rec_start", "rec_end", "flags", "row_off", "out", NULL};
-    Py_buffer data, rs, re, fl, ro, out;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*y*y*y*y*w*", kwlist, &data, &rs, &re, &fl, &ro,
-                                     &out))
+    fasta_records rec;
+    if (fasta_records_get(args, kw, kwlist, "row_off", &rec) < 0)
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = rs.len / 8;
-    if (check_buffer(&re, n, 8, "rec_end") || check_buffer(&fl, n, 1, "flags") ||
-        check_buffer(&ro, n + 1, 8, "row_off"))
-        goto done;
-    const uint8_t *p = (const uint8_t *)data.buf;
-    const int64_t *rec_start = (const int64_t *)rs.buf, *rec_end = (const int64_t *)re.buf,
-                  *row_off = (const int64_t *)ro.buf;
-    const uint8_t *flags = (const uint8_t *)fl.buf;
-    uint8_t *o = (uint8_t *)out.buf;
+    Py_ssize_t n = rec.n;
+    const uint8_t *p = (const uint8_t *)rec.data.buf;
+    const int64_t *rec_start = (const int64_t *)rec.rs.buf, *rec_end = (const int64_t *)rec.re.buf,
+                  *row_off = (const int64_t *)rec.off.buf;
+    const uint8_t *flags = (const uint8_t *)rec.fl.buf;
+    uint8_t *o = (uint8_t *)rec.out.buf;
     uint8_t tmp[256];
     Py_ssize_t bad = -1;
     for (Py_ssize_t r = 0; r < n && bad < 0; r++) {
         Py_ssize_t pos = rec_start[r], end = rec_end[r];
-        if (pos < 0 || end > data.len || pos > end || row_off[r] < 0 ||
-            row_off[r + 1] > out.len || row_off[r] > row_off[r + 1]) {
+        if (pos < 0 || end > rec.data.len || pos > end || row_off[r] < 0 ||
+            row_off[r + 1] > rec.out.len || row_off[r] > row_off[r + 1]) {
             PyErr_SetString(PyExc_ValueError, "fasta_pack: record outside the buffers");
             goto done;
         }
@@ -501,12 +520,7 @@ PyObject *fasta_pack(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     }
     result = PyLong_FromSsize_t(bad);
 done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&rs);
-    PyBuffer_Release(&re);
-    PyBuffer_Release(&fl);
-    PyBuffer_Release(&ro);
-    PyBuffer_Release(&out);
+    fasta_records_release(&rec);
     return result;
 }
 
