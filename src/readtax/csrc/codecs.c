@@ -1,6 +1,6 @@
 /* The store's encodings: 2-bit rows of reads (pack_2bit), the join of byte-aligned rows into
  * one continuous stream in a chosen order (repack_2bit), front-coded read ids (front_code),
- * and the concatenation of byte ranges (gather) the readers use for qualities and ids.
+ * and the concatenation of byte ranges (gather: FASTQ qualities, fastx.gather_ragged).
  *
  * Every function writes into a buffer the caller allocates and checks each index and range
  * against the buffers it is given before touching memory.

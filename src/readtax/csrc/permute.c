@@ -3,7 +3,8 @@
  * onto [0, n)), and select_reads, the exact-size two-sample selection of `readtax subset`,
  * drawn from a splitmix64 stream whose state the caller keeps.
  *
- * Results equal the numpy reference bit for bit; tests/test_native.py checks both.
+ * The permutation equals the numpy network of sampler.permute bit for bit, and the selection
+ * takes exact sample sizes; tests/test_native.py checks both.
  */
 #include "readtax.h"
 
