@@ -215,10 +215,15 @@ def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, n
     return idx, offsets
 
 
-def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    """Offsets of consecutive pieces of lengths ``x``: ``[0, x0, x0+x1, ...]`` (int64)."""
     out = np.zeros(len(x) + 1, np.int64)
     np.cumsum(x, out=out[1:])
     return out
+
+
+# store.py's import of this name goes once store imports exclusive_cumsum.
+_exclusive_cumsum = exclusive_cumsum
 
 
 def two_bit_rows(seq: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -239,7 +244,7 @@ def gather_ragged(
         out = np.empty(int(lengths.sum()), np.uint8)
         _native.gather(data, starts.astype(np.int64, copy=False),
                        lengths.astype(np.int64, copy=False), out)
-        return out, _exclusive_cumsum(lengths)
+        return out, exclusive_cumsum(lengths)
     idx, out_off = ragged_index(starts, lengths)
     return data[idx], out_off
 
@@ -572,14 +577,14 @@ class FastxReader:
         if eager and dropped.any():  # rows of the kept records only (a rare path)
             nrow = (np.diff(seq_off) + 3) >> 2
             keep = np.flatnonzero(~dropped)
-            rows = gather_ragged(rows[:row_bytes], _exclusive_cumsum(nrow), keep)[0]
+            rows = gather_ragged(rows[:row_bytes], exclusive_cumsum(nrow), keep)[0]
             row_bytes = len(rows)
         if dropped.any():
             self._count_skip("header with no sequence", int(np.count_nonzero(empty)))
             self._count_skip("invalid character in sequence", int(np.count_nonzero(invalid & ~empty)))
             keep = np.flatnonzero(~dropped)
             headers, hdr_off = gather_ragged(headers, hdr_off, keep)
-            seq_off = _exclusive_cumsum(np.diff(seq_off)[keep])
+            seq_off = exclusive_cumsum(np.diff(seq_off)[keep])
             rec_start, rec_end, flags = rec_start[keep], rec_end[keep], flags[keep]
             non_acgt = -1  # counted again on the kept bases
 
@@ -596,18 +601,18 @@ class FastxReader:
                      and data[cut - 1] == _NL)
         def two_bit():
             if not eager:
-                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
+                row_off = exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 out = np.empty(int(row_off[-1]), np.uint8)
                 _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
                 return out
             out = rows[:row_bytes]
             redo = np.flatnonzero(flags)
             if len(redo):  # lower case or other letters: rows normalised by fasta_pack
-                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
+                row_off = exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 nrow = np.diff(row_off)[redo]
                 fixed = np.empty(int(nrow.sum()), np.uint8)
                 _native.fasta_pack(data, rec_start[redo], rec_end[redo], flags[redo],
-                                   _exclusive_cumsum(nrow), fixed)
+                                   exclusive_cumsum(nrow), fixed)
                 idx, _ = ragged_index(row_off[redo], nrow)
                 out[idx] = fixed
             return out
@@ -692,7 +697,7 @@ class FastxReader:
             rec_start, flags = rec_start[keep], flags[keep]
             seq_start, seq_len, qual_start = seq_start[keep], seq_len[keep], qual_start[keep]
             non_acgt = -1  # counted again on the kept bases
-        seq_off = _exclusive_cumsum(seq_len)
+        seq_off = exclusive_cumsum(seq_len)
         qual = np.empty(int(seq_off[-1]), np.uint8)
         _native.gather(data, qual_start, seq_len, qual)
 

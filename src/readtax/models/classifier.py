@@ -19,8 +19,8 @@
                                onto the backbone (for the transformers families, the model that
                                ``AutoModel.from_pretrained(MODEL)`` returns)
 
-Classifiers saved before the PEFT layout hold ``MODEL/adapter.safetensors`` (readtax's own key
-names) instead; :func:`load_classifier` reads both.
+LoRA weights may also come as ``MODEL/adapter.safetensors`` under readtax's own key names;
+:func:`load_classifier` reads both layouts.
 """
 
 from __future__ import annotations
@@ -533,7 +533,7 @@ def _save_peft_adapter(model: ReadClassifier, out: Path, base: Path | None) -> N
 
 
 def _load_adapter(model: ReadClassifier, d: Path) -> None:
-    """LoRA weights from ``adapter/`` (PEFT format) or an older ``adapter.safetensors``."""
+    """LoRA weights from ``adapter/`` (PEFT format) or ``adapter.safetensors`` (own key names)."""
     if (d / ADAPTER_DIR / PEFT_ADAPTER).is_file():
         name = f"{ADAPTER_DIR}/{PEFT_ADAPTER}"
         prefix = _peft_prefix(model)
