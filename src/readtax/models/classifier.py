@@ -39,7 +39,7 @@ from .. import __version__
 from ..errors import ModelError, UsageError
 from ..labels import LabelMap, load_mapping
 from .card import CARD_FILE, add_label_fields, model_card
-from .families import LORA_DEFAULTS, POOLINGS, WEIGHT_DTYPES
+from .families import LORA_DEFAULTS, POOLINGS, WEIGHT_DTYPES, family
 from .registry import (
     MODEL_FILE,
     Backbone,
@@ -421,12 +421,12 @@ def _write_json(obj: dict, path: Path) -> None:
 def _save_backbone(model: ReadClassifier, out: Path, weights: bool) -> None:
     arch = model.arch
     state = _clean_backbone_state(model.backbone) if weights else None
-    if arch in ("metagene", "dnabert", "auto"):
+    if family(arch).transformers_classes is not None:
         inner = model.backbone.model
         inner.config.save_pretrained(str(out))
         if state is not None:
             save_safetensors({k.removeprefix("model."): v for k, v in state.items()},
-                              out / "model.safetensors")
+                             out / "model.safetensors")
     elif arch == "dnabert2":
         from .dnabert2 import official_state_dict
 
@@ -479,7 +479,7 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
         add_label_fields(tmp / "config.json", list(model.label_map.names))
         (tmp / CARD_FILE).write_text(model_card(model), encoding="utf-8")
         save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
-                          tmp / "head.safetensors")
+                         tmp / "head.safetensors")
         if model.options.lora:
             _save_peft_adapter(model, tmp / ADAPTER_DIR, base)
         model.label_map.write_tsv(tmp / "label_map.tsv")

@@ -45,7 +45,10 @@ class Family:
     sizes: tuple[str, ...] = ("tiny", "full")  # init-model sizes this family has
     default_size: str = "tiny"  # init-model without --size
     size_refusal: str = ""  # why a size other than base is refused ("" when none is)
-    hf_classes: tuple[str, str] | None = None  # transformers (config, model) of a stand-in
+    # transformers (config, model) classes of its checkpoints; None: the backbone is our own
+    # module. A stand-in is built from them, and a classifier saves such a backbone with
+    # transformers' save_pretrained.
+    transformers_classes: tuple[str, str] | None = None
     standin_tokenizer: str | None = None  # packaged tokenizer a stand-in gets (.tokenizers)
 
     def load_function(self) -> Callable:
@@ -60,14 +63,15 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "load_metagene", "metagene_config", tokenizer_files=("tokenizer.json",),
            # METAGENE-1 paper: LoRA r=8, alpha=16 on q/k/v/o at 1e-4.
            lr=1e-5, lr_lora=1e-4, lora=True, lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
-           hf_classes=("LlamaConfig", "LlamaForCausalLM"), standin_tokenizer="metagene-1"),
+           transformers_classes=("LlamaConfig", "LlamaForCausalLM"),
+           standin_tokenizer="metagene-1"),
     Family("dnabert2", "DnaBert2Model (ours); DNABERT-2 BPE (tokenizer.json)",
            "load_dnabert2", "dnabert2_config", lr=3e-5, tokenizer_files=("tokenizer.json",),
            lora_targets=("Wqkv", "attention.output.dense"), standin_tokenizer="dnabert-2"),
     Family("dnabert", "transformers BertModel; overlapping k-mers (vocab.txt)",
            "load_dnabert", "dnabert_config", lr=5e-5, tokenizer_files=("vocab.txt",),
            lora_targets=("query", "key", "value", "attention.output.dense"),
-           hf_classes=("BertConfig", "BertForMaskedLM")),
+           transformers_classes=("BertConfig", "BertForMaskedLM")),
     # The k-mer model's per-read cost is tiny and its hashed table learns from more reads per
     # step (benchmarks/real_genomes.py); base is the recipe that trains well on real reads.
     Family("kmer-cnn", "KmerCnn (ours); one code per base", "load_kmer_cnn", "kmer_cnn_config",
@@ -77,7 +81,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "auto_config", lr=5e-5, sizes=("tiny",),
            size_refusal="the generic (auto) stand-in exists in size tiny only; use a real "
                         "checkpoint directory for anything larger",
-           hf_classes=("DistilBertConfig", "DistilBertModel"), standin_tokenizer="dnabert-2"),
+           transformers_classes=("DistilBertConfig", "DistilBertModel"),
+           standin_tokenizer="dnabert-2"),
 )}
 
 ARCHS: tuple[str, ...] = tuple(FAMILIES)

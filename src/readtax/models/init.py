@@ -115,7 +115,7 @@ def _hf_classes(arch: str) -> tuple[type, type]:
     """The transformers (config, model) classes of a stand-in of a transformers family."""
     import transformers
 
-    names = family(arch).hf_classes
+    names = family(arch).transformers_classes
     assert names is not None, arch
     return getattr(transformers, names[0]), getattr(transformers, names[1])
 
