@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+import typing
+from dataclasses import MISSING, Field, fields, is_dataclass
 from pathlib import Path
 
 import pytest
@@ -92,20 +93,48 @@ def test_round_trip(tmp_path):
     assert load_config(path) == cfg
 
 
-def test_describe_lists_every_option():
-    # Walks the dataclasses directly, so an option missing from the key list is caught too.
-    text = describe()
-    expected = [(name, f) for name, f in ((f.name, f) for f in fields(RunConfig))
-                if f.name not in SECTIONS]
-    for section in SECTIONS:
-        cls = next(f.default_factory for f in fields(RunConfig) if f.name == section)
-        expected += [(f"{section}.{f.name}", f) for f in fields(cls)]
+def _options(cls: type, prefix: str = "") -> list[tuple[str, Field]]:
+    """Every leaf option under ``cls``, walking nested config dataclasses by their types."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            out += _options(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, f))
+    return out
+
+
+def _config_classes(cls: type = RunConfig) -> set[type]:
+    hints = typing.get_type_hints(cls)
+    nested = {hints[f.name] for f in fields(cls) if is_dataclass(hints[f.name])}
+    return {cls}.union(*(_config_classes(c) for c in nested))
+
+
+def test_describe_lists_every_option(capsys):
+    # Walks the dataclasses themselves (not the key list that describe() uses), and reads what
+    # the command line prints, so an option missing anywhere on the way is caught.
+    from readtax import config as config_mod
+    from readtax.cli import main
+
+    assert main(["train", "--config-help"]) == 0
+    text = capsys.readouterr().out
+    assert text == describe()
+    defined = {v for v in vars(config_mod).values()
+               if isinstance(v, type) and is_dataclass(v) and v.__module__ == config_mod.__name__}
+    assert _config_classes() == defined  # every config dataclass is reachable from RunConfig
+    expected = _options(RunConfig)
+    assert {key.split(".")[0] for key, _ in expected if "." in key} == set(SECTIONS)
+    assert len(expected) == sum(len(fields(c)) for c in defined) - len(SECTIONS)
+    entries = text.split("\n")
     for key, f in expected:
         default = f.default_factory() if f.default is MISSING else f.default
-        entry = f"{key} (default {default!r})"
-        assert entry in text, entry
-        i = text.index(entry)
-        assert f.metadata["help"] in text[i:text.find("\n", text.find("\n", i) + 1)], key
+        head = f"{key} (default {default!r})"
+        if "choices" in f.metadata:
+            head += f" [{', '.join(f.metadata['choices'])}]"
+        assert f.metadata.get("help"), f"{key} has no help text"
+        assert entries.count(head) == 1, head
+        assert entries[entries.index(head) + 1] == f"    {f.metadata['help']}", key
     assert text.count(" (default ") == len(expected)
 
 

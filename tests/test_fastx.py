@@ -292,3 +292,98 @@ def test_eager_two_bit_skips_dropped_records(tmp_path):
     plain = ReadBatch(batch.seq, batch.seq_offsets, batch.headers, batch.header_offsets)
     assert batch.sequences() == ["ACGTA", "ACGTNNGGCTT", "G"]
     assert np.array_equal(batch.two_bit(), plain.two_bit())
+
+
+# -- ReadBatch.slice / ReadBatch.concat ---------------------------------------------------------
+
+
+def _fields(rb: ReadBatch) -> dict:
+    return {
+        "seq": rb.seq.tobytes(), "seq_offsets": rb.seq_offsets.tolist(),
+        "headers": rb.headers.tobytes(), "header_offsets": rb.header_offsets.tolist(),
+        "qual": None if rb.qual is None else rb.qual.tobytes(),
+        "byte_offsets": None if rb.byte_offsets is None else rb.byte_offsets.tolist(),
+        "first_record": rb.first_record, "source": rb.source,
+    }
+
+
+def _fastq_batch(tmp_path, n=40, seed=3) -> ReadBatch:
+    heads, seqs, _ = random_reads(n, length=(1, 30), seed=seed)
+    path = write_fastq(tmp_path / "r.fq", heads, seqs)
+    return next(iter(FastxReader(path)))
+
+
+def test_read_batch_slices_concat_back_to_the_batch(tmp_path):
+    rb = _fastq_batch(tmp_path)
+    n = len(rb)
+    assert rb.qual is not None and rb.byte_offsets is not None and rb.first_record == 0
+    whole = _fields(rb)
+    for cuts in [(0, n), (0, 0, n), (7, 7, 19), (1, 2, 3, n - 1), (n, n)]:
+        bounds = [0, *cuts, n]
+        parts = [rb.slice(a, b) for a, b in zip(bounds, bounds[1:])]
+        assert sum(len(p) for p in parts) == n
+        assert _fields(ReadBatch.concat(parts)) == whole
+        assert [p.first_record for p in parts] == bounds[:-1]
+    assert rb.slice(5, 9).read_ids() == rb.read_ids()[5:9]
+    assert rb.slice(5, 9).sequences() == rb.sequences()[5:9]
+
+
+def test_read_batch_slice_of_chunks_equals_one_read(tmp_path):
+    heads, seqs, _ = random_reads(300, length=(20, 90), seed=5)
+    path = write_fastq(tmp_path / "r.fq", heads, seqs)
+    chunks = list(FastxReader(path, chunk_size=1 << 11))
+    assert len(chunks) > 3
+    joined = ReadBatch.concat(chunks)
+    assert _fields(joined) == _fields(next(iter(FastxReader(path))))
+    assert _fields(read_all(path, chunk_size=1 << 11)) == _fields(joined)
+
+
+def test_read_batch_slice_views_or_copies(tmp_path):
+    rb = _fastq_batch(tmp_path)
+    view, copy = rb.slice(3, 11), rb.slice(3, 11, copy=True)
+    assert _fields(view) == _fields(copy)
+    for name in ("seq", "headers", "qual", "byte_offsets"):
+        assert np.shares_memory(getattr(view, name), getattr(rb, name)), name
+        assert not np.shares_memory(getattr(copy, name), getattr(rb, name)), name
+
+
+def test_read_batch_empty_slices_and_batches(tmp_path):
+    rb = _fastq_batch(tmp_path)
+    empty = rb.slice(4, 4)
+    assert len(empty) == 0 and empty.seq_offsets.tolist() == [0]
+    assert empty.header_offsets.tolist() == [0] and empty.seq.size == 0
+    assert empty.qual is not None and empty.qual.size == 0
+    assert _fields(ReadBatch.concat([rb.slice(0, 0), rb, empty])) == _fields(rb)
+    assert ReadBatch.concat([empty, rb]).first_record == 4  # the first batch's number
+    none = ReadBatch.concat([])
+    assert len(none) == 0 and none.seq_offsets.tolist() == [0] and none.qual is None
+    assert ReadBatch.concat([rb]) is rb
+
+
+def test_read_batch_concat_keeps_qualities_only_when_all_have_them(tmp_path):
+    rb = _fastq_batch(tmp_path)
+    bare = rb.slice(0, 5)
+    bare.qual = None
+    bare.byte_offsets = None
+    joined = ReadBatch.concat([bare, rb.slice(5, len(rb))])
+    assert joined.qual is None and joined.byte_offsets is None
+    assert joined.seq.tobytes() == rb.seq.tobytes()
+
+
+def test_read_batch_slice_and_concat_keep_unbuilt_bases_unbuilt():
+    built = []
+
+    def bases() -> np.ndarray:
+        built.append(1)
+        return np.frombuffer(b"ACGTNACGTA", np.uint8).copy()
+
+    off = np.array([0, 3, 3, 10], np.int64)
+    rb = ReadBatch(bases, off, np.frombuffer(b"abc", np.uint8).copy(),
+                   np.array([0, 1, 2, 3], np.int64), None, "x", 10)
+    part = rb.slice(1, 3)
+    joined = ReadBatch.concat([part, rb.slice(0, 1)])
+    assert built == [] and part.first_record == 11
+    assert joined.sequences() == ["", "TNACGTA", "ACG"]
+    assert built == [1]  # one build of the parent serves every slice
+    assert part.sequences() == ["", "TNACGTA"]
+    assert built == [1]

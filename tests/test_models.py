@@ -743,7 +743,7 @@ def _reference_buckets(read: str, k: int, buckets: int) -> list[int]:
         for c in reversed(w):
             rev = rev * 4 + 3 - code[c]
         x = min(fwd, rev)
-        h = ((x >> 31) * kc._HASH_A1 + (x & kc._HASH_P) * kc._HASH_A2 + kc._HASH_B) % kc._HASH_P
+        h = ((x >> 31) * kc.HASH_A1 + (x & kc.HASH_P) * kc.HASH_A2 + kc.HASH_B) % kc.HASH_P
         out.append(h % buckets + 1)
     return out
 

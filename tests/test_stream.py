@@ -16,8 +16,9 @@ from conftest import random_reads, write_fasta, write_fastq, write_mapping
 from readtax import stream as stream_mod
 from readtax.errors import FormatError, LabelError, UsageError
 from readtax.fastx import FastxReader
+from readtax.hashing import rc_flags
 from readtax.labels import load_mapping
-from readtax.stream import StreamDataset, _flip_mask
+from readtax.stream import StreamDataset
 
 N_READS = 240
 
@@ -287,7 +288,7 @@ def test_reverse_complement_of_equal_length_reads(tmp_path, length, shuffle):
     want = {}
     for f, p in enumerate(paths):
         for rb in FastxReader(p):
-            flips = _flip_mask(11, 0, np.full(len(rb), f), rb.byte_offsets)
+            flips = rc_flags(11, 0, np.full(len(rb), f), rb.byte_offsets)
             want.update(zip(rb.read_ids(), flips.tolist()))
     ds = StreamDataset(paths, batch_size=16, labels=None, with_ids=True, augment_rc=True,
                        seed=11, shuffle=shuffle, shuffle_buffer=50, range_size=600)

@@ -8,12 +8,13 @@ accept a store or a reads path interchangeably.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .bases import BASE_NORM, COMPLEMENT
-from .fastx import ReadBatch, gather_ragged, ragged_index
+from .fastx import ReadBatch, concat_offsets, gather_ragged, ragged_index
 
 
 @dataclass
@@ -67,6 +68,36 @@ class SeqBatch:
             None if self.index is None else self.index[rows],
             None if self.ids is None else [self.ids[i] for i in rows.tolist()],
         )
+
+    def slice(self, a: int, b: int) -> SeqBatch:
+        """Reads ``a:b`` as views into this batch (no loader position: it is no whole batch)."""
+        o = self.offsets
+        return SeqBatch(
+            self.seq[o[a]:o[b]], o[a:b + 1] - o[a], self.labels[a:b],
+            None if self.index is None else self.index[a:b],
+            None if self.ids is None else self.ids[a:b],
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[SeqBatch]) -> SeqBatch:
+        """The reads of ``batches`` in order, as one batch (a single batch is returned as is).
+
+        ``index`` and ``ids`` are kept when every batch has them; ``meta`` is the last batch's
+        (the loader position after all of them).
+        """
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            return cls(np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros(0, np.int64))
+        index = None
+        if all(b.index is not None for b in batches):
+            index = np.concatenate([b.index for b in batches])
+        ids = None
+        if all(b.ids is not None for b in batches):
+            ids = [i for b in batches for i in b.ids]
+        return cls(np.concatenate([b.seq for b in batches]),
+                   concat_offsets([b.offsets for b in batches]),
+                   np.concatenate([b.labels for b in batches]), index, ids, batches[-1].meta)
 
     @classmethod
     def from_reads(cls, batch: ReadBatch, labels: np.ndarray | None = None,

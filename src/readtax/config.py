@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .models.families import ARCHS, CONFIG_DTYPES, FAMILIES, POOLINGS
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-POOLINGS = ("mean", "cls", "max")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-ARCHS = ("metagene", "dnabert2", "dnabert", "kmer-cnn", "auto")
+DTYPES = CONFIG_DTYPES
 
 
 class ConfigError(UsageError):
@@ -50,6 +49,30 @@ def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argpa
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _short(x: float) -> str:
+    """``2e-2`` rather than ``0.02``: how learning rates are written."""
+    mantissa, exp = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
+def _batch_size_defaults() -> str:
+    """The families' default batch sizes in words: the exceptions, then the common one."""
+    sizes = [f.batch_size for f in FAMILIES.values()]
+    common = max(set(sizes), key=sizes.count)
+    rest = [f"{f.name} {f.batch_size}" for f in FAMILIES.values() if f.batch_size != common]
+    return ", ".join([*rest, f"others {common}"])
+
+
+def _lr_defaults() -> str:
+    """The families' default learning rates in words, families with one rate grouped."""
+    groups: dict[str, list[str]] = {}
+    for f in FAMILIES.values():
+        rate = (_short(f.lr) if f.lr_lora in (None, f.lr)
+                else f"{_short(f.lr_lora)} with LoRA / {_short(f.lr)} without")
+        groups.setdefault(rate, []).append(f.name)
+    return ", ".join(f"{' and '.join(names)} {rate}" for rate, names in groups.items())
 
 
 @dataclass
@@ -112,12 +135,11 @@ class TrainConfig:
     stop_after: int | None = _f(None, "stop (and save a checkpoint) after this many steps while "
                                       "keeping the schedule of max_steps; resume later", min=1)
     batch_size: int | None = _f(None, "reads per batch per process (null: the family's default: "
-                                      "kmer-cnn 512, others 64)", min=1)
+                                      f"{_batch_size_defaults()})", min=1)
     eval_batch_size: int | None = _f(None, "reads per evaluation batch (null: 4 x batch_size)", min=1)
     grad_accum: int = _f(1, "batches accumulated per optimiser step", min=1)
-    lr: float | None = _f(None, "peak learning rate (null: the family's default: kmer-cnn "
-                                "2e-2, metagene 1e-4 with LoRA / 1e-5 without, dnabert2 3e-5, "
-                                "dnabert and auto 5e-5)", min=0.0)
+    lr: float | None = _f(None, "peak learning rate (null: the family's default: "
+                                f"{_lr_defaults()})", min=0.0)
     weight_decay: float = _f(0.01, "AdamW weight decay", min=0.0)
     schedule: str = _f("cosine", "learning-rate schedule after warmup", choices=SCHEDULES)
     warmup_steps: int | None = _f(None, "linear warmup steps (null: warmup_ratio of max_steps)",

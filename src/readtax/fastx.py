@@ -17,7 +17,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,59 @@ class ReadBatch:
         qual = None if self.qual is None else gather_ragged(self.qual, self.seq_offsets, index)[0]
         return ReadBatch(seq, seq_off, hdr, hdr_off, qual, self.source, -1)
 
+    def slice(self, a: int, b: int, *, copy: bool = False) -> ReadBatch:
+        """Records ``a:b`` as a new batch, with their qualities and byte offsets.
+
+        The new batch's buffers are views into this one's, and bases that this batch has not
+        built yet are built for the slice only when it needs them. ``copy`` gives compact copies
+        instead (building the bases now), so that this batch's buffers can be freed.
+        """
+        so, ho = self.seq_offsets, self.header_offsets
+        s0, s1, h0, h1 = int(so[a]), int(so[b]), int(ho[a]), int(ho[b])
+        seq: np.ndarray | Callable[[], np.ndarray]
+        if callable(self._seq) and not copy:
+            def seq() -> np.ndarray:
+                return self.seq[s0:s1]
+        else:
+            seq = self.seq[s0:s1]
+        qual = None if self.qual is None else self.qual[s0:s1]
+        byte_offsets = None if self.byte_offsets is None else self.byte_offsets[a:b]
+        headers = self.headers[h0:h1]
+        if copy:
+            seq, headers = np.array(seq), headers.copy()
+            qual = None if qual is None else qual.copy()
+            byte_offsets = None if byte_offsets is None else byte_offsets.copy()
+        first = -1 if self.first_record < 0 else self.first_record + a
+        return ReadBatch(seq, so[a:b + 1] - s0, headers, ho[a:b + 1] - h0, qual, self.source,
+                         first, byte_offsets)
+
+    @classmethod
+    def concat(cls, batches: Sequence[ReadBatch]) -> ReadBatch:
+        """The records of ``batches`` in order, as one batch (a single batch is returned as is).
+
+        Qualities and byte offsets (each in its own file) are kept when every batch has them;
+        source and first record number are the first batch's. Bases are joined when first
+        needed if any batch has not built its own yet.
+        """
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            return empty_batch()
+        seq: np.ndarray | Callable[[], np.ndarray]
+        if any(callable(b._seq) for b in batches):
+            def seq() -> np.ndarray:
+                return np.concatenate([b.seq for b in batches])
+        else:
+            seq = np.concatenate([b.seq for b in batches])
+        quals = [b.qual for b in batches]
+        qual = None if any(q is None for q in quals) else np.concatenate(quals)
+        positions = [b.byte_offsets for b in batches]
+        byte_offsets = None if any(p is None for p in positions) else np.concatenate(positions)
+        return cls(seq, concat_offsets([b.seq_offsets for b in batches]),
+                   np.concatenate([b.headers for b in batches]),
+                   concat_offsets([b.header_offsets for b in batches]), qual,
+                   batches[0].source, batches[0].first_record, byte_offsets)
+
 
 def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat positions of the slices ``[starts[i], starts[i]+lengths[i])`` and output offsets."""
@@ -162,10 +215,15 @@ def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, n
     return idx, offsets
 
 
-def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    """Offsets of consecutive pieces of lengths ``x``: ``[0, x0, x0+x1, ...]`` (int64)."""
     out = np.zeros(len(x) + 1, np.int64)
     np.cumsum(x, out=out[1:])
     return out
+
+
+# store.py's import of this name goes once store imports exclusive_cumsum.
+_exclusive_cumsum = exclusive_cumsum
 
 
 def two_bit_rows(seq: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -186,30 +244,21 @@ def gather_ragged(
         out = np.empty(int(lengths.sum()), np.uint8)
         _native.gather(data, starts.astype(np.int64, copy=False),
                        lengths.astype(np.int64, copy=False), out)
-        return out, _exclusive_cumsum(lengths)
+        return out, exclusive_cumsum(lengths)
     idx, out_off = ragged_index(starts, lengths)
     return data[idx], out_off
 
 
-def concat_batches(batches: list[ReadBatch]) -> ReadBatch:
-    """Join batches into one (used for small leftovers and tests)."""
-    if len(batches) == 1:
-        return batches[0]
-    seq = np.concatenate([b.seq for b in batches])
-    hdr = np.concatenate([b.headers for b in batches])
-    so = [np.zeros(1, np.int64)]
-    ho = [np.zeros(1, np.int64)]
-    s_base = h_base = 0
-    for b in batches:
-        so.append(b.seq_offsets[1:] + s_base)
-        ho.append(b.header_offsets[1:] + h_base)
-        s_base += int(b.seq_offsets[-1])
-        h_base += int(b.header_offsets[-1])
-    quals = [b.qual for b in batches]
-    qual = None if any(q is None for q in quals) else np.concatenate(quals)
-    first = batches[0].first_record if batches else -1
-    return ReadBatch(seq, np.concatenate(so), hdr, np.concatenate(ho), qual,
-                     batches[0].source if batches else "", first)
+def concat_offsets(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Offsets into the concatenation of ragged buffers, each given by its own offsets (which
+    need not start at 0: ``offsets[lo:hi + 1]`` of a larger buffer describes its slice)."""
+    out = [np.zeros(1, np.int64)]
+    base = 0
+    for o in parts:
+        o = np.asarray(o, dtype=np.int64)
+        out.append(o[1:] - o[0] + base)
+        base += int(o[-1] - o[0])
+    return np.concatenate(out)
 
 
 def empty_batch(source: str = "") -> ReadBatch:
@@ -528,14 +577,14 @@ class FastxReader:
         if eager and dropped.any():  # rows of the kept records only (a rare path)
             nrow = (np.diff(seq_off) + 3) >> 2
             keep = np.flatnonzero(~dropped)
-            rows = gather_ragged(rows[:row_bytes], _exclusive_cumsum(nrow), keep)[0]
+            rows = gather_ragged(rows[:row_bytes], exclusive_cumsum(nrow), keep)[0]
             row_bytes = len(rows)
         if dropped.any():
             self._count_skip("header with no sequence", int(np.count_nonzero(empty)))
             self._count_skip("invalid character in sequence", int(np.count_nonzero(invalid & ~empty)))
             keep = np.flatnonzero(~dropped)
             headers, hdr_off = gather_ragged(headers, hdr_off, keep)
-            seq_off = _exclusive_cumsum(np.diff(seq_off)[keep])
+            seq_off = exclusive_cumsum(np.diff(seq_off)[keep])
             rec_start, rec_end, flags = rec_start[keep], rec_end[keep], flags[keep]
             non_acgt = -1  # counted again on the kept bases
 
@@ -552,18 +601,18 @@ class FastxReader:
                      and data[cut - 1] == _NL)
         def two_bit():
             if not eager:
-                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
+                row_off = exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 out = np.empty(int(row_off[-1]), np.uint8)
                 _native.fasta_pack(data, rec_start, rec_end, flags, row_off, out)
                 return out
             out = rows[:row_bytes]
             redo = np.flatnonzero(flags)
             if len(redo):  # lower case or other letters: rows normalised by fasta_pack
-                row_off = _exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
+                row_off = exclusive_cumsum((np.diff(seq_off) + 3) >> 2)
                 nrow = np.diff(row_off)[redo]
                 fixed = np.empty(int(nrow.sum()), np.uint8)
                 _native.fasta_pack(data, rec_start[redo], rec_end[redo], flags[redo],
-                                   _exclusive_cumsum(nrow), fixed)
+                                   exclusive_cumsum(nrow), fixed)
                 idx, _ = ragged_index(row_off[redo], nrow)
                 out[idx] = fixed
             return out
@@ -648,7 +697,7 @@ class FastxReader:
             rec_start, flags = rec_start[keep], flags[keep]
             seq_start, seq_len, qual_start = seq_start[keep], seq_len[keep], qual_start[keep]
             non_acgt = -1  # counted again on the kept bases
-        seq_off = _exclusive_cumsum(seq_len)
+        seq_off = exclusive_cumsum(seq_len)
         qual = np.empty(int(seq_off[-1]), np.uint8)
         _native.gather(data, qual_start, seq_len, qual)
 
@@ -804,4 +853,4 @@ def read_batches(
 def read_all(path, **kw) -> ReadBatch:
     """Small files and tests only: every record of ``path`` in one batch."""
     batches = list(read_batches(path, **kw))
-    return concat_batches(batches) if batches else empty_batch(str(path))
+    return ReadBatch.concat(batches) if batches else empty_batch(str(path))

@@ -397,22 +397,22 @@ class StreamDataset(torch_data.IterableDataset):
 
     def _make_block(self, pieces: list[_Piece], epoch: int, g: int, block_no: int) -> _Block:
         """Concatenate pieces; choose the emission order (known classes, permuted); draw flips."""
-        seq = np.concatenate([p.reads.seq[p.reads.seq_offsets[p.lo]:p.reads.seq_offsets[p.hi]]
-                              for p in pieces])
-        offsets = _join_offsets([p.reads.seq_offsets[p.lo:p.hi + 1] for p in pieces])
+        # A lone piece is copied too: the block must own its reads, so that the chunks they
+        # came from are freed once consumed.
+        reads = ReadBatch.concat([p.reads.slice(p.lo, p.hi, copy=len(pieces) == 1)
+                                  for p in pieces])
+        seq, offsets = reads.seq, reads.seq_offsets
         labels = np.concatenate([p.labels[p.lo:p.hi] for p in pieces])
         headers = header_offsets = None
         if self.with_ids:
-            headers = np.concatenate([
-                p.reads.headers[p.reads.header_offsets[p.lo]:p.reads.header_offsets[p.hi]]
-                for p in pieces])
-            header_offsets = _join_offsets([p.reads.header_offsets[p.lo:p.hi + 1]
-                                            for p in pieces])
+            headers, header_offsets = reads.headers, reads.header_offsets
         flip = None
         if self.augment_rc:
-            pos = np.concatenate([p.reads.byte_offsets[p.lo:p.hi] for p in pieces])
+            pos = reads.byte_offsets
             files = np.concatenate([np.full(p.hi - p.lo, p.file, np.int64) for p in pieces])
-            flip = _flip_mask(self.seed, epoch, files, pos)
+            # Keyed by where each read is in the input: (file, byte offset) identifies a read
+            # without an index, and does not depend on workers, ranks or resume.
+            flip = rc_flags(self.seed, epoch, files, pos)
         n = len(labels)
         order = np.flatnonzero(labels >= 0) if self.skip_unknown else None
         dropped = 0 if order is None else n - len(order)
@@ -424,7 +424,7 @@ class StreamDataset(torch_data.IterableDataset):
         if width and order is not None:
             # Equal lengths: one row gather puts the block in emission order, and batches
             # become plain slices of it (ragged blocks are gathered batch by batch instead).
-            seq = np.take(seq.reshape(n, width), order, axis=0).reshape(-1)  # take: 3x [order]
+            seq = np.take(seq.reshape(n, width), order, axis=0).reshape(-1)  # np.take: faster than [order]
             offsets = offsets[: len(order) + 1]
             labels = labels[order]
             flip = None if flip is None else flip[order]
@@ -435,13 +435,7 @@ class StreamDataset(torch_data.IterableDataset):
 
     def _make_batch(self, parts: list[tuple[_Block, int, int]], s: int, n_streams: int,
                     state: dict, skipped: int) -> SeqBatch:
-        pieces = [_gather(block, block.rows(a, b)) for block, a, b in parts]
-        if len(pieces) == 1:
-            seq, offsets, labels = pieces[0]
-        else:
-            seq = np.concatenate([p[0] for p in pieces])
-            offsets = _join_offsets([p[1] for p in pieces])
-            labels = np.concatenate([p[2] for p in pieces])
+        joined = SeqBatch.concat([_gather(block, block.rows(a, b)) for block, a, b in parts])
         ids = None
         if self.with_ids:
             ids = []
@@ -449,7 +443,7 @@ class StreamDataset(torch_data.IterableDataset):
                 ids.extend(_first_words(block.headers, block.header_offsets, block.rows(a, b)))
         meta = {"loader": "stream", "rank": self.rank, "stream": s, "num_streams": n_streams,
                 "epoch": state["epoch"], "state": state, "skipped": skipped}
-        return SeqBatch(seq, offsets, labels, None, ids, meta)
+        return SeqBatch(joined.seq, joined.offsets, joined.labels, None, ids, meta)
 
 
 class _Cursor:
@@ -507,7 +501,7 @@ class _Cursor:
                 cut = int(np.searchsorted(rb.byte_offsets, self._skip_before))
                 if cut == len(rb):
                     continue
-                rb = _tail(rb, cut)
+                rb = rb.slice(cut, len(rb))
                 self._skip_before = 0
             return rb
         return None
@@ -522,6 +516,7 @@ class _Cursor:
             if len(rb):
                 break
         rb.seq  # noqa: B018 - build lazily parsed bases now, releasing the raw chunk
+        rb.qual = None  # streaming never uses qualities
         self.reads, self.i = rb, 0
         if self._labeler is None:
             self.labels = np.full(len(rb), -1, dtype=np.int64)
@@ -536,7 +531,8 @@ class _Cursor:
             return _Piece(self.reads, self.labels, lo, hi, self.file)
         # The chunk's last reads: copy them out so the chunk is freed before the next is read
         # (open ranges tend to reach their chunk ends in the same fill).
-        piece = _Piece(_slice(self.reads, lo, hi), self.labels[lo:hi], 0, hi - lo, self.file)
+        piece = _Piece(self.reads.slice(lo, hi, copy=True), self.labels[lo:hi], 0, hi - lo,
+                       self.file)
         self._pull()
         return piece
 
@@ -636,30 +632,6 @@ def _check_options(**kw) -> None:
         raise UsageError("; ".join(problems))
 
 
-def _join_offsets(parts: list[np.ndarray]) -> np.ndarray:
-    """Offsets of concatenated slices, each given by its own (unrebased) offsets."""
-    lengths = np.concatenate([np.diff(o) for o in parts])
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
-    return out
-
-
-def _tail(rb: ReadBatch, i: int) -> ReadBatch:
-    """Records ``i:`` of a batch (contiguous, so slices rather than a gather)."""
-    so, ho = rb.seq_offsets, rb.header_offsets
-    qual = None if rb.qual is None else rb.qual[so[i]:]
-    return ReadBatch(rb.seq[so[i]:], so[i:] - so[i], rb.headers[ho[i]:], ho[i:] - ho[i], qual,
-                     rb.source, -1, rb.byte_offsets[i:])
-
-
-def _slice(rb: ReadBatch, lo: int, hi: int) -> ReadBatch:
-    """A compact copy of records ``lo:hi`` (without qualities, which streaming never uses)."""
-    so, ho = rb.seq_offsets, rb.header_offsets
-    return ReadBatch(rb.seq[so[lo]:so[hi]].copy(), so[lo:hi + 1] - so[lo],
-                     rb.headers[ho[lo]:ho[hi]].copy(), ho[lo:hi + 1] - ho[lo], None, rb.source,
-                     -1, rb.byte_offsets[lo:hi].copy())
-
-
 def _first_words(headers: np.ndarray, offsets: np.ndarray, rows: np.ndarray | slice
                  ) -> list[str]:
     """Read ids (the header's first word) of the given rows."""
@@ -674,8 +646,8 @@ def _first_words(headers: np.ndarray, offsets: np.ndarray, rows: np.ndarray | sl
     return [text[o[i]:o[i + 1]].split(" ", 1)[0].split("\t", 1)[0] for i in range(len(rows))]
 
 
-def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bases, offsets, labels) of ``rows`` of a block, reverse-complemented where flipped."""
+def _gather(block: _Block, rows: np.ndarray | slice) -> SeqBatch:
+    """Bases, offsets and labels of ``rows`` of a block, reverse-complemented where flipped."""
     labels = block.labels[rows]
     flip = None if block.flip is None else block.flip[rows]
     if block.width:
@@ -685,21 +657,13 @@ def _gather(block: _Block, rows: np.ndarray | slice) -> tuple[np.ndarray, np.nda
             mat = np.array(mat)  # a copy: never write into the block
             reverse_complement_rows(mat, np.flatnonzero(flip))
         n = len(labels)
-        return mat.reshape(-1), np.arange(0, (n + 1) * width, width, dtype=np.int64), labels
+        return SeqBatch(mat.reshape(-1), np.arange(0, (n + 1) * width, width, dtype=np.int64),
+                        labels)
     if isinstance(rows, slice):
-        o = block.offsets
-        seq, offsets = block.seq[o[rows.start]:o[rows.stop]], o[rows.start:rows.stop + 1] - o[rows.start]
+        part = SeqBatch(block.seq, block.offsets, block.labels).slice(rows.start, rows.stop)
     else:
-        seq, offsets = gather_ragged(block.seq, block.offsets, rows)
+        part = SeqBatch(*gather_ragged(block.seq, block.offsets, rows), labels)
     if flip is not None and flip.any():
-        seq = reverse_complement(SeqBatch(seq, offsets, labels), flip).seq
-    return seq, offsets, labels
+        part = reverse_complement(part, flip)
+    return part
 
-
-def _flip_mask(seed: int, epoch: int, files: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Reverse-complement decision per read, keyed by where the read is in the input.
-
-    (file, byte offset) identifies a read without an index, and does not depend on workers,
-    ranks or resume.
-    """
-    return rc_flags(seed, epoch, files, pos)

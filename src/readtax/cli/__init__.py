@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     _setup_logging(getattr(args, "quiet", False), debug)
     if args.verb in DATA_VERBS:
-        # numpy's OpenBLAS starts a thread per core that spins for a while after import
-        # (~0.1 CPU s), taking CPU from the data workers. Set before the verb imports numpy;
+        # numpy's OpenBLAS starts a thread per core that spins for a while after import,
+        # taking CPU from the data workers. Set before the verb imports numpy;
         # a user's own setting wins. Model verbs keep it: a torch build may use OpenBLAS.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
@@ -150,7 +150,7 @@ def _tune_allocator() -> None:
 
     The data verbs allocate and free multi-megabyte numpy buffers per chunk; by default glibc
     maps each afresh with mmap and gives freed heap tops back, and the page faults on the
-    next chunk cost as much as the parsing (pack: 140k faults, 0.4 s of 3.9 s on 6M reads).
+    next chunk can cost as much as parsing it.
     Keeping up to 256 MB of freed heap cannot raise the peak, which one chunk or bucket sets
     and which stays bounded by the buffer sizes; only the churn goes.
     """

@@ -19,8 +19,8 @@
                                onto the backbone (for the transformers families, the model that
                                ``AutoModel.from_pretrained(MODEL)`` returns)
 
-Classifiers saved before the PEFT layout hold ``MODEL/adapter.safetensors`` (readtax's own key
-names) instead; :func:`load_classifier` reads both.
+LoRA weights may also come as ``MODEL/adapter.safetensors`` under readtax's own key names;
+:func:`load_classifier` reads both layouts.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from .. import __version__
 from ..errors import ModelError, UsageError
 from ..labels import LabelMap, load_mapping
 from .card import CARD_FILE, add_label_fields, model_card
+from .families import LORA_DEFAULTS, POOLINGS, WEIGHT_DTYPES, family
 from .registry import (
-    LORA_DEFAULTS,
     MODEL_FILE,
     Backbone,
     check_arch,
@@ -51,8 +51,6 @@ from .registry import (
 )
 
 FORMAT_VERSION = 1
-POOLINGS = ("mean", "cls", "max")
-DTYPES = ("float32", "bfloat16", "float16")
 # Backbones above this size are not copied into a saved classifier when they were not trained
 # (frozen or LoRA): the classifier then points at the base model directory instead.
 COPY_FROZEN_BACKBONE_LIMIT = 1 << 30
@@ -78,8 +76,8 @@ class ModelOptions:
         p = []
         if self.pooling not in POOLINGS:
             p.append(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
-        if self.dtype not in DTYPES:
-            p.append(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.dtype not in WEIGHT_DTYPES:
+            p.append(f"dtype {self.dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
             p.append(f"dropout {self.dropout!r} must be in [0, 1)")
         if not isinstance(self.lora_dropout, int | float) or not 0 <= self.lora_dropout < 1:
@@ -401,7 +399,7 @@ def _clean_backbone_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
+def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     seen: set[int] = set()
@@ -423,22 +421,22 @@ def _write_json(obj: dict, path: Path) -> None:
 def _save_backbone(model: ReadClassifier, out: Path, weights: bool) -> None:
     arch = model.arch
     state = _clean_backbone_state(model.backbone) if weights else None
-    if arch in ("metagene", "dnabert", "auto"):
+    if family(arch).transformers_classes is not None:
         inner = model.backbone.model
         inner.config.save_pretrained(str(out))
         if state is not None:
-            _save_safetensors({k.removeprefix("model."): v for k, v in state.items()},
-                              out / "model.safetensors")
+            save_safetensors({k.removeprefix("model."): v for k, v in state.items()},
+                             out / "model.safetensors")
     elif arch == "dnabert2":
         from .dnabert2 import official_state_dict
 
         _write_json(model.backbone_config, out / "config.json")
         if state is not None:
-            _save_safetensors(official_state_dict(state), out / "model.safetensors")
+            save_safetensors(official_state_dict(state), out / "model.safetensors")
     else:  # kmer-cnn
         _write_json(model.backbone_config, out / "config.json")
         if state is not None:
-            _save_safetensors(state, out / "model.safetensors")
+            save_safetensors(state, out / "model.safetensors")
     for name, data in model.tokenizer_files.items():
         (out / name).write_bytes(data)
 
@@ -480,8 +478,8 @@ def save_classifier(model: ReadClassifier, out_dir: str | os.PathLike[str], *,
         _save_backbone(model, tmp, backbone_weights)
         add_label_fields(tmp / "config.json", list(model.label_map.names))
         (tmp / CARD_FILE).write_text(model_card(model), encoding="utf-8")
-        _save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
-                          tmp / "head.safetensors")
+        save_safetensors({"weight": model.head.weight, "bias": model.head.bias},
+                         tmp / "head.safetensors")
         if model.options.lora:
             _save_peft_adapter(model, tmp / ADAPTER_DIR, base)
         model.label_map.write_tsv(tmp / "label_map.tsv")
@@ -531,11 +529,11 @@ def _save_peft_adapter(model: ReadClassifier, out: Path, base: Path | None) -> N
              if "lora_" in k}
     config = _lora_config(model.options, None if base is None else str(base))
     config.save_pretrained(str(out))
-    _save_safetensors(state, out / PEFT_ADAPTER)
+    save_safetensors(state, out / PEFT_ADAPTER)
 
 
 def _load_adapter(model: ReadClassifier, d: Path) -> None:
-    """LoRA weights from ``adapter/`` (PEFT format) or an older ``adapter.safetensors``."""
+    """LoRA weights from ``adapter/`` (PEFT format) or ``adapter.safetensors`` (own key names)."""
     if (d / ADAPTER_DIR / PEFT_ADAPTER).is_file():
         name = f"{ADAPTER_DIR}/{PEFT_ADAPTER}"
         prefix = _peft_prefix(model)

@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 from ..errors import UsageError
+from .families import ARCHS, FAMILIES, SIZES, family
 from .tokenizers import dnabert_vocab, packaged_tokenizer_dir
 
-SIZES = ("tiny", "base", "full")
-INIT_ARCHS = ("metagene", "dnabert2", "dnabert", "kmer-cnn", "auto")
+# Every family has a stand-in.
+INIT_ARCHS = ARCHS
 
 # METAGENE-1 (Llama-2-7B shape, BPE vocab 1024, 512 positions).
 _METAGENE_FULL = {
@@ -35,57 +36,72 @@ _BERT_TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 
 
 
 def _check(arch: str, size: str, k: int) -> None:
-    if arch not in INIT_ARCHS:
+    if arch not in FAMILIES:
         raise UsageError(f"unknown arch {arch!r} (choose from {', '.join(INIT_ARCHS)})")
     if size not in SIZES:
         raise UsageError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
     if arch == "dnabert" and not 3 <= k <= 6:
         raise UsageError(f"DNABERT k must be 3..6, got {k}")
-    if size == "base" and arch != "kmer-cnn":
-        raise UsageError("size base exists for kmer-cnn only (its default recipe); use tiny or "
-                         "full")
-    if arch == "auto" and size != "tiny":
-        raise UsageError("the generic (auto) stand-in exists in size tiny only; "
-                         "use a real checkpoint directory for anything larger")
+    if size not in FAMILIES[arch].sizes:
+        if size == "base":
+            having = " and ".join(f.name for f in FAMILIES.values() if "base" in f.sizes)
+            raise UsageError(f"size base exists for {having} only (its default recipe); use "
+                             "tiny or full")
+        raise UsageError(FAMILIES[arch].size_refusal)
 
 
 def model_config(arch: str, size: str = "tiny", *, k: int = 6) -> dict:
     """The config.json content of a stand-in (no weights built)."""
     _check(arch, size, k)
+    return family(arch).config_function()(size, k)
+
+
+def metagene_config(size: str, k: int) -> dict:
+    """METAGENE-1's config (Llama-2-7B shape, BPE vocab 1024, 512 positions)."""
     full = size == "full"
-    if arch == "metagene":
-        return {
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-            "vocab_size": 1024, "max_position_embeddings": 512,
-            **(_METAGENE_FULL if full else _METAGENE_TINY),
-            "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-            "initializer_range": 0.02, "attention_bias": False, "attention_dropout": 0.0,
-            "mlp_bias": False, "tie_word_embeddings": False,
-            "pad_token_id": 0, "bos_token_id": 3, "eos_token_id": 4,
-            "dtype": "bfloat16" if full else "float32", "use_cache": True,
-        }
-    if arch == "dnabert2":
-        from .dnabert2 import REAL_CONFIG
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": 1024, "max_position_embeddings": 512,
+        **(_METAGENE_FULL if full else _METAGENE_TINY),
+        "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "initializer_range": 0.02, "attention_bias": False, "attention_dropout": 0.0,
+        "mlp_bias": False, "tie_word_embeddings": False,
+        "pad_token_id": 0, "bos_token_id": 3, "eos_token_id": 4,
+        "dtype": "bfloat16" if full else "float32", "use_cache": True,
+    }
 
-        cfg = dict(REAL_CONFIG)
-        cfg["_name_or_path"] = f"readtax-init-model/dnabert2-{size}"
-        if not full:
-            cfg.update(_BERT_TINY)
-        return cfg
-    if arch == "dnabert":
-        return {
-            "architectures": ["BertForMaskedLM"], "model_type": "bert",
-            "vocab_size": 4**k + 5, "max_position_embeddings": 512, "type_vocab_size": 2,
-            **(_BERT_FULL if full else _BERT_TINY),
-            "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-            "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02,
-            "layer_norm_eps": 1e-12, "pad_token_id": 0,
-        }
-    if arch == "kmer-cnn":
-        from .kmer_cnn import make_config
 
-        return make_config(size)
-    # auto: a tiny DistilBERT over DNABERT-2's BPE tokens (any transformers model type works).
+def dnabert2_config(size: str, k: int) -> dict:
+    """DNABERT-2's published config (tiny: BERT-tiny dimensions)."""
+    from .dnabert2 import REAL_CONFIG
+
+    cfg = dict(REAL_CONFIG)
+    cfg["_name_or_path"] = f"readtax-init-model/dnabert2-{size}"
+    if size != "full":
+        cfg.update(_BERT_TINY)
+    return cfg
+
+
+def dnabert_config(size: str, k: int) -> dict:
+    """A DNABERT k-mer BERT (vocabulary 4^k + 5 special tokens)."""
+    return {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert",
+        "vocab_size": 4**k + 5, "max_position_embeddings": 512, "type_vocab_size": 2,
+        **(_BERT_FULL if size == "full" else _BERT_TINY),
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0,
+    }
+
+
+def kmer_cnn_config(size: str, k: int) -> dict:
+    from .kmer_cnn import make_config
+
+    return make_config(size)
+
+
+def auto_config(size: str, k: int) -> dict:
+    """A tiny DistilBERT over DNABERT-2's BPE tokens (any transformers model type works)."""
     return {
         "architectures": ["DistilBertModel"], "model_type": "distilbert",
         "vocab_size": 4096, "max_position_embeddings": 512, "dim": 64, "hidden_dim": 128,
@@ -95,10 +111,17 @@ def model_config(arch: str, size: str = "tiny", *, k: int = 6) -> dict:
     }
 
 
-def _hf_config(arch: str, cfg: dict):
-    from transformers import BertConfig, DistilBertConfig, LlamaConfig
+def _hf_classes(arch: str) -> tuple[type, type]:
+    """The transformers (config, model) classes of a stand-in of a transformers family."""
+    import transformers
 
-    cls = {"metagene": LlamaConfig, "dnabert": BertConfig, "auto": DistilBertConfig}[arch]
+    names = family(arch).transformers_classes
+    assert names is not None, arch
+    return getattr(transformers, names[0]), getattr(transformers, names[1])
+
+
+def _hf_config(arch: str, cfg: dict):
+    cls = _hf_classes(arch)[0]
     return cls(**{k: v for k, v in cfg.items() if k not in ("model_type", "dtype")})
 
 
@@ -112,11 +135,7 @@ def _build(arch: str, cfg: dict):
         from .dnabert2 import DnaBert2Model
 
         return DnaBert2Model(cfg)
-    from transformers import BertForMaskedLM, DistilBertModel, LlamaForCausalLM
-
-    cls = {"metagene": LlamaForCausalLM, "dnabert": BertForMaskedLM,
-           "auto": DistilBertModel}[arch]
-    return cls(_hf_config(arch, cfg))
+    return _hf_classes(arch)[1](_hf_config(arch, cfg))
 
 
 def count_parameters(arch: str, size: str = "full", *, k: int = 6,
@@ -148,9 +167,8 @@ def _write_json(obj: dict, path: Path) -> None:
 
 
 def default_size(arch: str) -> str:
-    """``init-model`` without ``--size``: kmer-cnn gets the recipe that trains well on real
-    reads on a CPU (base); the other families a tiny stand-in."""
-    return "base" if arch == "kmer-cnn" else "tiny"
+    """``init-model`` without ``--size``."""
+    return family(arch).default_size
 
 
 def init_model(arch: str, size: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
@@ -177,15 +195,13 @@ def init_model(arch: str, size: str, out_dir: str | os.PathLike[str], *, seed: i
 def _write_model(arch: str, size: str, cfg: dict, out: Path, seed: int, k: int) -> None:
     import torch
 
-    from .classifier import _save_safetensors
+    from .classifier import save_safetensors
 
-    full = size == "full"
     if arch == "kmer-cnn":
         model = _build(arch, cfg)
         _write_json(cfg, out / "config.json")
-        _save_safetensors(model.state_dict(), out / "model.safetensors")
-        return
-    if arch == "dnabert2":
+        save_safetensors(model.state_dict(), out / "model.safetensors")
+    elif arch == "dnabert2":
         from .dnabert2 import init_weights, mlm_head_state, official_state_dict
 
         model = _build(arch, cfg)
@@ -193,31 +209,33 @@ def _write_model(arch: str, size: str, cfg: dict, out: Path, seed: int, k: int) 
         gen = torch.Generator().manual_seed(seed)
         state = {**official_state_dict(model.state_dict()), **mlm_head_state(cfg, gen)}
         _write_json(cfg, out / "config.json")
-        _save_safetensors(dict(sorted(state.items())), out / "model.safetensors")
-        _copy_tokenizer("dnabert-2", out)
-        return
-    hf_cfg = _hf_config(arch, cfg)
-    from transformers import BertForMaskedLM, DistilBertModel, LlamaForCausalLM
-
-    cls = {"metagene": LlamaForCausalLM, "dnabert": BertForMaskedLM,
-           "auto": DistilBertModel}[arch]
-    dtype = torch.bfloat16 if full and arch == "metagene" else torch.float32
-    from .registry import quiet_transformers
-
-    with quiet_transformers():
-        model = cls._from_config(hf_cfg, dtype=dtype)
-        model.save_pretrained(str(out))
-    if arch == "metagene":
-        _copy_tokenizer("metagene-1", out)
-    elif arch == "auto":
-        _copy_tokenizer("dnabert-2", out)
+        save_safetensors(dict(sorted(state.items())), out / "model.safetensors")
     else:
-        vocab = dnabert_vocab(k)
-        (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        _write_json({"tokenizer_class": "BertTokenizer", "do_lower_case": False,
-                     "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
-                     "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
-                    out / "tokenizer_config.json")
-        _write_json({"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                     "cls_token": "[CLS]", "mask_token": "[MASK]"},
-                    out / "special_tokens_map.json")
+        from .registry import quiet_transformers
+
+        hf_cfg = _hf_config(arch, cfg)
+        cls = _hf_classes(arch)[1]
+        dtype = torch.bfloat16 if cfg.get("dtype") == "bfloat16" else torch.float32
+        with quiet_transformers():
+            model = cls._from_config(hf_cfg, dtype=dtype)
+            model.save_pretrained(str(out))
+    _write_tokenizer(arch, out, k)
+
+
+def _write_tokenizer(arch: str, out: Path, k: int) -> None:
+    """The tokenizer files of a stand-in: a packaged tokenizer, or a DNABERT k-mer vocabulary."""
+    fam = family(arch)
+    if fam.standin_tokenizer is not None:
+        _copy_tokenizer(fam.standin_tokenizer, out)
+        return
+    if "vocab.txt" not in fam.tokenizer_files:
+        return  # the family tokenizes without files
+    vocab = dnabert_vocab(k)
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    _write_json({"tokenizer_class": "BertTokenizer", "do_lower_case": False,
+                 "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+                 "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+                out / "tokenizer_config.json")
+    _write_json({"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                 "cls_token": "[CLS]", "mask_token": "[MASK]"},
+                out / "special_tokens_map.json")

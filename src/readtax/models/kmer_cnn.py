@@ -48,8 +48,8 @@ SIZES["base"] = {**SIZES["tiny"], "hidden_size": 40, "hash_k": 12, "hash_buckets
                  "hash_dim": 8}
 MAX_K = 11  # the k-mer index table has 4^k entries
 MAX_HASH_K = 31  # a canonical k-mer code fits an int64
-_HASH_P = 2_147_483_647  # 2^31 - 1: the hash's products stay below 2^63
-_HASH_A1, _HASH_A2, _HASH_B = 1_103_515_245, 1_664_525_013, 12_345
+HASH_P = 2_147_483_647  # 2^31 - 1: the hash's products stay below 2^63
+HASH_A1, HASH_A2, HASH_B = 1_103_515_245, 1_664_525_013, 12_345
 
 
 def make_config(size: str = "tiny", **overrides) -> dict:
@@ -177,7 +177,7 @@ class KmerCnn(nn.Module):
             rev = rev + (3 - x) * (4**j)
             ok &= valid[:, j : j + n]
         code = torch.minimum(fwd, rev) if self.canonical else fwd
-        h = ((code >> 31) * _HASH_A1 + (code & _HASH_P) * _HASH_A2 + _HASH_B) % _HASH_P
+        h = ((code >> 31) * HASH_A1 + (code & HASH_P) * HASH_A2 + HASH_B) % HASH_P
         return torch.where(ok, h % self.hash_buckets + 1, torch.zeros_like(h))
 
     def embed_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor

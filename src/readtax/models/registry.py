@@ -1,17 +1,9 @@
 """Model families: recognising a model directory, loading its backbone and tokenizer, saving it.
 
 A *backbone* is a module ``(input_ids, attention_mask) -> hidden states [B, S, H]``. Every family
-provides one, plus the collator that turns a :class:`~readtax.batch.SeqBatch` into its inputs:
-
-=========  ==========================================  ==========================================
-arch       backbone                                    tokens
-=========  ==========================================  ==========================================
-metagene   transformers ``LlamaModel``                 METAGENE-1 BPE (``tokenizer.json``)
-dnabert2   :class:`~.dnabert2.DnaBert2Model` (ours)    DNABERT-2 BPE (``tokenizer.json``)
-dnabert    transformers ``BertModel``                  overlapping k-mers (``vocab.txt``), numpy
-kmer-cnn   :class:`~.kmer_cnn.KmerCnn` (ours)          one code per base, numpy
-auto       any local transformers ``AutoModel``        its fast tokenizer
-=========  ==========================================  ==========================================
+provides one, plus the collator that turns a :class:`~readtax.batch.SeqBatch` into its inputs.
+Which families exist, and what each needs, is recorded in :mod:`.families`; the loaders here are
+the functions those records name.
 """
 
 from __future__ import annotations
@@ -24,18 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
+from .families import ARCHS, WEIGHT_DTYPES, family
 from .tokenizers import kmer_size_of_vocab
-
-ARCHS = ("metagene", "dnabert2", "dnabert", "kmer-cnn", "auto")
-
-# Default LoRA use and target modules per family (METAGENE-1 paper: r=8, alpha=16, q/k/v/o).
-LORA_DEFAULTS: dict[str, tuple[bool, tuple[str, ...] | None]] = {
-    "metagene": (True, ("q_proj", "k_proj", "v_proj", "o_proj")),
-    "dnabert2": (False, ("Wqkv", "attention.output.dense")),
-    "dnabert": (False, ("query", "key", "value", "attention.output.dense")),
-    "kmer-cnn": (False, None),
-    "auto": (False, None),
-}
 
 MODEL_FILE = "readtax_model.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -54,9 +36,7 @@ class Backbone:
 
 
 def check_arch(arch: str) -> str:
-    if arch not in ARCHS:
-        raise ModelError(f"unknown model family {arch!r} (choose from {', '.join(ARCHS)})")
-    return arch
+    return family(arch).name
 
 
 def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
@@ -128,7 +108,9 @@ def detect_arch(model_dir: str | os.PathLike[str]) -> str:
 def torch_dtype(name: str):
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    if name not in WEIGHT_DTYPES:
+        raise KeyError(name)
+    return getattr(torch, name)
 
 
 def load_state_dict_file(model_dir: Path) -> dict:
@@ -195,14 +177,13 @@ def load_backbone(arch: str, model_dir: str | os.PathLike[str], *, dtype: str = 
     ``weights_dir`` (saved classifiers whose backbone weights stay with the base model) supplies
     the weights; config and tokenizer always come from ``model_dir``.
     """
-    check_arch(arch)
+    load = family(arch).load_function()
     d = Path(model_dir)
     cfg = read_config(d)
     wdir = d if weights_dir is None else Path(weights_dir)
     if not _has_weights(wdir):
         raise ModelError("missing weights (model.safetensors or pytorch_model.bin)", wdir)
-    loader = _LOADERS[arch]
-    return loader(d, cfg, wdir, dtype, max_length)
+    return load(d, cfg, wdir, dtype, max_length)
 
 
 def _tokenizer_files(d: Path) -> dict[str, bytes]:
@@ -211,7 +192,7 @@ def _tokenizer_files(d: Path) -> dict[str, bytes]:
     return tokenizer_file_bytes(d)
 
 
-def _load_metagene(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
+def load_metagene(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
                    ) -> Backbone:
     from transformers import LlamaModel
 
@@ -225,7 +206,7 @@ def _load_metagene(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int |
     return Backbone(module, int(cfg["hidden_size"]), cfg, collator, _tokenizer_files(d))
 
 
-def _load_auto(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None) -> Backbone:
+def load_auto(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None) -> Backbone:
     from transformers import AutoModel
 
     from .tokenizers import hf_collator
@@ -242,7 +223,7 @@ def _load_auto(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | Non
     return Backbone(module, int(hidden), cfg, collator, _tokenizer_files(d))
 
 
-def _load_dnabert(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
+def load_dnabert(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
                   ) -> Backbone:
     from transformers import BertModel
 
@@ -259,7 +240,7 @@ def _load_dnabert(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | 
     return Backbone(module, int(cfg["hidden_size"]), cfg, collator, _tokenizer_files(d))
 
 
-def _load_dnabert2(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
+def load_dnabert2(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
                    ) -> Backbone:
     from . import dnabert2
     from .tokenizers import hf_collator
@@ -272,7 +253,7 @@ def _load_dnabert2(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int |
     return Backbone(module, int(cfg["hidden_size"]), cfg, collator, _tokenizer_files(d))
 
 
-def _load_kmer_cnn(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
+def load_kmer_cnn(d: Path, cfg: dict, wdir: Path, dtype: str, max_length: int | None
                    ) -> Backbone:
     from .kmer_cnn import KmerCnn, check_config
     from .tokenizers import BaseCollator
@@ -298,16 +279,6 @@ def _weights_view(d: Path, wdir: Path) -> Path:
     raise ModelError("base model directory lacks config.json", wdir)
 
 
-_LOADERS = {
-    "metagene": _load_metagene,
-    "dnabert2": _load_dnabert2,
-    "dnabert": _load_dnabert,
-    "kmer-cnn": _load_kmer_cnn,
-    "auto": _load_auto,
-}
-
-
 def required_files(arch: str) -> tuple[str, ...]:
     """Tokenizer files each family needs beside config.json and the weights."""
-    return {"metagene": ("tokenizer.json",), "dnabert2": ("tokenizer.json",),
-            "dnabert": ("vocab.txt",), "kmer-cnn": (), "auto": ()}[arch]
+    return family(arch).tokenizer_files
