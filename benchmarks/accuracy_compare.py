@@ -190,7 +190,7 @@ def train_and_evaluate(spec: ModelSpec, init_dir: Path, store: Path, val: Path, 
 
 
 def run_benchmark(work: Path, s: Settings, log=print) -> dict:
-    from readtax.genomes import demo_genomes
+    from readtax.bundled import demo_genomes
 
     demo = demo_genomes()
     genomes = [str(g) for g in demo.genomes]

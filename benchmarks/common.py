@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -14,11 +15,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("READTAX_BENCH_DATA", HERE / "data"))
 VENV_BIN = Path(sys.executable).parent
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of the repository's ``tools/`` as a module (tools are not installed)."""
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def readtax_cmd(*args: str) -> list[str]:
