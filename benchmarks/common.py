@@ -56,7 +56,8 @@ def readtax_in_process(*argv: str) -> float:
 def _compile_package() -> None:
     """Write the package's bytecode once. An editable install leaves that to the first
     import, and where PYTHONDONTWRITEBYTECODE is set (as on the benchmark machine) every
-    timed command would otherwise compile the package again (~45 ms each)."""
+    timed command would otherwise compile the package again (a cost docs/benchmarks.md
+    gives)."""
     if _COMPILED:
         return
     import compileall
