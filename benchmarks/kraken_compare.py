@@ -334,8 +334,11 @@ def compare(work: Path, *, reads_per_species: int, seed: int, threads: int,
 
 
 def format_table(results: list[dict], version: str) -> str:
+    from common import machine, now
+
     lines = [
-        "## Kraken2 on simulated reads (bundled demo genomes)",
+        f"## Kraken2 on simulated reads (bundled demo genomes; {now()}; {machine()}; "
+        f"load average {os.getloadavg()[0]:.1f})",
         "",
         f"{version}, custom database from the same genomes, minimal taxonomy (root, 3 genera, "
         "10 species); reads: `readtax simulate`, 150 bp, hiseq errors. held-out-regions: "
