@@ -41,3 +41,11 @@ def test_committed_results_are_the_assembled_fragments():
     report = _report()
     assert (BENCH / "RESULTS.md").read_text() == report.assemble(BENCH / "results")
     assert (BENCH.parent / "docs" / "benchmarks.md").is_file()
+
+
+def test_every_benchmark_run_all_runs_has_a_place_in_the_report():
+    """A benchmark added to run_all.sh but not to report.ORDER would land at the end."""
+    import re
+
+    names = re.findall(r"^run ([\w-]+) ", (BENCH / "run_all.sh").read_text(), flags=re.M)
+    assert len(names) >= 10 and set(names) <= set(_report().ORDER)
