@@ -79,7 +79,7 @@ def settings_for(quick: bool, args: argparse.Namespace) -> Settings:
     """Sizes chosen so that the run fits ~3 min (quick) / ~10 min (default) on 2 idle cores."""
     # kmer-cnn (a bag of canonical 8-mer embeddings) at lr 0.05: a few passes over 6,000 reads
     # per species reach 96% on same-genome reads (with 800 per species it plateaus near 70%);
-    # at the old family default (2e-3) its loss hardly moves in a few hundred steps. The
+    # at 2e-3 its loss hardly moves in a few hundred steps. The
     # transformer stand-ins cost 10-100x more per read on a CPU, so they get a short run at a
     # rate suited to random weights (their family defaults, 3e-5..1e-4, are fine-tuning rates
     # for pretrained weights and barely move random ones) and train fully (no LoRA: adapters
@@ -190,7 +190,7 @@ def train_and_evaluate(spec: ModelSpec, init_dir: Path, store: Path, val: Path, 
 
 
 def run_benchmark(work: Path, s: Settings, log=print) -> dict:
-    from readtax.genomes import demo_genomes
+    from readtax.bundled import demo_genomes
 
     demo = demo_genomes()
     genomes = [str(g) for g in demo.genomes]

@@ -12,6 +12,7 @@ Defaults fit a 2-core box in a few minutes; ``--reads 1000000`` gives the 1M vs 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def main() -> None:
                   f"peak RSS {rss:.0f} MB", file=sys.stderr)
     rss1 = [float(r[-1]) for r in rows if r[0] == "1x" and r[2] == workers[-1]][0]
     rss10 = float(rows[-1][-1])
-    print(f"## predict ({now()}; {machine()}; CPU, batch {a.batch_size}, "
+    print(f"## predict ({now()}; {machine()}; load average {os.getloadavg()[0]:.1f}; "
+          f"CPU, batch {a.batch_size}, "
           f"{'run ' + str(run) if a.run else f'kmer-cnn tiny, {a.classes} classes'})\n")
     print(table(rows, ["size", "reads", "workers", "wall s", "reads/s", "steady reads/s",
                        "peak RSS MB"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -14,11 +15,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("READTAX_BENCH_DATA", HERE / "data"))
 VENV_BIN = Path(sys.executable).parent
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of the repository's ``tools/`` as a module (tools are not installed)."""
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def readtax_cmd(*args: str) -> list[str]:
@@ -45,7 +56,8 @@ def readtax_in_process(*argv: str) -> float:
 def _compile_package() -> None:
     """Write the package's bytecode once. An editable install leaves that to the first
     import, and where PYTHONDONTWRITEBYTECODE is set (as on the benchmark machine) every
-    timed command would otherwise compile the package again (~45 ms each)."""
+    timed command would otherwise compile the package again (a cost docs/benchmarks.md
+    gives)."""
     if _COMPILED:
         return
     import compileall

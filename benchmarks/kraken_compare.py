@@ -83,8 +83,11 @@ def taxonomy_rows(mapping: str | os.PathLike[str], taxonomy: str | os.PathLike[s
                   ) -> list[tuple[int, int, str, str]]:
     """(tax_id, parent, rank, name) rows: from ``taxonomy`` (a TSV ``tax_id, parent_tax_id, rank,
     name``), else built from the mapping: root(1) -> one genus per ``Genus_`` prefix -> species."""
-    from readtax.genomes import genus_of
+    from common import load_tool
+
     from readtax.labels import load_mapping
+
+    genus_of = load_tool("make_genomes").genus_of
 
     if taxonomy is not None:
         rows = []
@@ -280,7 +283,7 @@ def prepare_tasks(work: str | os.PathLike[str], genomes: list | None = None,
                   train_reads_per_species: int | None = None, split: float = 0.8, seed: int = 0,
                   build: bool = True) -> list[Task]:
     """Simulate the reads of both tasks under ``work`` and (``build``) their databases."""
-    from readtax.genomes import demo_genomes
+    from readtax.bundled import demo_genomes
 
     if genomes is None:
         genomes, mapping = demo_genomes()
@@ -310,7 +313,7 @@ def prepare_tasks(work: str | os.PathLike[str], genomes: list | None = None,
 
 def compare(work: Path, *, reads_per_species: int, seed: int, threads: int,
             split: float = 0.8) -> list[dict]:
-    from readtax.genomes import demo_genomes
+    from readtax.bundled import demo_genomes
 
     genomes, mapping = demo = demo_genomes()
     parents = parents_of(taxonomy_rows(mapping, demo.taxonomy))
@@ -331,8 +334,11 @@ def compare(work: Path, *, reads_per_species: int, seed: int, threads: int,
 
 
 def format_table(results: list[dict], version: str) -> str:
+    from common import machine, now
+
     lines = [
-        "## Kraken2 on simulated reads (bundled demo genomes)",
+        f"## Kraken2 on simulated reads (bundled demo genomes; {now()}; {machine()}; "
+        f"load average {os.getloadavg()[0]:.1f})",
         "",
         f"{version}, custom database from the same genomes, minimal taxonomy (root, 3 genera, "
         "10 species); reads: `readtax simulate`, 150 bp, hiseq errors. held-out-regions: "
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results as JSON here")
     args = p.parse_args(argv)
     version = kraken2_version()
-    from readtax.genomes import demo_genomes
+    from readtax.bundled import demo_genomes
 
     per_species = max(1, args.reads // len(demo_genomes().genomes))
     with tempfile.TemporaryDirectory(prefix="kraken-compare-") as tmp:

@@ -1,43 +1,43 @@
 #!/usr/bin/env bash
-# Run every benchmark and collect their Markdown sections into benchmarks/RESULTS.md.
+# Run every benchmark: each writes its figures to benchmarks/results/<name>.md (a Markdown
+# fragment), then report.py assembles benchmarks/RESULTS.md from all fragments.
 # Usage: bash benchmarks/run_all.sh [--quick]
-#   --quick: smaller inputs (minutes instead of tens of minutes); the sizes used are printed.
+#   --quick: smaller inputs (minutes instead of tens of minutes); fragments get a -quick suffix
+#   so that they never replace full-size figures.
+# SKIP="subset accuracy" leaves those benchmarks out (their fragments stay as they are).
+# A benchmark that fails keeps its previous fragment; the script then exits 1 after the report.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-../.venv/bin/python}
 QUICK=${1:-}
 if [ "$QUICK" = "--quick" ]; then
-  R=1000000
+  R=1000000; SUFFIX=-quick
 else
-  R=6000000
+  R=6000000; SUFFIX=
 fi
-out=RESULTS.md
-tmp=$(mktemp)
-{
-  echo "# readtax benchmark results"
-  echo
-  echo "Machine: $($PY -c 'from common import machine; print(machine())')  "
-  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')  "
-  echo "Reads at 1x: $R (150 bp, 3,507 skewed classes, synthetic; benchmarks/synth.py)"
-  echo
-} > "$tmp"
-# SKIP="subset accuracy" leaves those benchmarks out.
 SKIP=${SKIP:-}
+MACHINE=$($PY -c 'from common import machine; print(machine())')
+mkdir -p results
+failed=""
 run() {
   local name=$1; shift
   case " $SKIP " in *" $name "*) echo "(skipped $name)" >&2; return 0;; esac
   echo ">> $name" >&2
-  local part
+  local part frag=results/$name$SUFFIX.md
   part=$(mktemp)
   if "$PY" "$@" > "$part"; then
-    if grep -q '^## ' "$part"; then cat "$part" >> "$tmp"
-    else  # plain-text reports get a heading and a code fence
-      { echo "## $name"; echo; echo '```'; cat "$part"; echo '```'; } >> "$tmp"
+    if grep -q '^## ' "$part"; then cp "$part" "$frag.tmp"
+    else  # plain-text reports get a dated heading and a code fence
+      { echo "## $name ($(date -u '+%Y-%m-%d %H:%M UTC'); $MACHINE; load average" \
+             "$(cut -d' ' -f1 /proc/loadavg) at the end${SUFFIX:+; $QUICK})"
+        echo; echo '```'; cat "$part"; echo '```'; } > "$frag.tmp"
     fi
+    mv "$frag.tmp" "$frag"
   else
-    { cat "$part"; echo "($name failed)"; } >> "$tmp"
+    cat "$part" >&2
+    echo "($name failed; $frag left as it was)" >&2
+    failed="$failed $name"
   fi
-  echo >> "$tmp"
   rm -f "$part"
 }
 run stats bench_stats.py --reads "$R"
@@ -50,12 +50,11 @@ run predict bench_predict.py
 GPU_FLAG=$("$PY" -c 'import torch; print("" if torch.cuda.is_available() else "--tiny")')
 run gpu_train gpu_train.py $GPU_FLAG
 run kraken kraken_compare.py
-if [ "$QUICK" = "--quick" ]; then
-  run accuracy accuracy_compare.py --quick
-  run real-genomes real_genomes.py --quick
-else
-  run accuracy accuracy_compare.py
-  run real-genomes real_genomes.py
+run accuracy accuracy_compare.py $QUICK
+run real-genomes real_genomes.py $QUICK
+"$PY" report.py
+echo "wrote benchmarks/RESULTS.md" >&2
+if [ -n "$failed" ]; then
+  echo "failed:$failed" >&2
+  exit 1
 fi
-mv "$tmp" "$out"
-echo "wrote benchmarks/$out" >&2

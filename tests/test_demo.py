@@ -7,26 +7,7 @@ import json
 from pathlib import Path
 
 from readtax.demo import DemoSettings, run_demo
-from readtax.genomes import real_fragments
 from readtax.kraken import read_report
-
-
-def test_real_fragments_are_bundled():
-    from readtax.fastx import read_all
-    from readtax.labels import load_mapping
-
-    frags = real_fragments()
-    lm = load_mapping(frags.mapping)
-    assert lm.names == ["Escherichia_coli", "Helicobacter_pylori", "Staphylococcus_aureus",
-                        "Vibrio_cholerae", "Klebsiella_pneumoniae"]
-    assert lm.tax_ids.tolist() == [562, 210, 1280, 666, 573]
-    paths = frags.train + frags.heldout
-    assert sum(p.stat().st_size for p in paths) <= 1_500_000
-    for p in paths:
-        batch = read_all(p)
-        assert len(batch) == 1 and batch.seq_offsets[-1] == 300_000, p
-    rows = frags.taxonomy.read_text().splitlines()
-    assert "562\t561\tspecies\tEscherichia coli" in rows
 
 
 def test_demo_end_to_end(tmp_path, capsys):

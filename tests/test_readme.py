@@ -55,3 +55,16 @@ def test_plain_transformers_example_matches_readtax(tmp_path, lora):
     assert [p[0] for p in printed] == [f"{r[:12]} {n}" for r, n in
                                        zip(reads, calls.label_names(lm))]
     np.testing.assert_allclose([float(p[1]) for p in printed], calls.confidence, atol=2e-4)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/architecture.md", "docs/benchmarks.md",
+                                 "docs/streaming.md"])
+def test_relative_links_point_to_files(doc):
+    """Links between README, docs/ and benchmarks/ resolve (a moved file breaks a test)."""
+    path = README.parent / doc
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8"))
+    local = [link for link in links if "://" not in link]
+    missing = [link for link in local if not (path.parent / link).exists()]
+    assert not missing, f"{doc}: {missing}"
+    if doc == "README.md":
+        assert "docs/architecture.md" in local and "docs/benchmarks.md" in local

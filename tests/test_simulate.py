@@ -1,4 +1,4 @@
-"""readtax simulate and the demo genomes: counts, strands, coordinates, errors, split, bad input."""
+"""readtax simulate: counts, strands, coordinates, errors, split, bad input."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 from readtax.fastx import read_all
-from readtax.genomes import EvolutionModel, demo_genomes, generate, parse_newick, write_genomes
 from readtax.labels import Labeler, load_mapping, make_scheme
 from readtax.simulate import (
     PROFILES,
-    Genome,
     SimOptions,
     ascii_ints,
     join_columns,
@@ -281,60 +279,6 @@ def test_formatting_helpers():
     block = np.frombuffer(b"XYZW", np.uint8).reshape(2, 2)
     out = prepend_rows(np.frombuffer(b"abc", np.uint8), np.array([1, 2]), block)
     assert out.tobytes() == b"aXYbcZW"
-
-
-def test_demo_genomes_bundled():
-    genomes, mapping = demo_genomes()
-    taxonomy = demo_genomes().taxonomy
-    label_map = load_mapping(mapping)
-    assert len(genomes) == len(label_map) == 10
-    assert [g.stem for g in genomes] == label_map.names
-    total = sum(g.stat().st_size for g in genomes)
-    assert 500_000 < total < 1_500_000
-    loaded = load_genomes(genomes, label_map)
-    assert all(isinstance(g, Genome) and len(g.seq) > 50_000 for g in loaded)
-    assert sum(g.n_contigs > 1 for g in loaded) >= 3  # draft assemblies with several contigs
-    rows = [line.split("\t") for line in taxonomy.read_text().splitlines()[1:]]
-    parents = {int(r[0]): int(r[1]) for r in rows}
-    ranks = {int(r[0]): r[2] for r in rows}
-    for tax in label_map.tax_ids:
-        assert ranks[int(tax)] == "species" and ranks[parents[int(tax)]] == "genus"
-        assert parents[parents[int(tax)]] == 1
-
-
-def _kmers(seq: np.ndarray, k: int = 21) -> set:
-    """k-mers of both strands (inversions turn segments around)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    rc = np.frombuffer(seq.tobytes().translate(_COMP)[::-1], np.uint8)
-    return {bytes(w) for s in (seq, rc) for w in sliding_window_view(s, k)}
-
-
-def test_generate_is_deterministic_and_follows_the_tree(tmp_path):
-    model = EvolutionModel(ancestor_length=20_000, max_contigs=3)
-    tree = "((A_a:0.01,A_b:0.01):0.1,B_c:0.11);"
-    one = generate(tree, seed=3, gc={"A": 0.6, "B": 0.4}, model=model)
-    two = generate(tree, seed=3, gc={"A": 0.6, "B": 0.4}, model=model)
-    assert [g.name for g in one] == ["A_a", "A_b", "B_c"]
-    assert all(np.array_equal(np.concatenate(a.contigs), np.concatenate(b.contigs))
-               for a, b in zip(one, two))
-    seqs = [np.concatenate(g.contigs) for g in one]
-    assert all(set(np.unique(s).tobytes()) <= set(b"ACGT") for s in seqs)
-    a = {bytes(w) for w in np.lib.stride_tricks.sliding_window_view(seqs[0], 21)[::5]}
-    # 2% apart: most 21-mers shared (~0.98**21 = 65%); 22% apart: almost none.
-    assert len(a & _kmers(seqs[1])) / len(a) > 0.5
-    assert len(a & _kmers(seqs[2])) / len(a) < 0.1
-    paths = write_genomes(one, tmp_path)
-    assert [p.name for p in paths] == ["A_a.fa", "A_b.fa", "B_c.fa"]
-    assert load_mapping(tmp_path / "mapping.tsv").names == ["A_a", "A_b", "B_c"]
-
-
-def test_newick():
-    root = parse_newick("((x:0.1,y:0.2):0.3,z:1);")
-    assert [leaf.name for leaf in root.leaves()] == ["x", "y", "z"]
-    assert root.children[0].length == 0.3 and root.children[0].children[1].length == 0.2
-    with pytest.raises(ValueError):
-        parse_newick("(x:0.1,y:0.2")
 
 
 def test_label_names_with_spaces_give_unique_read_ids(tmp_path, run):

@@ -2,7 +2,7 @@
 predict.
 
 Data: homologous ~300 kb fragments of two strains of each of 5 bacterial species
-(``readtax/data/real_genomes/``, :func:`readtax.genomes.real_fragments`). The model trains on
+(``readtax/data/real_genomes/``, :func:`readtax.bundled.real_fragments`). The model trains on
 reads from the first 80% of one strain's fragment and is tested three ways: unseen reads from
 those regions (validation), reads from the last 20% (held-out region), and reads from the other
 strain (held-out strain). Training uses the default kmer-cnn recipe (no step or batch flags).
@@ -50,7 +50,7 @@ def _step(title: str, argv: list[str]) -> None:
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, *, force: bool = False) -> dict:
     """Run the whole pipeline into ``out``; returns the paths of the main outputs."""
-    from .genomes import real_fragments
+    from .bundled import real_fragments
     from .outputs import check_writable_dir
 
     s = settings or DemoSettings()
