@@ -307,21 +307,25 @@ def _corrupt(st: Path, how: str) -> None:
         (st / "manifest.json").write_text(json.dumps(man))
 
 
-def test_verify_accepts_blake2b_manifests(messy, tmp_path):
-    # Stores written before the CRC-32 switch list BLAKE2b digests; verify checks those.
+def test_other_checksum_algorithm_is_a_clear_error(messy, tmp_path, run):
+    """Manifests record CRC-32 only: one naming another algorithm gets one line from verify,
+    unpack and open that names the file and the algorithm expected (not a checksum mismatch)."""
     st = tmp_path / "st"
     pack([messy[4]], st, **SMALL)
     man = json.loads((st / "manifest.json").read_text())
-    for name, info in man["files"].items():
+    for info in man["files"].values():
+        info["blake2b"] = "0" * 64
         del info["crc32"]
-        info["blake2b"] = file_checksum(st / name, "blake2b")
     (st / "manifest.json").write_text(json.dumps(man))
-    assert verify(st)["reads"] == 1500
-    info = man["files"]["bases.2bit"]
-    info["blake2b"] = "0" * 64
-    (st / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(StoreError, match="checksum mismatch in bases.2bit"):
+    first = sorted(man["files"])[0]
+    want = f"file {first} has a blake2b checksum in manifest.json; this readtax reads crc32"
+    with pytest.raises(StoreError, match=want):
         verify(st)
+    with pytest.raises(StoreError, match=want):
+        ReadStore(st)
+    for args in (("verify", st), ("unpack", st, "-o", tmp_path / "o.fa")):
+        r = run(*args)
+        assert r.code == 2 and want in r.err and r.err.count("\n") == 1 and str(st) in r.err
 
 
 @pytest.mark.parametrize("how, message", [

@@ -28,6 +28,7 @@ from .format import (
     F_NSTART,
     F_OFFSETS,
     F_ORDER,
+    check_checksum_names,
     check_class_file,
     check_label_map,
     check_sizes,
@@ -61,6 +62,7 @@ class ReadStore:
         if missing:
             raise StoreError(f"manifest.json does not list {', '.join(missing)}", self.path)
         check_sizes(self.path, m)
+        check_checksum_names(self.path, m)
         self.n = int(m["read_count"])
         self.total_bases = int(m["total_bases"])
         self.label_map = LabelMap.from_rows(m["label_map"])

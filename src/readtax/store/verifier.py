@@ -9,7 +9,14 @@ from pathlib import Path
 from ..errors import StoreError
 from ..progress import Progress
 from .consistency import Consistency
-from .format import CHECKSUM, check_sizes, expected_files, file_checksum, load_manifest
+from .format import (
+    CHECKSUM,
+    check_checksum_names,
+    check_sizes,
+    expected_files,
+    file_checksum,
+    load_manifest,
+)
 from .reader import ReadStore
 
 
@@ -21,12 +28,12 @@ def verify(path: str | os.PathLike[str], *, progress: bool | None = None) -> dic
     if missing:
         raise StoreError(f"manifest.json does not list {', '.join(missing)}", path)
     check_sizes(path, manifest)
+    check_checksum_names(path, manifest)
     total = sum(info["size"] for info in manifest["files"].values())
     bar = Progress(total, f"verify {path.name}: checksums", enabled=progress)
     done = 0
     for name, info in sorted(manifest["files"].items()):
-        algorithm = CHECKSUM if CHECKSUM in info else "blake2b"
-        if file_checksum(path / name, algorithm) != info.get(algorithm):
+        if file_checksum(path / name) != info.get(CHECKSUM):
             raise StoreError(f"checksum mismatch in {name}: the file is corrupt", path)
         done += info["size"]
         bar.update(done)
