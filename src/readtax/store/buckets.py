@@ -112,9 +112,9 @@ def global_classes(keys: np.ndarray, units: list[int], at: list[int], ctx: Pass2
 
     The tables are read a block of units at a time (``LUT_BLOCK`` bytes, or one unit's table
     if larger), so a worker holds O(classes) of them. All of them are units x classes x 4
-    bytes (6 MB at 150M reads), and every bucket has reads of every unit: gathering through
-    a mapping of the file touched nearly all of its pages each time, and those counted on
-    top of the worker's resident heap (its peak grew with the number of units).
+    bytes, and every bucket has reads of every unit: gathering through a mapping of the file
+    would touch nearly all of its pages each time, and those count on top of the worker's
+    resident heap (its peak would grow with the number of units).
     """
     offs = ctx.lut_offsets
     path = ctx.runs_dir / "luts.i32"
@@ -286,9 +286,9 @@ def build_bucket(task: tuple[int, int, int, int, int], ctx: Pass2Context) -> Buc
     blocks, counts = id_blocks(d["hdr"], id_src)
     class_row = np.bincount(cls, minlength=n_classes).astype(np.uint32)
     # The bucket's arrays are freed but not trimmed: the next bucket reuses the pages, where
-    # giving them back cost a page fault per 4 KB. Buckets differ a little in size, though,
+    # giving them back costs a page fault per 4 KB. Buckets differ a little in size, though,
     # and the heap's free gaps keep their pages, so a worker's RSS would creep with the number
-    # of buckets (measured in benchmarks/RESULTS.md, scale rehearsal). Trimming every
+    # of buckets (see the scale rehearsal in benchmarks/RESULTS.md). Trimming every
     # TRIM_BUCKETS buckets bounds that creep for a fault per page once in that many buckets.
     files.buckets_built += 1
     if files.buckets_built % TRIM_BUCKETS == 0:
@@ -338,9 +338,8 @@ class SpentRuns:
 
     Results arrive in bucket order, so when bucket b is done every bucket up to b has been
     read, and those sections are the tail of each run file. Their pages go back to the system
-    while the store is written, which then reuses them instead of touching fresh memory (on
-    this project's VM the store's writes went from 0.29 s to 0.10 s for 6M reads, for 0.08 s
-    of truncating). A run is cut once at least
+    while the store is written, which then reuses them instead of touching fresh memory (the
+    writes get faster by more than the truncating costs). A run is cut once at least
     ``CUT_BYTES`` of it are spent: a full-size input has thousands of runs and a thousand
     buckets, and a truncate per run per bucket would cost minutes.
     """

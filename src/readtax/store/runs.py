@@ -271,8 +271,8 @@ def transpose_table(src: Path, dst: Path, runs: int, rows: int) -> None:
     """Rewrite the runs' bucket tables from run-major ``src`` (runs, rows, COLS), as pass 1
     appends them, to bucket-major ``dst`` (rows, runs, COLS), where one bucket's row of every
     run is contiguous. Pass 2 reads one or two such rows per bucket; read run-major they are
-    strided over the whole table, which is runs x buckets x 40 bytes (~100 MB at the seed's
-    558M reads): a process mapping it ended up holding all of it. Done a block of rows at a
+    strided over the whole table, which is runs x buckets x 40 bytes (quadratic in the
+    input): a process mapping it would end up holding all of it. Done a block of rows at a
     time, in memory bounded by ``TABLE_BLOCK`` bytes, with one pread per run per block."""
     row_bytes = COLS * 8
     step = max(1, TABLE_BLOCK // max(1, runs * row_bytes))

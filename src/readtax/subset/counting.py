@@ -88,7 +88,7 @@ class CountMerger:
     Units come in input order. Without a mapping a class key gets a column when first seen
     (its first-seen tax id stays); :meth:`finish` orders the columns as the label map. The
     units' own key and count lists are dropped as soon as they are folded in: held for every
-    unit until the end, their Python objects took ~100 MB at 150M reads.
+    unit until the end, their Python objects would grow with the input.
     """
 
     def __init__(self, scheme: LabelScheme, label_map: LabelMap | None) -> None:
