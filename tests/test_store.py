@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 
 from conftest import random_reads, write_fasta, write_fastq, write_mapping
-from readtax import store as store_mod
 from readtax.errors import InputError, StoreError, UsageError
 from readtax.labels import load_mapping
 from readtax.store import (
     ReadStore,
     Records,
+    buckets,
     decode_ids,
     encode_ids,
     encode_reads,
+    file_checksum,
     pack,
     repack,
     store_stats,
@@ -185,7 +186,7 @@ def test_same_seed_same_bytes_any_workers(messy, tmp_path, monkeypatch):
     assert outs[0] == outs[1] == outs[2]
     # Where the descriptor limit leaves room for one open run file, the others are opened per
     # read, and closed: the same bytes, no descriptor left open.
-    monkeypatch.setattr(store_mod, "_fd_room", lambda runs: 1)
+    monkeypatch.setattr(buckets, "fd_room", lambda runs: 1)
     fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     pack([fa], tmp_path / "few", seed=7, workers=1, **SMALL)
     assert store_files(tmp_path / "few") == outs[0]
@@ -302,25 +303,29 @@ def _corrupt(st: Path, how: str) -> None:
         cls = np.fromfile(st / "classes.u16", np.uint16)
         cls[np.flatnonzero(cls == 0)[0]] = 1
         cls.tofile(st / "classes.u16")
-        man["files"]["classes.u16"]["crc32"] = store_mod.file_checksum(st / "classes.u16")
+        man["files"]["classes.u16"]["crc32"] = file_checksum(st / "classes.u16")
         (st / "manifest.json").write_text(json.dumps(man))
 
 
-def test_verify_accepts_blake2b_manifests(messy, tmp_path):
-    # Stores written before the CRC-32 switch list BLAKE2b digests; verify checks those.
+def test_other_checksum_algorithm_is_a_clear_error(messy, tmp_path, run):
+    """Manifests record CRC-32 only: one naming another algorithm gets one line from verify,
+    unpack and open that names the file and the algorithm expected (not a checksum mismatch)."""
     st = tmp_path / "st"
     pack([messy[4]], st, **SMALL)
     man = json.loads((st / "manifest.json").read_text())
-    for name, info in man["files"].items():
+    for info in man["files"].values():
+        info["blake2b"] = "0" * 64
         del info["crc32"]
-        info["blake2b"] = store_mod.file_checksum(st / name, "blake2b")
     (st / "manifest.json").write_text(json.dumps(man))
-    assert verify(st)["reads"] == 1500
-    info = man["files"]["bases.2bit"]
-    info["blake2b"] = "0" * 64
-    (st / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(StoreError, match="checksum mismatch in bases.2bit"):
+    first = sorted(man["files"])[0]
+    want = f"file {first} has a blake2b checksum in manifest.json; this readtax reads crc32"
+    with pytest.raises(StoreError, match=want):
         verify(st)
+    with pytest.raises(StoreError, match=want):
+        ReadStore(st)
+    for args in (("verify", st), ("unpack", st, "-o", tmp_path / "o.fa")):
+        r = run(*args)
+        assert r.code == 2 and want in r.err and r.err.count("\n") == 1 and str(st) in r.err
 
 
 @pytest.mark.parametrize("how, message", [
@@ -361,10 +366,10 @@ def test_interrupted_pack_leaves_nothing_and_rerun_works(tmp_path, monkeypatch):
     fa = write_fasta(tmp_path / "r.fa", heads, seqs)
     st = tmp_path / "st"
 
-    def boom(task):
+    def boom(task, ctx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_mod, "_build_bucket", boom)
+    monkeypatch.setattr(buckets, "build_bucket", boom)
     with pytest.raises(KeyboardInterrupt):
         pack([fa], st, workers=1)
     assert not st.exists() and not list(tmp_path.glob(".st.*"))
@@ -472,14 +477,14 @@ def test_pass2_holds_no_mapping_of_run_tables(messy, tmp_path, monkeypatch):
     tables are read per bucket: after every bucket nothing of them stays resident in the
     process, and the store's bytes are those of any other worker count."""
     *_, fa = messy
-    built, resident = store_mod._build_bucket, []
+    built, resident = buckets.build_bucket, []
 
-    def build(task):
-        bucket = built(task)
+    def build(task, ctx):
+        bucket = built(task, ctx)
         resident.append(_resident_kb(str(tmp_path), "/runs/"))
         return bucket
 
-    monkeypatch.setattr(store_mod, "_build_bucket", build)
+    monkeypatch.setattr(buckets, "build_bucket", build)
     man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
     assert man["buckets"] > 10 and len(resident) == man["buckets"]
     assert resident == [0] * len(resident)
@@ -495,11 +500,11 @@ def test_pass2_reads_class_tables_a_unit_at_a_time(messy, tmp_path, monkeypatch)
     most classes x 4 bytes), so a worker's peak does not grow with the number of units.
     Same bytes with the default block and 2 workers."""
     *_, fa = messy
-    loaded, lut_reads, maps = store_mod._load_sections, [], []
-    read_exact = store_mod._read_exact
+    loaded, lut_reads, maps = buckets.load_sections, [], []
+    read_exact = buckets.read_exact
 
-    def load(b):
-        d = loaded(b)
+    def load(b, ctx):
+        d = loaded(b, ctx)
         with open("/proc/self/maps") as fh:
             maps.append(sum(str(tmp_path) in line and "/runs/" in line for line in fh))
         return d
@@ -509,9 +514,9 @@ def test_pass2_reads_class_tables_a_unit_at_a_time(messy, tmp_path, monkeypatch)
             lut_reads.append(sum(len(v) for v in views))
         return read_exact(fd, views, offset, path)
 
-    monkeypatch.setattr(store_mod, "_load_sections", load)
-    monkeypatch.setattr(store_mod, "_read_exact", read)
-    monkeypatch.setattr(store_mod, "LUT_BLOCK", 8)
+    monkeypatch.setattr(buckets, "load_sections", load)
+    monkeypatch.setattr(buckets, "read_exact", read)
+    monkeypatch.setattr(buckets, "LUT_BLOCK", 8)
     man = pack([fa], tmp_path / "st", seed=7, workers=1, **SMALL)
     n_classes = len(man["label_map"])
     assert man["buckets"] > 10 and len(maps) == man["buckets"] and maps == [0] * len(maps)

@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 
 from conftest import random_reads, write_fasta, write_mapping
-from readtax import subset as subset_mod
 from readtax.errors import FormatError, LabelError, UsageError
 from readtax.fastx import read_all
+from readtax.labels import make_scheme
 from readtax.subset import (
     BlockSelector,
-    _CountMismatch,
+    CountMismatch,
+    pipeline,
+    plan_units,
     split_quota,
     stratified_indices,
     subset,
+    writing,
 )
+from readtax.subset.counting import CountMerger, UnitCounts
 
 UNIT = 3000  # tiny work units so that small files are split into several
 
@@ -92,7 +96,7 @@ def test_block_selector_exact_and_disjoint():
 
 def test_block_selector_detects_changed_input():
     sel = BlockSelector(np.array([2, 1]), np.array([1, 1]), None, np.random.default_rng(0))
-    with pytest.raises(_CountMismatch):
+    with pytest.raises(CountMismatch):
         sel.select(np.array([0, 0, 0]))
 
 
@@ -206,11 +210,11 @@ def test_same_seed_identical_any_workers_different_seed_differs(tmp_path):
 def test_uniform_inclusion_over_seeds(tmp_path, monkeypatch):
     """Each read's inclusion frequency (train and validation) matches N/available."""
     # Several units and several batches per unit, so every level of the draw is exercised.
-    monkeypatch.setattr(subset_mod, "READ_CHUNK", 1 << 12)
+    monkeypatch.setattr(pipeline, "READ_CHUNK", 1 << 12)
     heads, seqs, classes = skewed_reads(seed=5, sizes=(48, 20))
     inp = write_fasta(tmp_path / "in.fa", heads, seqs)
-    units = subset_mod.plan_units([inp], 5000)
-    batches = sum(len(list(u.reader(subset_mod.READ_CHUNK))) for u in units)
+    units = plan_units([inp], 5000)
+    batches = sum(len(list(u.reader(pipeline.READ_CHUNK))) for u in units)
     assert len(units) >= 2 and batches >= 2 * len(units)
     seeds = 240
     hit_t = np.zeros(len(heads))
@@ -321,8 +325,8 @@ def test_skip_unknown(tmp_path, run):
 
 @pytest.mark.parametrize("fmt", ["fasta", "fastq"])
 def test_shuffle(tmp_path, fmt, monkeypatch):
-    monkeypatch.setattr(subset_mod, "SHUFFLE_BUCKET_BYTES", 2000)  # several buckets
-    monkeypatch.setattr(subset_mod, "RUN_BYTES", 3000)  # several runs per unit
+    monkeypatch.setattr(pipeline, "SHUFFLE_BUCKET_BYTES", 2000)  # several buckets
+    monkeypatch.setattr(pipeline, "RUN_BYTES", 3000)  # several runs per unit
     heads, seqs, classes = skewed_reads(seed=3, sizes=(150, 80, 40))
     if fmt == "fasta":
         inp = write_fasta(tmp_path / "in.fa", heads, seqs)
@@ -418,7 +422,7 @@ def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch):
     heads, seqs, _ = random_reads(400, n_classes=3)
     inp = write_fasta(tmp_path / "in.fa", heads, seqs)
     calls = {"n": 0}
-    real = subset_mod.format_records
+    real = writing.format_records
 
     def flaky(batch, rows):
         calls["n"] += 1
@@ -426,7 +430,7 @@ def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(batch, rows)
 
-    monkeypatch.setattr(subset_mod, "format_records", flaky)
+    monkeypatch.setattr(writing, "format_records", flaky)
     with pytest.raises(KeyboardInterrupt):
         subset([inp], tmp_path / "o.fa", per_species=50, val_output=tmp_path / "v.fa",
                val_per_species=5, workers=1, unit_bytes=UNIT, summary=tmp_path / "s.tsv")
@@ -479,14 +483,14 @@ def test_subset_units_table_is_int32(tmp_path, monkeypatch):
     heads, seqs, _ = random_reads(400, n_classes=5, seed=3)
     fa = write_fasta(tmp_path / "r.fa", heads, seqs)
     seen = []
-    real = subset_mod.split_quota
+    real = pipeline.split_quota
 
     def spy(counts, quota, rng):
         seen.append(counts.dtype)
         return real(counts, quota, rng)
 
-    monkeypatch.setattr(subset_mod, "split_quota", spy)
-    subset_mod.subset([fa], tmp_path / "o.fa", per_species=20, val_output=tmp_path / "v.fa",
+    monkeypatch.setattr(pipeline, "split_quota", spy)
+    subset([fa], tmp_path / "o.fa", per_species=20, val_output=tmp_path / "v.fa",
                       val_per_species=5, unit_bytes=4_000, workers=1)
     assert seen == [np.int32, np.int32]
     assert len(records(tmp_path / "o.fa")[0]) == 100 and len(records(tmp_path / "v.fa")[0]) == 25
@@ -495,11 +499,11 @@ def test_subset_units_table_is_int32(tmp_path, monkeypatch):
 def test_count_merger_folds_units_as_they_arrive():
     """Pass-1 counts are folded in unit by unit: discovered keys sorted, the first-seen tax id
     kept, every unit's key lists dropped once folded, int32 rows."""
-    U = subset_mod._UnitCounts
+    U = UnitCounts
     parts = [U(np.array([3, 1]), [7, 2], [70, 20], 0, {}, 4, 100),
              U(np.array([5, 0, 2]), [9, 7, 2], [90, 71, 21], 0, {}, 7, 100),
              U(np.array([], np.int64), [], [], 0, {}, 0, 0)]
-    merger = subset_mod._CountMerger(subset_mod.make_scheme("lbl"), None)
+    merger = CountMerger(make_scheme("lbl"), None)
     for p in parts:
         merger.add(p)
         assert p.keys is None and p.counts is None

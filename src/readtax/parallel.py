@@ -2,10 +2,21 @@
 
 Plain files are cut into byte ranges (each reader resynchronises to a record start); gzip files
 are one unit each. Results come back in input order, so outputs do not depend on scheduling.
+
+How a verb's context reaches its workers: the verb builds one explicit object (a dataclass such
+as the pack or subset context) and hands it to :func:`map_units` as an extra argument; the worker
+function receives it as a parameter, ``fn(unit, context)``. The pool is forked after the call is
+registered, so every worker inherits the function and its arguments and only the unit travels
+per task (no pickling of contexts, whatever their size). Each forked worker has its own copy of
+the context: state a worker keeps between its units (open descriptors, counters) lives on an
+explicit object inside the context and is private to that worker. With one worker the calls
+run in this process on the caller's object, which then holds that state for the caller to
+release.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -92,21 +103,27 @@ def map_units(fn: Callable, units: list, workers: int, *args, window: int | None
     from collections import deque
 
     ctx = mp.get_context("fork")
-    call = _Call(fn, args)
     window = window or 2 * workers
-    with ctx.Pool(min(workers, len(units))) as pool:
-        pending: deque = deque()
-        it = iter(units)
-        for u in it:
-            pending.append(pool.apply_async(call, (u,)))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().get()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.apply_async(call, (nxt,)))
-            yield result
+    token = next(_TOKENS)
+    # Registered before the fork: the workers inherit the call, and each task sends only the
+    # token and the unit (see the module docstring).
+    _FORKED_CALLS[token] = _Call(fn, args)
+    try:
+        with ctx.Pool(min(workers, len(units))) as pool:
+            pending: deque = deque()
+            it = iter(units)
+            for u in it:
+                pending.append(pool.apply_async(_run_forked, (token, u)))
+                if len(pending) >= window:
+                    break
+            while pending:
+                result = pending.popleft().get()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.apply_async(_run_forked, (token, nxt)))
+                yield result
+    finally:
+        del _FORKED_CALLS[token]
 
 
 def map_units_progress(fn: Callable, items: list, sizes: list[int], workers: int, *args,
@@ -130,6 +147,16 @@ class _Call:
 
     def __call__(self, unit: Unit):
         return self.fn(unit, *self.args)
+
+
+# The calls of the pools now running, by token; a forked worker finds its call here. A token
+# per call keeps pools of interleaved map_units generators apart.
+_FORKED_CALLS: dict[int, _Call] = {}
+_TOKENS = itertools.count()
+
+
+def _run_forked(token: int, unit):
+    return _FORKED_CALLS[token](unit)
 
 
 def release_memory() -> None:
