@@ -124,16 +124,16 @@ def test_every_family_trains_and_loss_goes_down(tmp_path, small_task, tiny_model
     """A few steps on a small set: the loss on that set falls (before: fresh seeded model)."""
     from torch.utils.data import DataLoader
 
-    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.evaluate import stream_eval
     from readtax.models import build_classifier, load_classifier
-    from readtax.train import DistInfo, _as_iterable_dataset
+    from readtax.sources import Collate, open_data
 
     label_map = load_mapping(small_task["mapping"])
 
     def loss_on_training_set(model) -> float:
-        ds, _ = open_eval_data([str(small_task["train"])], label_map, batch_size=32,
-                               dist=DistInfo(), per_class=100, seed=0)
-        loader = DataLoader(_as_iterable_dataset(ds), batch_size=None,
+        ds = open_data([str(small_task["train"])], "eval", label_map=label_map, batch_size=32,
+                       per_class=100, seed=0).dataset
+        loader = DataLoader(ds, batch_size=None,
                             collate_fn=Collate(model.collator, keep_batch=False))
         return stream_eval(model, loader, len(label_map)).compute()["loss"]
 
@@ -258,8 +258,8 @@ def test_store_resume_equals_uninterrupted_run(tmp_path, stores, tiny_models):
 
 def test_remap_lut():
     from readtax.errors import ModelError
-    from readtax.evaluate import remap_lut
     from readtax.labels import LabelMap
+    from readtax.sources import remap_lut
 
     model = LabelMap.from_ids([5, 6, 7], names=["a", "b", "c"])
     assert remap_lut(model, model) is None
@@ -313,7 +313,7 @@ def test_print_config_shows_overrides(task, capsys):
 
 
 def test_reads_file_validation_sample(task):
-    from readtax.evaluate import sample_reads_per_class
+    from readtax.sources import sample_reads_per_class
 
     lm = load_mapping(task["mapping"])
     a = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
@@ -330,7 +330,7 @@ def test_reads_file_validation_sample(task):
 def test_sample_is_uniform_within_class(tmp_path):
     """Every read of a class is equally likely to be drawn (chi-square over many seeds)."""
     from helpers_train import make_genomes, write_mapping, write_reads
-    from readtax.evaluate import sample_reads_per_class
+    from readtax.sources import sample_reads_per_class
 
     fa = write_reads(tmp_path / "r.fa", make_genomes(2, 500, 0), 20, 50, 0, [1, 2])
     lm = load_mapping(write_mapping(tmp_path / "m.tsv", [1, 2]))
@@ -453,18 +453,18 @@ def test_stream_eval_on_device_equals_host_metrics(task, tiny_models):
     """A fixed model: the device-accumulated evaluation equals per-batch host metrics."""
     from torch.utils.data import DataLoader
 
-    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.evaluate import stream_eval
     from readtax.metrics import StreamingMetrics
     from readtax.models import build_classifier
-    from readtax.train import DistInfo, _as_iterable_dataset
+    from readtax.sources import Collate, open_data
 
     label_map = load_mapping(task["mapping"])
     model = build_classifier(tiny_models["dnabert2"], label_map, seed=3).eval()
-    ds, _ = open_eval_data([str(task["val"])], label_map, batch_size=25, dist=DistInfo(),
-                           per_class=None, seed=0)
+    ds = open_data([str(task["val"])], "eval", label_map=label_map, batch_size=25,
+                   per_class=None, seed=0).dataset
 
     def loader():
-        return DataLoader(_as_iterable_dataset(ds), batch_size=None,
+        return DataLoader(ds, batch_size=None,
                           collate_fn=Collate(model.collator, keep_batch=False))
 
     host = StreamingMetrics(len(label_map))

@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dist import all_ok, barrier, dist_info, init_process_group, sum_counts
 from .errors import InputError, ModelError, ReadtaxError, UsageError
 from .fastx import FastxReader, ReadBatch
 from .kraken import KrakenReader, format_kraken_lines, strip_mate
@@ -454,6 +455,23 @@ def _lazy_take(rb: ReadBatch, order: np.ndarray) -> ReadBatch:
     return ReadBatch(seq, seq_off, hdr, hdr_off, None, rb.source, -1)
 
 
+class UnitBatches:
+    """The input units of a prediction run, in batches of exactly ``batch_units`` (the last one:
+    fewer); each iteration reads the inputs again (see :func:`iter_batches`)."""
+
+    def __init__(self, sources: list[_Source], batch_units: int, chunk_size: int = 4 << 20
+                 ) -> None:
+        self.sources = sources
+        self.batch_units = batch_units
+        self.chunk_size = chunk_size
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        return iter_batches(self.sources, self.batch_units, self.chunk_size)
+
+    def describe(self) -> str:
+        return ", ".join(s.describe() for s in self.sources)
+
+
 def iter_batches(sources: list[_Source], batch_units: int, chunk_size: int = 4 << 20
                  ) -> Iterator[_Chunk]:
     """All units of all sources in order, in batches of exactly ``batch_units`` (last: fewer)."""
@@ -565,7 +583,7 @@ def _prepare(b: int, c: _Chunk, sources: list[_Source], collator, as_numpy: bool
     return _Item(b, inputs, ids, c.nmates, first, second)
 
 
-def _make_stream(sources, batch_units, chunk_size, collator, rank, world):
+def _make_stream(units: UnitBatches, collator, rank, world):
     """An IterableDataset of this rank's batches; worker w of W takes every W-th of them."""
     import torch.utils.data as tud
 
@@ -573,16 +591,16 @@ def _make_stream(sources, batch_units, chunk_size, collator, rank, world):
         def __iter__(self):
             info = tud.get_worker_info()
             w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-            units = 0
+            n = 0
             try:
-                for b, chunk in enumerate(iter_batches(sources, batch_units, chunk_size)):
-                    units += len(chunk)
+                for b, chunk in enumerate(units):
+                    n += len(chunk)
                     if b % world == rank and (b // world) % nw == w:
-                        yield _prepare(b, chunk, sources, collator, info is not None)
+                        yield _prepare(b, chunk, units.sources, collator, info is not None)
             except ReadtaxError as exc:  # passed on as an item: DataLoader mangles exceptions
                 yield _Failed(exc)
                 return
-            yield _End(units)
+            yield _End(n)
 
     return _PredictStream()
 
@@ -817,10 +835,6 @@ def classify_sequences(model, seqs: list[str], *, mates: list[str] | None = None
     return out
 
 
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
             options: PredictOptions | None = None, report: str | None = None,
             kraken_out: str | None = None, abundance: str | None = None,
@@ -834,7 +848,8 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
     the full summary, other ranks get their own share.
     """
     opts = options or PredictOptions()
-    rank, world = _dist_info()
+    info = dist_info()
+    rank, world = info.rank, info.world_size
     device = pick_device(opts.device)
     if isinstance(model_or_run, (str, os.PathLike)):
         model = load_model(model_or_run, str(device))
@@ -862,10 +877,13 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
         sizes = load_genome_sizes(genome_sizes, label_map)
     if abundance_plot and not abundance:
         raise UsageError("--abundance-plot needs --abundance")
-    sources = plan_sources(list(inputs), opts.paired)
+    from .sources import open_data
+
+    units = open_data(list(inputs), "predict", batch_size=opts.batch_size, paired=opts.paired,
+                      chunk_size=opts.chunk_size).dataset
     kraken = _KrakenMerge(with_kraken, label_map, opts.batch_size) if with_kraken else None
 
-    dist = _init_dist(world, device)
+    started = init_process_group(world, device)
     out = Path(output)
     kout = Path(kraken_out) if kraken_out else None
     if world > 1:
@@ -877,12 +895,12 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
     state = {"units": 0, "pairs": 0}
     error: BaseException | None = None
     try:
-        _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, world == 1,
+        _run(model, device, units, opts, label_map, kraken, tsv_path, k_path, world == 1,
              rank, world, counts, src_counts, state, progress)
     except BaseException as exc:  # noqa: BLE001 - every rank must reach the collective below
         error = exc
     if world > 1:
-        ok = _all_ok(error is None, device)
+        ok = all_ok(error is None, device)
         if error is not None or not ok:
             for p in (tsv_path, k_path):
                 if p is not None:
@@ -891,7 +909,11 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
             if error is not None:
                 raise error
             raise ReadtaxError("prediction failed on another rank (see its message)")
-        counts, src_counts, state = _gather_counts(counts, src_counts, state, device)
+        flat = sum_counts(np.concatenate([counts, src_counts, [state["units"], state["pairs"]]]),
+                          device)
+        n = len(counts)
+        counts, src_counts = flat[:n], flat[n : n + 2]
+        state = {"units": int(flat[-2]), "pairs": int(flat[-1])}
         if rank == 0:
             header = tsv_header(label_map, opts.top_k, kraken is not None)
             merge_parts([_part_path(out, r, world) for r in range(world)], out, opts.batch_size,
@@ -899,12 +921,12 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
             if kout:
                 merge_parts([_part_path(kout, r, world) for r in range(world)], kout,
                             opts.batch_size)
-        _barrier(device)
+        barrier(device)
         for p in (tsv_path, k_path):
             if p is not None:
                 with contextlib.suppress(OSError):
                     p.unlink()
-        if dist:
+        if started:
             import torch.distributed as tdist
 
             tdist.destroy_process_group()
@@ -940,7 +962,7 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
     return summary
 
 
-def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with_header, rank,
+def _run(model, device, units, opts, label_map, kraken, tsv_path, k_path, with_header, rank,
          world, counts, src_counts, state, progress) -> None:
     """This process's share: read, classify, write lines, count."""
     import torch.utils.data as tud
@@ -949,7 +971,7 @@ def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with
     from .outputs import atomic_open
     from .progress import Progress
 
-    ds = _make_stream(sources, opts.batch_size, opts.chunk_size, model.collator, rank, world)
+    ds = _make_stream(units, model.collator, rank, world)
     loader = tud.DataLoader(ds, batch_size=None, num_workers=opts.num_workers,
                             collate_fn=_passthrough, pin_memory=device.type == "cuda",
                             worker_init_fn=(quiet_tokenizer_threads if opts.num_workers > 0
@@ -986,7 +1008,7 @@ def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with
         if total_units is None:
             raise ReadtaxError("internal error: the reader stopped without an end marker")
         if total_units == 0:
-            raise InputError("no reads in the inputs", ", ".join(s.describe() for s in sources))
+            raise InputError("no reads in the inputs", units.describe())
         if kraken is not None:
             kraken.finish(total_units)
 
@@ -995,48 +1017,6 @@ def _run(model, device, sources, opts, label_map, kraken, tsv_path, k_path, with
 def _plain_open(path: Path):
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         yield fh
-
-
-def _init_dist(world: int, device) -> bool:
-    """Start the process group under torchrun if the caller has not; True if we started it."""
-    if world <= 1:
-        return False
-    import torch.distributed as tdist
-
-    if tdist.is_initialized():
-        return False
-    tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return True
-
-
-def _all_ok(ok: bool, device) -> bool:
-    import torch
-    import torch.distributed as tdist
-
-    flag = torch.tensor([1 if ok else 0], device=device)
-    tdist.all_reduce(flag, op=tdist.ReduceOp.MIN)
-    return bool(flag.item())
-
-
-def _gather_counts(counts, src_counts, state, device):
-    import torch
-    import torch.distributed as tdist
-
-    flat = np.concatenate([counts, src_counts, [state["units"], state["pairs"]]])
-    t = torch.from_numpy(flat).to(device)
-    tdist.all_reduce(t)
-    flat = t.cpu().numpy()
-    n = len(counts)
-    return flat[:n], flat[n : n + 2], {"units": int(flat[-2]), "pairs": int(flat[-1])}
-
-
-def _barrier(device) -> None:
-    import torch.distributed as tdist
-
-    if device.type == "cuda":
-        tdist.barrier(device_ids=[device.index or 0])
-    else:
-        tdist.barrier()
 
 
 def _log_summary(s: PredictSummary, with_kraken: bool) -> None:

@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,61 +33,17 @@ import numpy as np
 
 from .batch import SeqBatch
 from .config import RunConfig, dump_config, load_config, save_steps_of
+from .dist import DistInfo, barrier, dist_info, gather_objects
 from .errors import ModelError, ReadtaxError, UsageError, require
-from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
 from .labels import LabelMap
 from .loader import quiet_tokenizer_threads
+from .sources import BATCH_KEY, Collate, data_paths, open_data, store_path
 
 log = logging.getLogger("readtax.train")
 
 DATA_STATE = "readtax_data_state.json"
 WEIGHTS = "readtax_weights.pt"
 CHECKPOINT_PREFIX = "checkpoint-"
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_info() -> DistInfo:
-    """This process's rank and the number of processes (torch.distributed, else torchrun env)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return DistInfo(dist.get_rank(), dist.get_world_size(),
-                            int(os.environ.get("LOCAL_RANK", 0)))
-    except ImportError:  # pragma: no cover - torch is a training dependency
-        pass
-    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                    int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-def _gather_objects(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        out: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(out, obj)
-        return out
-    return [obj]
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -111,7 +66,7 @@ class ObservedLoader:
     def __iter__(self):
         observe = getattr(self.dataset, "observe", None)
         for out in self.loader:
-            batch = out.pop(_META, None)
+            batch = out.pop(BATCH_KEY, None)
             if batch is not None:
                 if observe is not None:
                     observe(batch)
@@ -121,29 +76,10 @@ class ObservedLoader:
             yield out
 
 
-def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | None = None):
-    """The endless, shuffled training dataset of this process (store or streamed reads)."""
-    d = cfg.data
-    common: dict[str, Any] = dict(
-        batch_size=cfg.train.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
-        rank=dist.rank, world_size=dist.world_size, augment_rc=d.augment_rc, epochs=None)
-    store = _single_store(d.train)
-    if store is not None:
-        from .loader import StoreDataset
-
-        return StoreDataset(store, balance_temperature=d.balance_temperature,
-                            label_map=label_map, **common)
-    from .stream import StreamDataset
-
-    return StreamDataset(list(d.train), shuffle_buffer=d.shuffle_buffer, labels=d.labels,
-                         label_map=label_map, skip_unknown=d.skip_unknown,
-                         with_ids=cfg.train.record_reads, **common)
-
-
 def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     """(reads in the training data, exact?): store manifests are exact, files are estimated
     from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
-    store = _single_store(paths)
+    store = store_path(data_paths(paths))
     if store is not None:
         from .store import load_manifest
 
@@ -169,7 +105,7 @@ def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
 
 def _probe_read_length(paths: list[str]) -> int:
     """The longest training read: a store's manifest, else the first megabyte of the data."""
-    store = _single_store(paths)
+    store = store_path(data_paths(paths))
     if store is not None:
         from .store import load_manifest
 
@@ -468,8 +404,14 @@ class TrainRecipe:
             from .labels import load_mapping
 
             mapping = load_mapping(cfg.data.mapping)
-        self.train_dataset = open_train_dataset(cfg, self.dist, mapping)
-        label_map = getattr(self.train_dataset, "label_map", None) or mapping
+        d = cfg.data
+        train = open_data(d.train, "train", batch_size=cfg.train.batch_size, label_map=mapping,
+                          dist=self.dist, seed=cfg.seed, labels=d.labels,
+                          skip_unknown=d.skip_unknown, with_ids=cfg.train.record_reads,
+                          augment_rc=d.augment_rc, balance_temperature=d.balance_temperature,
+                          shuffle_buffer=d.shuffle_buffer)
+        self.train_dataset = train.dataset
+        label_map = train.label_map
         if label_map is None:
             raise UsageError("reads files need a class mapping: give data.mapping (--mapping)")
         self.label_map = label_map
@@ -477,10 +419,10 @@ class TrainRecipe:
         if self.num_classes < 2:
             raise UsageError(f"training needs at least 2 classes, the data has {self.num_classes}")
         eval_bs = eval_batch_size(cfg)
-        self.val_dataset, self.val_lut = open_eval_data(
-            cfg.data.val, label_map, batch_size=eval_bs, dist=self.dist,
-            per_class=cfg.data.val_per_class, seed=cfg.seed, labels=cfg.data.labels,
-            skip_unknown=cfg.data.skip_unknown)
+        val = open_data(d.val, "eval", batch_size=eval_bs, label_map=label_map, dist=self.dist,
+                        per_class=d.val_per_class, seed=cfg.seed, labels=d.labels,
+                        skip_unknown=d.skip_unknown)
+        self.val_dataset, self.val_lut = val.dataset, val.lut
 
         max_steps = self._resolve_max_steps()
         self.model = self._build_model(precision, cuda)
@@ -543,7 +485,7 @@ class TrainRecipe:
             for f in ("metrics.jsonl", "config.yaml", "label_map.tsv"):
                 (run / f).unlink(missing_ok=True)
         run.mkdir(parents=True, exist_ok=True)
-        _barrier()
+        barrier()
         if self.resume_from is not None and self.dist.is_main:
             step = _checkpoint_step(Path(self.resume_from))
             _drop_checkpoints_after(run, step)
@@ -695,7 +637,6 @@ class TrainRecipe:
         import torch
         from torch.utils.data import DataLoader
 
-        dataset = _as_iterable_dataset(dataset)
         # A private generator: creating loader iterators must not draw from the global RNG,
         # or a resumed run's dropout masks would differ from an uninterrupted run's.
         gen = torch.Generator()
@@ -748,7 +689,7 @@ class TrainRecipe:
 
         state = self.train_dataset.state_dict()
         reads = self._train_loader.reads if self._train_loader is not None else 0
-        states = _gather_objects({"state": state, "reads": reads})
+        states = gather_objects({"state": state, "reads": reads})
         if self.dist.is_main:
             blob = {
                 "format": 1,
@@ -860,7 +801,7 @@ class TrainRecipe:
                 write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
             plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
-        _barrier()
+        barrier()
         return self.run
 
     def card_summary(self) -> dict:
