@@ -99,7 +99,7 @@ def open_data(data: str | os.PathLike[str] | list, purpose: str, *, batch_size: 
     if purpose not in PURPOSES:
         raise UsageError(f"purpose {purpose!r} is not one of {', '.join(PURPOSES)}")
     if purpose == "predict":
-        from .predict import UnitBatches, plan_sources
+        from .predict.pairing import UnitBatches, plan_sources
 
         # Prediction reads files only: plan_sources checks them (and refuses a directory).
         plan = plan_sources([data] if isinstance(data, (str, os.PathLike)) else list(data),
