@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One intra-op thread: on a small shared CPU it is several times faster than two."""
+    """One intra-op thread: on a small shared CPU more threads only contend with each other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -392,18 +392,18 @@ def test_auto_max_steps_caps_only_when_set_and_max_steps_overrides_epochs(tmp_pa
 def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task, stores,
                                                                             tiny_models):
     from readtax.models import build_classifier
-    from readtax.train import TrainRecipe, _probe_read_length, _probe_tokens
+    from readtax.train import TrainRecipe, probe_read_length, probe_tokens
 
     cfg = load_config(None, [("data.train", [str(stores["train"])])], require_paths=False)
     assert cfg.model.gradient_checkpointing is None
-    assert _probe_read_length(cfg.data.train) == 100  # the task's reads are 100 bp
+    assert probe_read_length(cfg.data.train) == 100  # the task's reads are 100 bp
     from readtax.batch import SeqBatch
 
     model = build_classifier(tiny_models["metagene"], load_mapping(task["mapping"]))
 
     ref = model.collator(SeqBatch.from_strings(["ACGT" * 25], np.array([0])))["input_ids"]
-    assert _probe_tokens(model, 100) == ref.shape[1]
-    assert TrainRecipe(cfg)._checkpointing_needed(model, "fp32", cuda=False) is False
+    assert probe_tokens(model, 100) == ref.shape[1]
+    assert TrainRecipe(cfg).checkpointing_needed(model, "fp32", cuda=False) is False
 
 
 def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, monkeypatch):
@@ -418,18 +418,18 @@ def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, mo
     assert cfg.train.torch_compile is False
     recipe = TrainRecipe(cfg)
     recipe.model = build_classifier(tiny_models["dnabert2"], load_mapping(task["mapping"]))
-    args = recipe._training_args(transformers, 10, "fp32", False)
+    args = recipe.training_args(transformers, 10, "fp32", False)
     assert not args.torch_compile and not args.logging_nan_inf_filter
     assert args.optim == "adamw_torch_fused" and args.ddp_find_unused_parameters is False
     cfg.train.torch_compile = True
     recipe.model.arch = "auto"  # a generic backbone may have unused parts
-    args = recipe._training_args(transformers, 10, "fp32", False)
+    args = recipe.training_args(transformers, 10, "fp32", False)
     assert args.torch_compile and args.ddp_find_unused_parameters is True
     class Empty(torch.utils.data.IterableDataset):
         def __iter__(self):
             return iter(())
 
-    loader = recipe._loader(Empty(), None, 2)
+    loader = recipe.make_loader(Empty(), None, 2)
     assert loader.worker_init_fn is quiet_tokenizer_threads and loader.pin_memory is False
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     quiet_tokenizer_threads(0)

@@ -26,11 +26,6 @@ from .sources import Collate, open_data
 log = logging.getLogger("readtax.evaluate")
 
 
-# -- streaming evaluation ----------------------------------------------------------------------
-
-
-
-
 def _autocast(model):
     """bf16/fp16 autocast on CUDA when the model's weights are in half precision."""
     import contextlib

@@ -108,7 +108,7 @@ def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     return int(total), False
 
 
-def _probe_read_length(paths: list[str]) -> int:
+def probe_read_length(paths: list[str]) -> int:
     """The longest training read: a store's manifest, else the first megabyte of the data."""
     store = store_path(data_paths(paths))
     if store is not None:
@@ -121,7 +121,7 @@ def _probe_read_length(paths: list[str]) -> int:
     return int(first.lengths.max()) if first is not None and len(first) else 1
 
 
-def _probe_tokens(model, read_length: int) -> int:
+def probe_tokens(model, read_length: int) -> int:
     """Tokens (specials included) the model's collator makes of a read of ``read_length``."""
     seq = np.frombuffer(b"ACGT" * (read_length // 4 + 1), dtype=np.uint8)[:read_length].copy()
     batch = SeqBatch(seq=seq, offsets=np.array([0, read_length], dtype=np.int64),
@@ -390,7 +390,7 @@ class TrainRecipe:
         if self.resume_from is not None:
             self._load_data_state(Path(self.resume_from))
 
-        args = self._training_args(tf, max_steps, precision, cuda)
+        args = self.training_args(tf, max_steps, precision, cuda)
         trainer_cls, _ = _make_trainer_class()
         JsonlLogger, StopAfter, ReadsProgress = _callbacks()
         progress = ReadsProgress(self, cfg.train.progress) if self.dist.is_main else None
@@ -502,7 +502,7 @@ class TrainRecipe:
             dtype=dtype, max_length=m.max_length)
         model = build_classifier(m.path, self.label_map, arch=m.arch, options=opts,
                                  seed=self.cfg.seed)
-        if m.gradient_checkpointing is None and self._checkpointing_needed(model, precision, cuda):
+        if m.gradient_checkpointing is None and self.checkpointing_needed(model, precision, cuda):
             from .models import enable_gradient_checkpointing
 
             enable_gradient_checkpointing(model)
@@ -512,7 +512,7 @@ class TrainRecipe:
                  f"{n_all:,}", f"{n_train:,}", self.num_classes)
         return model
 
-    def _checkpointing_needed(self, model, precision: str, cuda: bool) -> bool:
+    def checkpointing_needed(self, model, precision: str, cuda: bool) -> bool:
         """Whether the estimated weights + activations of one training batch exceed 90% of the
         free GPU memory (never on CPU, where memory is not the limit worth the 1.3x work)."""
         if not cuda:
@@ -521,7 +521,7 @@ class TrainRecipe:
 
         from .models import activation_bytes
 
-        tokens = _probe_tokens(model, _probe_read_length(self.cfg.data.train))
+        tokens = probe_tokens(model, probe_read_length(self.cfg.data.train))
         elem = 4 if precision == "fp32" else 2
         params = sum(p.numel() * p.element_size() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -534,7 +534,7 @@ class TrainRecipe:
                  tokens, free / 1e9)
         return on
 
-    def _training_args(self, tf, max_steps: int, precision: str, cuda: bool):
+    def training_args(self, tf, max_steps: int, precision: str, cuda: bool):
         t = self.cfg.train
         warmup = t.warmup_steps if t.warmup_steps is not None else math.ceil(
             t.warmup_ratio * max_steps)
@@ -591,7 +591,7 @@ class TrainRecipe:
 
     # -- data loaders ----------------------------------------------------------------------------
 
-    def _loader(self, dataset, collate, num_workers: int, persistent: bool = False):
+    def make_loader(self, dataset, collate, num_workers: int, persistent: bool = False):
         import torch
         from torch.utils.data import DataLoader
 
@@ -607,7 +607,7 @@ class TrainRecipe:
 
     def train_loader(self) -> ObservedLoader:
         collate = Collate(self.model.collator)
-        loader = self._loader(self.train_dataset, collate, self.cfg.data.num_workers)
+        loader = self.make_loader(self.train_dataset, collate, self.cfg.data.num_workers)
         record = self._recorder() if self.cfg.train.record_reads else None
         self._train_loader = ObservedLoader(loader, self.train_dataset,
                                             world_size=self.dist.world_size, record=record)
@@ -619,7 +619,7 @@ class TrainRecipe:
         (an evaluation every few thousand steps would otherwise start them all again)."""
         if self._eval_loader is None:
             collate = Collate(self.model.collator, self.val_lut, keep_batch=False)
-            self._eval_loader = self._loader(self.val_dataset, collate,
+            self._eval_loader = self.make_loader(self.val_dataset, collate,
                                              min(self.cfg.data.num_workers, 2), persistent=True)
         return self._eval_loader
 
