@@ -10,12 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import random_reads, write_fasta, write_mapping
+from conftest import random_reads, write_fasta
 from readtax.batch import reverse_complement
-from readtax.errors import StoreError, UsageError
-from readtax.labels import load_mapping
+from readtax.errors import UsageError
 from readtax.loader import StoreDataset, TwoBitCollator
-from readtax.sources import open_data
 from readtax.store import ReadStore, pack
 
 N = 530
@@ -177,27 +175,3 @@ def test_collator(store):
     assert out["labels"].tolist() == store.labels([first, 1]).tolist()
     hot = TwoBitCollator(one_hot=True)(b)["inputs"]
     assert hot.shape[2] == 4 and hot[0, 2].tolist() == [1, 0, 0, 0] and hot[0, 0].sum() == 0
-
-
-def test_open_data(store, tmp_path):
-    """One entry point: a store gives a StoreDataset, reads files a StreamDataset; a store must
-    come alone and agree with the mapping; a directory without a manifest is refused."""
-    ds = open_data(str(store.path), "train", batch_size=10, shuffle_buffer=99, labels="lbl")
-    assert isinstance(ds.dataset, StoreDataset) and ds.kind == "store"
-    assert len(ds.dataset) == N // 10 and ds.label_map == store.label_map  # drop_last
-    heads, seqs, _ = random_reads(20, n_classes=2, seed=1)
-    fa = write_fasta(tmp_path / "r.fa", heads, seqs)
-    mp = load_mapping(write_mapping(tmp_path / "m.tsv", 2))
-    stream = open_data([fa], "train", batch_size=10, label_map=mp, balance_temperature=1.0)
-    assert type(stream.dataset).__name__ == "StreamDataset" and stream.kind == "reads"
-    ev = open_data(store.path, "eval", batch_size=10, label_map=store.label_map)
-    assert isinstance(ev.dataset, StoreDataset) and ev.lut is None
-    assert len(ev.dataset) == -(-N // 10)
-    with pytest.raises(UsageError, match="not a readtax store"):
-        open_data(tmp_path, "train", batch_size=10)
-    with pytest.raises(UsageError, match="only DATA"):
-        open_data([store.path, fa], "eval", batch_size=10, label_map=mp)
-    with pytest.raises(StoreError, match="disagrees"):
-        open_data(store.path, "train", batch_size=10, label_map=mp)
-    with pytest.raises(UsageError, match="purpose"):
-        open_data(store.path, "guess", batch_size=10)

@@ -256,20 +256,6 @@ def test_store_resume_equals_uninterrupted_run(tmp_path, stores, tiny_models):
     assert ev and ev[0]["eval_reads"] == 80  # stratified sample of the val store
 
 
-def test_remap_lut():
-    from readtax.errors import ModelError
-    from readtax.labels import LabelMap
-    from readtax.sources import remap_lut
-
-    model = LabelMap.from_ids([5, 6, 7], names=["a", "b", "c"])
-    assert remap_lut(model, model) is None
-    data = LabelMap.from_ids([7, 5], names=["c", "a"])
-    assert remap_lut(data, model).tolist() == [2, 0]
-    extra = LabelMap.from_ids([5, 9], names=["a", "z"])
-    with pytest.raises(ModelError, match=r"z \(class_id 9\)"):
-        remap_lut(extra, model, what="store S")
-    assert remap_lut(extra, model, counts=np.array([3, 0])).tolist() == [0, -1]
-
 
 def test_existing_run_needs_resume_or_force(tmp_path, task, tiny_models, capsys):
     run = tmp_path / "run"
@@ -312,34 +298,6 @@ def test_print_config_shows_overrides(task, capsys):
     assert "lora_targets:\n  - q_proj\n  - v_proj" in out
 
 
-def test_reads_file_validation_sample(task):
-    from readtax.sources import sample_reads_per_class
-
-    lm = load_mapping(task["mapping"])
-    a = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
-    assert np.bincount(a.labels).tolist() == [7, 7, 7, 7]
-    assert len(np.unique(a.index)) == 28
-    b = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
-    assert np.array_equal(a.index, b.index) and np.array_equal(a.seq, b.seq)
-    c = sample_reads_per_class([str(task["val"])], lm, 7, seed=2)
-    assert not np.array_equal(a.index, c.index)
-    big = sample_reads_per_class([str(task["val"])], lm, 1000, seed=1)
-    assert np.bincount(big.labels).tolist() == [60, 60, 60, 60]
-
-
-def test_sample_is_uniform_within_class(tmp_path):
-    """Every read of a class is equally likely to be drawn (chi-square over many seeds)."""
-    from helpers_train import make_genomes, write_mapping, write_reads
-    from readtax.sources import sample_reads_per_class
-
-    fa = write_reads(tmp_path / "r.fa", make_genomes(2, 500, 0), 20, 50, 0, [1, 2])
-    lm = load_mapping(write_mapping(tmp_path / "m.tsv", [1, 2]))
-    counts = np.zeros(40, np.int64)
-    for seed in range(300):
-        counts[sample_reads_per_class([str(fa)], lm, 5, seed).index] += 1
-    expected = 300 * 5 / 20
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < 80, chi2  # 39 degrees of freedom: p ~ 1e-4 at 80
 
 
 def test_estimate_train_reads(task):
