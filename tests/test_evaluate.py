@@ -143,3 +143,15 @@ def test_existing_report_needs_force(setup, tmp_path, capsys):
     assert main(args) == 0
     assert main(args) == 2 and "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
+
+
+def test_evaluate_does_not_import_train():
+    """train imports evaluate (stream_eval); the reverse would close a circle: both take their
+    process helpers from readtax.dist."""
+    import subprocess
+    import sys
+
+    code = ("import sys, readtax.evaluate, readtax.predict; "
+            "print('readtax.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

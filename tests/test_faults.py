@@ -236,7 +236,7 @@ def test_train_kill9_then_resume_is_bit_exact(tmp_path, world):
 def _kill_resume(b: Path, args: list, main) -> tuple[int, list[str]]:
     """kill -9 once a checkpoint is complete, fake what a kill mid-checkpoint and mid-log
     leaves, resume; returns the checkpoint step resumed from and the reads recorded before."""
-    from readtax.train import checkpoint_complete, latest_checkpoint
+    from readtax.checkpoints import checkpoint_complete, latest_checkpoint
 
     proc = _spawn(args)
     _wait_for(lambda: checkpoint_complete(b / "checkpoints" / "checkpoint-2"), proc)

@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import random_reads, write_fasta, write_mapping
+from conftest import random_reads, write_fasta
 from readtax.batch import reverse_complement
-from readtax.errors import StoreError, UsageError
-from readtax.labels import load_mapping
-from readtax.loader import StoreDataset, TwoBitCollator, open_dataset
+from readtax.errors import UsageError
+from readtax.loader import StoreDataset, TwoBitCollator
 from readtax.store import ReadStore, pack
 
 N = 530
@@ -176,19 +175,3 @@ def test_collator(store):
     assert out["labels"].tolist() == store.labels([first, 1]).tolist()
     hot = TwoBitCollator(one_hot=True)(b)["inputs"]
     assert hot.shape[2] == 4 and hot[0, 2].tolist() == [1, 0, 0, 0] and hot[0, 0].sum() == 0
-
-
-def test_open_dataset(store, tmp_path):
-    ds = open_dataset(str(store.path), batch_size=10, shuffle_buffer=99, labels="lbl")
-    assert isinstance(ds, StoreDataset) and len(ds) == -(-N // 10)
-    heads, seqs, _ = random_reads(20, n_classes=2, seed=1)
-    fa = write_fasta(tmp_path / "r.fa", heads, seqs)
-    mp = load_mapping(write_mapping(tmp_path / "m.tsv", 2))
-    stream = open_dataset([fa], batch_size=10, label_map=mp, balance_temperature=1.0)
-    assert type(stream).__name__ == "StreamDataset"
-    with pytest.raises(UsageError, match="not a readtax store"):
-        open_dataset(tmp_path, batch_size=10)
-    with pytest.raises(UsageError, match="only DATA"):
-        open_dataset([store.path, fa], batch_size=10)
-    with pytest.raises(StoreError, match="disagrees"):
-        open_dataset(store.path, batch_size=10, label_map=mp)

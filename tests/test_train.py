@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One intra-op thread: on a small shared CPU it is several times faster than two."""
+    """One intra-op thread: on a small shared CPU more threads only contend with each other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -124,16 +124,16 @@ def test_every_family_trains_and_loss_goes_down(tmp_path, small_task, tiny_model
     """A few steps on a small set: the loss on that set falls (before: fresh seeded model)."""
     from torch.utils.data import DataLoader
 
-    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.evaluate import stream_eval
     from readtax.models import build_classifier, load_classifier
-    from readtax.train import DistInfo, _as_iterable_dataset
+    from readtax.sources import Collate, open_data
 
     label_map = load_mapping(small_task["mapping"])
 
     def loss_on_training_set(model) -> float:
-        ds, _ = open_eval_data([str(small_task["train"])], label_map, batch_size=32,
-                               dist=DistInfo(), per_class=100, seed=0)
-        loader = DataLoader(_as_iterable_dataset(ds), batch_size=None,
+        ds = open_data([str(small_task["train"])], "eval", label_map=label_map, batch_size=32,
+                       per_class=100, seed=0).dataset
+        loader = DataLoader(ds, batch_size=None,
                             collate_fn=Collate(model.collator, keep_batch=False))
         return stream_eval(model, loader, len(label_map)).compute()["loss"]
 
@@ -256,20 +256,6 @@ def test_store_resume_equals_uninterrupted_run(tmp_path, stores, tiny_models):
     assert ev and ev[0]["eval_reads"] == 80  # stratified sample of the val store
 
 
-def test_remap_lut():
-    from readtax.errors import ModelError
-    from readtax.evaluate import remap_lut
-    from readtax.labels import LabelMap
-
-    model = LabelMap.from_ids([5, 6, 7], names=["a", "b", "c"])
-    assert remap_lut(model, model) is None
-    data = LabelMap.from_ids([7, 5], names=["c", "a"])
-    assert remap_lut(data, model).tolist() == [2, 0]
-    extra = LabelMap.from_ids([5, 9], names=["a", "z"])
-    with pytest.raises(ModelError, match=r"z \(class_id 9\)"):
-        remap_lut(extra, model, what="store S")
-    assert remap_lut(extra, model, counts=np.array([3, 0])).tolist() == [0, -1]
-
 
 def test_existing_run_needs_resume_or_force(tmp_path, task, tiny_models, capsys):
     run = tmp_path / "run"
@@ -312,34 +298,6 @@ def test_print_config_shows_overrides(task, capsys):
     assert "lora_targets:\n  - q_proj\n  - v_proj" in out
 
 
-def test_reads_file_validation_sample(task):
-    from readtax.evaluate import sample_reads_per_class
-
-    lm = load_mapping(task["mapping"])
-    a = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
-    assert np.bincount(a.labels).tolist() == [7, 7, 7, 7]
-    assert len(np.unique(a.index)) == 28
-    b = sample_reads_per_class([str(task["val"])], lm, 7, seed=1)
-    assert np.array_equal(a.index, b.index) and np.array_equal(a.seq, b.seq)
-    c = sample_reads_per_class([str(task["val"])], lm, 7, seed=2)
-    assert not np.array_equal(a.index, c.index)
-    big = sample_reads_per_class([str(task["val"])], lm, 1000, seed=1)
-    assert np.bincount(big.labels).tolist() == [60, 60, 60, 60]
-
-
-def test_sample_is_uniform_within_class(tmp_path):
-    """Every read of a class is equally likely to be drawn (chi-square over many seeds)."""
-    from helpers_train import make_genomes, write_mapping, write_reads
-    from readtax.evaluate import sample_reads_per_class
-
-    fa = write_reads(tmp_path / "r.fa", make_genomes(2, 500, 0), 20, 50, 0, [1, 2])
-    lm = load_mapping(write_mapping(tmp_path / "m.tsv", [1, 2]))
-    counts = np.zeros(40, np.int64)
-    for seed in range(300):
-        counts[sample_reads_per_class([str(fa)], lm, 5, seed).index] += 1
-    expected = 300 * 5 / 20
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < 80, chi2  # 39 degrees of freedom: p ~ 1e-4 at 80
 
 
 def test_estimate_train_reads(task):
@@ -392,18 +350,18 @@ def test_auto_max_steps_caps_only_when_set_and_max_steps_overrides_epochs(tmp_pa
 def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task, stores,
                                                                             tiny_models):
     from readtax.models import build_classifier
-    from readtax.train import TrainRecipe, _probe_read_length, _probe_tokens
+    from readtax.train import TrainRecipe, probe_read_length, probe_tokens
 
     cfg = load_config(None, [("data.train", [str(stores["train"])])], require_paths=False)
     assert cfg.model.gradient_checkpointing is None
-    assert _probe_read_length(cfg.data.train) == 100  # the task's reads are 100 bp
+    assert probe_read_length(cfg.data.train) == 100  # the task's reads are 100 bp
     from readtax.batch import SeqBatch
 
     model = build_classifier(tiny_models["metagene"], load_mapping(task["mapping"]))
 
     ref = model.collator(SeqBatch.from_strings(["ACGT" * 25], np.array([0])))["input_ids"]
-    assert _probe_tokens(model, 100) == ref.shape[1]
-    assert TrainRecipe(cfg)._checkpointing_needed(model, "fp32", cuda=False) is False
+    assert probe_tokens(model, 100) == ref.shape[1]
+    assert TrainRecipe(cfg).checkpointing_needed(model, "fp32", cuda=False) is False
 
 
 def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, monkeypatch):
@@ -418,18 +376,18 @@ def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, mo
     assert cfg.train.torch_compile is False
     recipe = TrainRecipe(cfg)
     recipe.model = build_classifier(tiny_models["dnabert2"], load_mapping(task["mapping"]))
-    args = recipe._training_args(transformers, 10, "fp32", False)
+    args = recipe.training_args(transformers, 10, "fp32", False)
     assert not args.torch_compile and not args.logging_nan_inf_filter
     assert args.optim == "adamw_torch_fused" and args.ddp_find_unused_parameters is False
     cfg.train.torch_compile = True
     recipe.model.arch = "auto"  # a generic backbone may have unused parts
-    args = recipe._training_args(transformers, 10, "fp32", False)
+    args = recipe.training_args(transformers, 10, "fp32", False)
     assert args.torch_compile and args.ddp_find_unused_parameters is True
     class Empty(torch.utils.data.IterableDataset):
         def __iter__(self):
             return iter(())
 
-    loader = recipe._loader(Empty(), None, 2)
+    loader = recipe.make_loader(Empty(), None, 2)
     assert loader.worker_init_fn is quiet_tokenizer_threads and loader.pin_memory is False
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     quiet_tokenizer_threads(0)
@@ -453,18 +411,18 @@ def test_stream_eval_on_device_equals_host_metrics(task, tiny_models):
     """A fixed model: the device-accumulated evaluation equals per-batch host metrics."""
     from torch.utils.data import DataLoader
 
-    from readtax.evaluate import Collate, open_eval_data, stream_eval
+    from readtax.evaluate import stream_eval
     from readtax.metrics import StreamingMetrics
     from readtax.models import build_classifier
-    from readtax.train import DistInfo, _as_iterable_dataset
+    from readtax.sources import Collate, open_data
 
     label_map = load_mapping(task["mapping"])
     model = build_classifier(tiny_models["dnabert2"], label_map, seed=3).eval()
-    ds, _ = open_eval_data([str(task["val"])], label_map, batch_size=25, dist=DistInfo(),
-                           per_class=None, seed=0)
+    ds = open_data([str(task["val"])], "eval", label_map=label_map, batch_size=25,
+                   per_class=None, seed=0).dataset
 
     def loader():
-        return DataLoader(_as_iterable_dataset(ds), batch_size=None,
+        return DataLoader(ds, batch_size=None,
                           collate_fn=Collate(model.collator, keep_batch=False))
 
     host = StreamingMetrics(len(label_map))

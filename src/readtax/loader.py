@@ -1,4 +1,4 @@
-"""Batches from a packed store (plan C) and the one entry point for any DATA argument.
+"""Batches from a packed store (plan C), and the plain base collator.
 
 :class:`StoreDataset` is a ``torch.utils.data.IterableDataset`` over a :class:`ReadStore` that
 yields whole :class:`SeqBatch` objects (use ``DataLoader(ds, batch_size=None, ...)``). Every
@@ -10,16 +10,13 @@ any W. The position is (seed, epoch, global batches consumed): :meth:`StoreDatas
 after the last :meth:`~StoreDataset.observe`-d batch resumes exactly, also on another number of
 ranks with the same global batch size.
 
-:func:`open_dataset` turns a DATA argument into a dataset: a store directory gives a
-:class:`StoreDataset`, FASTA/FASTQ paths a :class:`readtax.stream.StreamDataset`.
+:func:`readtax.sources.open_data` turns a DATA argument into a dataset (this one for a store).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +25,7 @@ from .errors import UsageError, require
 from .hashing import rc_flags
 from .labels import LabelMap
 from .sampler import BatchSampler, ClassBalance, Position
-from .store import ReadStore, check_label_map, is_store
+from .store import ReadStore, check_label_map
 
 torch_data = require("torch.utils.data")
 
@@ -146,31 +143,6 @@ class StoreDataset(torch_data.IterableDataset):
                 "shuffle": self.shuffle, "drop_last": self.drop_last,
                 "balance_temperature": self.balance_temperature,
                 "subset": None if self.indices is None else len(self.indices)}
-
-
-def open_dataset(data: str | os.PathLike[str] | list, **kw):
-    """A dataset for DATA: a store directory -> StoreDataset, FASTA/FASTQ paths ->
-    StreamDataset. Keyword arguments that the chosen kind does not take are ignored."""
-    paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    if not paths:
-        raise UsageError("no input data given")
-    stores = [p for p in paths if is_store(p)]
-    if stores:
-        if len(paths) > 1:
-            raise UsageError(f"a store directory ({stores[0]}) must be the only DATA argument")
-        return StoreDataset(stores[0], **_accepted(StoreDataset, kw))
-    for p in paths:
-        if Path(p).is_dir():
-            raise UsageError(f"{p}: a directory without manifest.json is not a readtax store "
-                             "(make one with 'readtax pack', or give FASTA/FASTQ files)")
-    from .stream import StreamDataset
-
-    return StreamDataset([str(p) for p in paths], **_accepted(StreamDataset, kw))
-
-
-def _accepted(cls, kw: dict) -> dict:
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in kw.items() if k in params}
 
 
 class TwoBitCollator:

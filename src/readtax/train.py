@@ -26,70 +26,30 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .batch import SeqBatch
+from .checkpoints import (
+    CHECKPOINT_PREFIX,
+    DATA_STATE,
+    checkpoint_step,
+    drop_checkpoints_after,
+    latest_checkpoint,
+    load_weights,
+    save_weights,
+    truncate_events,
+)
 from .config import RunConfig, dump_config, load_config, save_steps_of
-from .errors import ModelError, ReadtaxError, UsageError, require
-from .evaluate import _META, Collate, _as_iterable_dataset, _single_store, open_eval_data
+from .dist import DistInfo, barrier, dist_info, gather_objects
+from .errors import ReadtaxError, UsageError, require
 from .labels import LabelMap
 from .loader import quiet_tokenizer_threads
+from .sources import BATCH_KEY, Collate, data_paths, open_data, store_path
 
 log = logging.getLogger("readtax.train")
-
-DATA_STATE = "readtax_data_state.json"
-WEIGHTS = "readtax_weights.pt"
-CHECKPOINT_PREFIX = "checkpoint-"
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_info() -> DistInfo:
-    """This process's rank and the number of processes (torch.distributed, else torchrun env)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return DistInfo(dist.get_rank(), dist.get_world_size(),
-                            int(os.environ.get("LOCAL_RANK", 0)))
-    except ImportError:  # pragma: no cover - torch is a training dependency
-        pass
-    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                    int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-def _gather_objects(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        out: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(out, obj)
-        return out
-    return [obj]
-
 
 # -- data --------------------------------------------------------------------------------------
 
@@ -111,7 +71,7 @@ class ObservedLoader:
     def __iter__(self):
         observe = getattr(self.dataset, "observe", None)
         for out in self.loader:
-            batch = out.pop(_META, None)
+            batch = out.pop(BATCH_KEY, None)
             if batch is not None:
                 if observe is not None:
                     observe(batch)
@@ -121,29 +81,10 @@ class ObservedLoader:
             yield out
 
 
-def open_train_dataset(cfg: RunConfig, dist: DistInfo, label_map: LabelMap | None = None):
-    """The endless, shuffled training dataset of this process (store or streamed reads)."""
-    d = cfg.data
-    common: dict[str, Any] = dict(
-        batch_size=cfg.train.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
-        rank=dist.rank, world_size=dist.world_size, augment_rc=d.augment_rc, epochs=None)
-    store = _single_store(d.train)
-    if store is not None:
-        from .loader import StoreDataset
-
-        return StoreDataset(store, balance_temperature=d.balance_temperature,
-                            label_map=label_map, **common)
-    from .stream import StreamDataset
-
-    return StreamDataset(list(d.train), shuffle_buffer=d.shuffle_buffer, labels=d.labels,
-                         label_map=label_map, skip_unknown=d.skip_unknown,
-                         with_ids=cfg.train.record_reads, **common)
-
-
 def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     """(reads in the training data, exact?): store manifests are exact, files are estimated
     from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
-    store = _single_store(paths)
+    store = store_path(data_paths(paths))
     if store is not None:
         from .store import load_manifest
 
@@ -167,9 +108,9 @@ def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
     return int(total), False
 
 
-def _probe_read_length(paths: list[str]) -> int:
+def probe_read_length(paths: list[str]) -> int:
     """The longest training read: a store's manifest, else the first megabyte of the data."""
-    store = _single_store(paths)
+    store = store_path(data_paths(paths))
     if store is not None:
         from .store import load_manifest
 
@@ -180,59 +121,12 @@ def _probe_read_length(paths: list[str]) -> int:
     return int(first.lengths.max()) if first is not None and len(first) else 1
 
 
-def _probe_tokens(model, read_length: int) -> int:
+def probe_tokens(model, read_length: int) -> int:
     """Tokens (specials included) the model's collator makes of a read of ``read_length``."""
     seq = np.frombuffer(b"ACGT" * (read_length // 4 + 1), dtype=np.uint8)[:read_length].copy()
     batch = SeqBatch(seq=seq, offsets=np.array([0, read_length], dtype=np.int64),
                      labels=np.zeros(1, dtype=np.int64))
     return int(model.collator(batch)["input_ids"].shape[1])
-
-
-# -- checkpoint weights ------------------------------------------------------------------------
-
-
-def checkpoint_state(model) -> tuple[dict, str]:
-    """(state dict, kind): only trainable parameters + persistent buffers when anything is
-    frozen (LoRA, frozen backbone), else the whole state dict."""
-    params = list(model.named_parameters())
-    frozen = any(not p.requires_grad for _, p in params)
-    if not frozen:
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}, "full"
-    from .models import trainable_state_dict
-
-    sd = {k: v.detach().cpu() for k, v in trainable_state_dict(model).items()}
-    pnames = {n for n, _ in model.named_parameters(remove_duplicate=False)}
-    for k, v in model.state_dict().items():
-        if k not in pnames and k not in sd:  # buffers (e.g. norm statistics)
-            sd[k] = v.detach().cpu()
-    return sd, "trainable"
-
-
-def save_weights(model, directory: str | os.PathLike[str]) -> None:
-    import torch
-
-    from .outputs import atomic_path
-
-    sd, kind = checkpoint_state(model)
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / WEIGHTS) as tmp:
-        torch.save({"kind": kind, "state_dict": sd}, tmp)
-
-
-def load_weights(model, directory: str | os.PathLike[str]) -> None:
-    """Load :func:`save_weights` output; every saved tensor must land in the model."""
-    import torch
-
-    path = Path(directory) / WEIGHTS
-    if not path.is_file():
-        raise ModelError("checkpoint has no readtax weights", path)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    sd = blob["state_dict"]
-    res = model.load_state_dict(sd, strict=blob["kind"] == "full")
-    if res.unexpected_keys:
-        raise ModelError(f"checkpoint weights do not fit the model (unexpected: "
-                         f"{', '.join(res.unexpected_keys[:5])})", path)
 
 
 # -- Trainer pieces ----------------------------------------------------------------------------
@@ -468,8 +362,14 @@ class TrainRecipe:
             from .labels import load_mapping
 
             mapping = load_mapping(cfg.data.mapping)
-        self.train_dataset = open_train_dataset(cfg, self.dist, mapping)
-        label_map = getattr(self.train_dataset, "label_map", None) or mapping
+        d = cfg.data
+        train = open_data(d.train, "train", batch_size=cfg.train.batch_size, label_map=mapping,
+                          dist=self.dist, seed=cfg.seed, labels=d.labels,
+                          skip_unknown=d.skip_unknown, with_ids=cfg.train.record_reads,
+                          augment_rc=d.augment_rc, balance_temperature=d.balance_temperature,
+                          shuffle_buffer=d.shuffle_buffer)
+        self.train_dataset = train.dataset
+        label_map = train.label_map
         if label_map is None:
             raise UsageError("reads files need a class mapping: give data.mapping (--mapping)")
         self.label_map = label_map
@@ -477,10 +377,10 @@ class TrainRecipe:
         if self.num_classes < 2:
             raise UsageError(f"training needs at least 2 classes, the data has {self.num_classes}")
         eval_bs = eval_batch_size(cfg)
-        self.val_dataset, self.val_lut = open_eval_data(
-            cfg.data.val, label_map, batch_size=eval_bs, dist=self.dist,
-            per_class=cfg.data.val_per_class, seed=cfg.seed, labels=cfg.data.labels,
-            skip_unknown=cfg.data.skip_unknown)
+        val = open_data(d.val, "eval", batch_size=eval_bs, label_map=label_map, dist=self.dist,
+                        per_class=d.val_per_class, seed=cfg.seed, labels=d.labels,
+                        skip_unknown=d.skip_unknown)
+        self.val_dataset, self.val_lut = val.dataset, val.lut
 
         max_steps = self._resolve_max_steps()
         self.model = self._build_model(precision, cuda)
@@ -490,7 +390,7 @@ class TrainRecipe:
         if self.resume_from is not None:
             self._load_data_state(Path(self.resume_from))
 
-        args = self._training_args(tf, max_steps, precision, cuda)
+        args = self.training_args(tf, max_steps, precision, cuda)
         trainer_cls, _ = _make_trainer_class()
         JsonlLogger, StopAfter, ReadsProgress = _callbacks()
         progress = ReadsProgress(self, cfg.train.progress) if self.dist.is_main else None
@@ -543,11 +443,11 @@ class TrainRecipe:
             for f in ("metrics.jsonl", "config.yaml", "label_map.tsv"):
                 (run / f).unlink(missing_ok=True)
         run.mkdir(parents=True, exist_ok=True)
-        _barrier()
+        barrier()
         if self.resume_from is not None and self.dist.is_main:
-            step = _checkpoint_step(Path(self.resume_from))
-            _drop_checkpoints_after(run, step)
-            _truncate_events(run / "metrics.jsonl", step)
+            step = checkpoint_step(Path(self.resume_from))
+            drop_checkpoints_after(run, step)
+            truncate_events(run / "metrics.jsonl", step)
 
     def _resolve_max_steps(self) -> int:
         """``max_steps`` if set, else whole ``epochs`` over the training reads (no cap unless
@@ -602,7 +502,7 @@ class TrainRecipe:
             dtype=dtype, max_length=m.max_length)
         model = build_classifier(m.path, self.label_map, arch=m.arch, options=opts,
                                  seed=self.cfg.seed)
-        if m.gradient_checkpointing is None and self._checkpointing_needed(model, precision, cuda):
+        if m.gradient_checkpointing is None and self.checkpointing_needed(model, precision, cuda):
             from .models import enable_gradient_checkpointing
 
             enable_gradient_checkpointing(model)
@@ -612,7 +512,7 @@ class TrainRecipe:
                  f"{n_all:,}", f"{n_train:,}", self.num_classes)
         return model
 
-    def _checkpointing_needed(self, model, precision: str, cuda: bool) -> bool:
+    def checkpointing_needed(self, model, precision: str, cuda: bool) -> bool:
         """Whether the estimated weights + activations of one training batch exceed 90% of the
         free GPU memory (never on CPU, where memory is not the limit worth the 1.3x work)."""
         if not cuda:
@@ -621,7 +521,7 @@ class TrainRecipe:
 
         from .models import activation_bytes
 
-        tokens = _probe_tokens(model, _probe_read_length(self.cfg.data.train))
+        tokens = probe_tokens(model, probe_read_length(self.cfg.data.train))
         elem = 4 if precision == "fp32" else 2
         params = sum(p.numel() * p.element_size() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -634,7 +534,7 @@ class TrainRecipe:
                  tokens, free / 1e9)
         return on
 
-    def _training_args(self, tf, max_steps: int, precision: str, cuda: bool):
+    def training_args(self, tf, max_steps: int, precision: str, cuda: bool):
         t = self.cfg.train
         warmup = t.warmup_steps if t.warmup_steps is not None else math.ceil(
             t.warmup_ratio * max_steps)
@@ -691,11 +591,10 @@ class TrainRecipe:
 
     # -- data loaders ----------------------------------------------------------------------------
 
-    def _loader(self, dataset, collate, num_workers: int, persistent: bool = False):
+    def make_loader(self, dataset, collate, num_workers: int, persistent: bool = False):
         import torch
         from torch.utils.data import DataLoader
 
-        dataset = _as_iterable_dataset(dataset)
         # A private generator: creating loader iterators must not draw from the global RNG,
         # or a resumed run's dropout masks would differ from an uninterrupted run's.
         gen = torch.Generator()
@@ -708,7 +607,7 @@ class TrainRecipe:
 
     def train_loader(self) -> ObservedLoader:
         collate = Collate(self.model.collator)
-        loader = self._loader(self.train_dataset, collate, self.cfg.data.num_workers)
+        loader = self.make_loader(self.train_dataset, collate, self.cfg.data.num_workers)
         record = self._recorder() if self.cfg.train.record_reads else None
         self._train_loader = ObservedLoader(loader, self.train_dataset,
                                             world_size=self.dist.world_size, record=record)
@@ -720,7 +619,7 @@ class TrainRecipe:
         (an evaluation every few thousand steps would otherwise start them all again)."""
         if self._eval_loader is None:
             collate = Collate(self.model.collator, self.val_lut, keep_batch=False)
-            self._eval_loader = self._loader(self.val_dataset, collate,
+            self._eval_loader = self.make_loader(self.val_dataset, collate,
                                              min(self.cfg.data.num_workers, 2), persistent=True)
         return self._eval_loader
 
@@ -748,7 +647,7 @@ class TrainRecipe:
 
         state = self.train_dataset.state_dict()
         reads = self._train_loader.reads if self._train_loader is not None else 0
-        states = _gather_objects({"state": state, "reads": reads})
+        states = gather_objects({"state": state, "reads": reads})
         if self.dist.is_main:
             blob = {
                 "format": 1,
@@ -860,7 +759,7 @@ class TrainRecipe:
                 write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
             plot_curves(read_jsonl(self.run / "metrics.jsonl"), self.run / "plots")
-        _barrier()
+        barrier()
         return self.run
 
     def card_summary(self) -> dict:
@@ -914,70 +813,6 @@ def _tensorboard_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _checkpoint_step(path: Path) -> int:
-    name = path.name
-    return int(name[len(CHECKPOINT_PREFIX):]) if name.startswith(CHECKPOINT_PREFIX) else -1
-
-
-def checkpoint_complete(path: Path) -> bool:
-    """A checkpoint is complete once the Trainer's state file, written after the weights,
-    optimiser, scheduler and RNG files, parses and names the checkpoint's own step; the
-    readtax weights and data position must be there and parse too. A run killed while it
-    was writing a checkpoint leaves one that fails this test."""
-    step = _checkpoint_step(path)
-    if step < 0 or not (path / WEIGHTS).is_file():
-        return False
-    try:
-        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        json.loads((path / DATA_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and state.get("global_step") == step
-
-
-def latest_checkpoint(run: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint of a run directory (see :func:`checkpoint_complete`)."""
-    d = Path(run) / "checkpoints"
-    if not d.is_dir():
-        return None
-    done = [p for p in d.iterdir() if p.is_dir() and checkpoint_complete(p)]
-    return max(done, key=_checkpoint_step) if done else None
-
-
-def _drop_checkpoints_after(run: Path, step: int) -> None:
-    """Remove checkpoints newer than the one resumed from: half-written by a killed run (or
-    complete but about to be written again), they must not be picked or rotated in later."""
-    d = run / "checkpoints"
-    if not d.is_dir():
-        return
-    for p in d.iterdir():
-        if _checkpoint_step(p) > step:
-            log.info("removing %s (newer than the checkpoint resumed from)", p)
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _truncate_events(path: Path, step: int) -> None:
-    """Drop metrics.jsonl events logged after ``step`` (they will be logged again), and a
-    last line cut short by a killed run."""
-    if not path.is_file() or step < 0:
-        return
-    from .outputs import atomic_open
-
-    lines = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for ln in fh:
-            if not ln.strip():
-                continue
-            try:
-                event = json.loads(ln)
-            except ValueError:
-                continue  # a line the killed run did not finish
-            if event.get("step", 0) <= step:
-                lines.append(ln if ln.endswith("\n") else ln + "\n")
-    with atomic_open(path) as fh:
-        fh.writelines(lines)
 
 
 def run_training(cfg: RunConfig, *, resume: str | os.PathLike[str] | None = None,

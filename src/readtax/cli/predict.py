@@ -97,8 +97,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..dist import dist_info
     from ..outputs import check_output_path
-    from ..predict import PredictOptions, _dist_info, predict
+    from ..predict import PredictOptions, predict
 
     outputs = [args.output, args.report, args.kraken_out, args.abundance, args.abundance_plot]
     given = [o for o in outputs if o]
@@ -107,7 +108,7 @@ def run(args) -> int:
 
         raise UsageError("two outputs have the same name")
     # Only rank 0 writes final files; the others would find them already written by rank 0.
-    if _dist_info()[0] == 0:
+    if dist_info().is_main:
         for o in given:
             check_output_path(o, force=args.force,
                               inputs=[*args.inputs, *([args.with_kraken] if args.with_kraken else [])])
