@@ -433,8 +433,9 @@ def test_memory_flat_on_10x_input(tmp_path):
         return int(out.stdout.split()[-1]) / 1024  # MB
 
     a, b = peak(small), peak(big)
-    # Holding the big input's reads, ids or output lines would add well over 40 MB.
-    assert b - a < 25, (a, b)
+    # Relative to the small run's peak (torch dominates it): holding the big input's reads, ids
+    # or output lines would add well over 40 MB, more than 8% of that peak.
+    assert b <= a * 1.08, (a, b)
 
 
 # -- the CLI with a real saved model (kmer-cnn tiny) -----------------------------------------

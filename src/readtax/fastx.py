@@ -223,7 +223,6 @@ def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
 
 
 # store.py's import of this name goes once store imports exclusive_cumsum.
-_exclusive_cumsum = exclusive_cumsum
 
 
 def two_bit_rows(seq: np.ndarray, offsets: np.ndarray) -> np.ndarray:

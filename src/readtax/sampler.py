@@ -115,7 +115,7 @@ def permute(x, n, key, *, inverse: bool = False, rounds: int = ROUNDS) -> np.nda
         y = np.empty(len(x), np.int64)
         if len(x):
             keys, a, b = feistel_params(nn, int(as_u64(key).ravel()[0]), rounds)
-            _native.feistel(x, nn, keys, a, b, inverse, y)
+            _native.feistel(x=x, n=nn, keys=keys, a=a, b=b, inverse=inverse, out=y)
         return y.reshape(shape)
     x, nn, kk = (np.ascontiguousarray(v.ravel()) for v in
                  np.broadcast_arrays(x, as_u64(n), as_u64(key)))

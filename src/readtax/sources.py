@@ -244,13 +244,6 @@ class SampleDataset(torch_data.IterableDataset):
                 yield self.sample.take(rows)
 
 
-def _concat(a: SeqBatch, b: SeqBatch) -> SeqBatch:
-    off = np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]])
-    idx = None if a.index is None or b.index is None else np.concatenate([a.index, b.index])
-    return SeqBatch(np.concatenate([a.seq, b.seq]), off, np.concatenate([a.labels, b.labels]),
-                    idx)
-
-
 def sample_reads_per_class(paths: list[str], label_map: LabelMap, per_class: int, seed: int, *,
                            labels: str = "lbl", skip_unknown: bool = False) -> SeqBatch:
     """A uniform sample of ``min(per_class, available)`` reads of every class, one pass.
@@ -282,7 +275,7 @@ def sample_reads_per_class(paths: list[str], label_map: LabelMap, per_class: int
             rows = np.flatnonzero(ok)
             cand = SeqBatch.from_reads(rb, cls).take(rows)
             cand.index = rows.astype(np.int64) + read_no
-            kept = _concat(kept, cand)
+            kept = SeqBatch.concat([kept, cand])
             keys_kept = np.concatenate([keys_kept, keys[rows]])
             order = np.lexsort((keys_kept, kept.labels))
             lab = kept.labels[order]

@@ -47,6 +47,7 @@ from .dist import DistInfo, barrier, dist_info, gather_objects
 from .errors import ReadtaxError, UsageError, require
 from .labels import LabelMap
 from .loader import quiet_tokenizer_threads
+from .models.families import default_batch_size, default_lr
 from .sources import BATCH_KEY, Collate, data_paths, open_data, store_path
 
 log = logging.getLogger("readtax.train")
@@ -785,19 +786,6 @@ class TrainRecipe:
 def eval_batch_size(cfg: RunConfig) -> int:
     """Evaluation keeps no activations for backward: 4x the training batch unless set."""
     return cfg.train.eval_batch_size or 4 * cfg.train.batch_size
-
-
-def default_batch_size(arch: str) -> int:
-    """Reads per batch for a family when none is configured: the k-mer model's per-read cost is
-    tiny and its hashed table learns from more reads per step (benchmarks/real_genomes.py)."""
-    return 512 if arch == "kmer-cnn" else 64
-
-
-def default_lr(arch: str, lora: bool) -> float:
-    """Peak learning rate for a family when none is configured (see configs/)."""
-    if arch == "metagene":
-        return 1e-4 if lora else 1e-5  # LoRA rate from the METAGENE-1 paper
-    return {"kmer-cnn": 2e-2, "dnabert2": 3e-5}.get(arch, 5e-5)
 
 
 def torch_supports_tf32() -> bool:

@@ -46,54 +46,19 @@ class UnitChunk:
         return len(self.nmates)
 
 
-def _slice_reads(rb: ReadBatch, a: int, b: int) -> ReadBatch:
-    """Rows ``a:b`` as a new batch of views; the bases stay lazy until someone needs them."""
-    so, ho = rb.seq_offsets, rb.header_offsets
-    s0, s1, h0, h1 = int(so[a]), int(so[b]), int(ho[a]), int(ho[b])
-
-    def seq() -> np.ndarray:
-        return rb.seq[s0:s1]
-
-    qual = None if rb.qual is None else rb.qual[s0:s1]
-    return ReadBatch(seq, so[a : b + 1] - s0, rb.headers[h0:h1], ho[a : b + 1] - h0, qual,
-                     rb.source, -1 if rb.first_record < 0 else rb.first_record + a)
-
-
 def _slice_chunk(c: UnitChunk, a: int, b: int) -> UnitChunk:
     if a == 0 and b == len(c):
         return c
     uo = np.zeros(len(c) + 1, np.int64)
     np.cumsum(c.nmates, out=uo[1:])
-    return UnitChunk(_slice_reads(c.reads, int(uo[a]), int(uo[b])), c.nmates[a:b], c.src[a:b],
+    return UnitChunk(c.reads.slice(int(uo[a]), int(uo[b])), c.nmates[a:b], c.src[a:b],
                   c.rec[a:b])
-
-
-def _lazy_concat(batches: list[ReadBatch]) -> ReadBatch:
-    """Join batches; the bases are joined only when first used (owned batches only)."""
-    if len(batches) == 1:
-        return batches[0]
-
-    def join(offs: list[np.ndarray]) -> np.ndarray:
-        out = [np.zeros(1, np.int64)]
-        base = 0
-        for o in offs:
-            out.append(o[1:] + base)
-            base += int(o[-1])
-        return np.concatenate(out)
-
-    def seq() -> np.ndarray:
-        return np.concatenate([b.seq for b in batches])
-
-    return ReadBatch(seq, join([b.seq_offsets for b in batches]),
-                     np.concatenate([b.headers for b in batches]),
-                     join([b.header_offsets for b in batches]), None, batches[0].source,
-                     batches[0].first_record)
 
 
 def _concat_chunks(chunks: list[UnitChunk]) -> UnitChunk:
     if len(chunks) == 1:
         return chunks[0]
-    return UnitChunk(_lazy_concat([c.reads for c in chunks]),
+    return UnitChunk(ReadBatch.concat([c.reads for c in chunks]),
                   *(np.concatenate([getattr(c, f) for c in chunks]) for f in ("nmates", "src", "rec")))
 
 
@@ -157,12 +122,12 @@ def _interleaved_chunks(k: int, s: InputSource, chunk_size: int) -> Iterator[Uni
     done = 0  # pairs so far
     for rb in FastxReader(s.paths[0], chunk_size=chunk_size):
         if carry is not None:
-            rb = _lazy_concat([carry, rb])
+            rb = ReadBatch.concat([carry, rb])
         even = len(rb) - len(rb) % 2
-        carry = _slice_reads(rb, even, len(rb)) if even < len(rb) else None
+        carry = rb.slice(even, len(rb)) if even < len(rb) else None
         if even:
             n = even // 2
-            yield UnitChunk(_slice_reads(rb, 0, even), np.full(n, 2, np.int64),
+            yield UnitChunk(rb.slice(0, even), np.full(n, 2, np.int64),
                          np.full(n, k, np.int64), np.arange(done, done + n, dtype=np.int64))
             done += n
     if carry is not None:
@@ -190,12 +155,12 @@ def _pair_chunks(k: int, s: InputSource, chunk_size: int) -> Iterator[UnitChunk]
             raise InputError(f"mate files differ in length: {short} ends after {done} records "
                              f"but {long_} has more", long_, record=done + 1)
         m = min(len(b1), len(b2))
-        both = _lazy_concat([_slice_reads(b1, 0, m), _slice_reads(b2, 0, m)])
+        both = ReadBatch.concat([b1.slice(0, m), b2.slice(0, m)])
         order = np.stack([np.arange(m), np.arange(m) + m], axis=1).ravel()
         yield UnitChunk(_lazy_take(both, order), np.full(m, 2, np.int64), np.full(m, k, np.int64),
                      np.arange(done, done + m, dtype=np.int64))
         done += m
-        b1, b2 = _slice_reads(b1, m, len(b1)), _slice_reads(b2, m, len(b2))
+        b1, b2 = b1.slice(m, len(b1)), b2.slice(m, len(b2))
 
 
 def _lazy_take(rb: ReadBatch, order: np.ndarray) -> ReadBatch:

@@ -245,7 +245,8 @@ def build_bucket(task: tuple[int, int, int, int, int], ctx: Pass2Context) -> Buc
         keys, a, b_ = feistel_params(m, int(hash64(ctx.seed, TAG_LAYOUT, j)[0]))
     else:
         keys, a, b_ = np.zeros(0, np.uint64), 1, max(m, 1)
-    _native.bucket_layout(cls, n_classes, keys, a, b_, lengths, by_class, src, lp, phys_cls)
+    _native.bucket_layout(cls=cls, n_classes=n_classes, keys=keys, a=a, b=b_, lengths=lengths,
+                          by_class=by_class, src=src, phys_len=lp, phys_cls=phys_cls)
     if ctx.shuffle:
         id_src, order = by_class, None
     else:

@@ -20,7 +20,7 @@ from isal import isal_zlib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _native
-from ..fastx import _exclusive_cumsum, ragged_index, two_bit_rows
+from ..fastx import exclusive_cumsum, ragged_index, two_bit_rows
 
 ID_LEVEL = 1  # front-coded ids compress nearly as well at level 1 as at 9, in far less time
 ID_PREFIX = 127  # longest shared prefix front coding records (bounds decoding memory)
@@ -43,7 +43,7 @@ del _b, _codes4, _w
 
 def encode_reads(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """ASCII bases -> 2-bit bytes with every read starting at a byte boundary (pass-1 format)."""
-    return two_bit_rows(seq, _exclusive_cumsum(np.asarray(lengths, np.int64)))
+    return two_bit_rows(seq, exclusive_cumsum(np.asarray(lengths, np.int64)))
 
 
 def repack(reads: Records, order: np.ndarray, lead: int, *,
@@ -62,8 +62,8 @@ def repack(reads: Records, order: np.ndarray, lead: int, *,
     nbytes = -(-(lead + total) // 4)
     out = np.empty(nbytes + 1, np.uint8)  # one byte of slack for the shifted copy
     out[0] = 0  # the only byte the kernel reads before writing it
-    _native.repack_2bit(reads.flat, reads.starts, reads.lengths, order, lead, out,
-                        -1 if fixed is None else fixed)
+    _native.repack_2bit(src=reads.flat, row_off=reads.starts, lengths=reads.lengths, order=order,
+                        lead=lead, out=out, fixed=-1 if fixed is None else fixed)
     return out[:nbytes]
 
 
@@ -189,7 +189,7 @@ class Records:
 
     def __post_init__(self) -> None:
         self.lengths = np.asarray(self.lengths, np.int64)
-        self.offsets = _exclusive_cumsum(self.row_bytes())  # n + 1: starts, then the end
+        self.offsets = exclusive_cumsum(self.row_bytes())  # n + 1: starts, then the end
         self.starts = self.offsets[:-1]
 
     def __len__(self) -> int:
@@ -233,7 +233,7 @@ def decode_ids(blob: bytes, k: int) -> tuple[bytes, np.ndarray]:
     suf_start = np.concatenate([[0], nl[:-1] + 1]).astype(np.int64)
     suf = nl - suf_start
     lengths = lcp + suf
-    out_start = _exclusive_cumsum(lengths + 1)
+    out_start = exclusive_cumsum(lengths + 1)
     out = np.full(int(out_start[-1]), 10, np.uint8)
     dest, _ = ragged_index(out_start[:-1] + lcp, suf)
     src, _ = ragged_index(suf_start, suf)

@@ -140,10 +140,11 @@ class RunBuffer:
         bounds = np.empty((4, nbk + 1), np.int64)  # reads, row bytes, header bytes, bases
         rank = np.zeros(0, np.int64) if class_rank is None or nbk == 1 else class_rank
         span = _native.split_batch(
-            bucket_key, first, nbk, np.ascontiguousarray(cls, np.int64), rank,
-            np.ascontiguousarray(lengths, np.int64), packed, headers,
-            np.ascontiguousarray(header_offsets, np.int64), order, u32[0], u32[1], u32[2], rows,
-            hdr, bounds, class_counts, length_hist)
+            h0=bucket_key, k0=first, n_buckets=nbk, cls=np.ascontiguousarray(cls, np.int64),
+            rank=rank, lengths=np.ascontiguousarray(lengths, np.int64), packed=packed,
+            hdr=headers, hdr_off=np.ascontiguousarray(header_offsets, np.int64), order=order,
+            out_cls=u32[0], out_len=u32[1], out_hlen=u32[2], out_packed=rows, out_hdr=hdr,
+            bounds=bounds, class_counts=class_counts, length_hist=length_hist)
         rr, rs, rl = runs
         if len(rr):
             # N runs follow their reads to their new positions, in that order (which groups

@@ -78,8 +78,8 @@ class BlockSelector:
 
     def select(self, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty(len(cls), np.uint8)
-        bad = _native.select_reads(np.ascontiguousarray(cls, dtype=np.int64), self.left,
-                                   self.train, self.val, self.state, out)
+        bad = _native.select_reads(cls=np.ascontiguousarray(cls, dtype=np.int64), left=self.left,
+                                   need_a=self.train, need_b=self.val, state=self.state, out=out)
         if bad >= 0:
             raise CountMismatch
         return out == 1, out == 2
