@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import random_reads, write_fasta, write_fastq
+from readtax.batch import ReadBatch
 from readtax.errors import FormatError, UsageError
-from readtax.fastx import FastxReader, ReadBatch, byte_ranges, read_all
+from readtax.fastx import FastxReader, byte_ranges, read_all
 
 
 def _records(path, **kw):

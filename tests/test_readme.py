@@ -68,3 +68,20 @@ def test_relative_links_point_to_files(doc):
     assert not missing, f"{doc}: {missing}"
     if doc == "README.md":
         assert "docs/architecture.md" in local and "docs/benchmarks.md" in local
+
+
+def test_architecture_names_every_module():
+    """docs/architecture.md and the package tree agree: every module and subpackage of
+    src/readtax is named on the page, and every module the page names exists."""
+    pkg = README.parent / "src" / "readtax"
+    text = (README.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    top = {p.name for p in pkg.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    subpkgs = {p.name for p in pkg.iterdir() if (p / "__init__.py").exists() and p.name != "cli"}
+    inner = {p.stem for d in subpkgs for p in (pkg / d).glob("*.py") if p.stem != "__init__"}
+    unnamed = sorted([m for m in top if m not in text]
+                     + [f"{d}/" for d in subpkgs if f"{d}/" not in text]
+                     + [m for m in inner if f"`{m}`" not in text and f"{m}.py" not in text])
+    assert not unnamed, f"docs/architecture.md does not name: {unnamed}"
+    named = set(re.findall(r"\b([a-z_0-9]+\.py)\b", text))
+    exists = top | {p.name for p in pkg.rglob("*.py")} | {p.name for p in README.parent.glob("*/*.py")}
+    assert not named - exists, f"docs/architecture.md names missing modules: {named - exists}"

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from readtax.bases import ACGT, CODE
-from readtax.fastx import ragged_index
+from readtax.batch import ragged_index
 
 DEMO_SEED = 20240607
 # Branch lengths in expected substitutions per site. Closest pairs: Simulibacter alpha/beta 2%,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _native
+from .batch import ReadBatch
 from .errors import InputError, LabelError, UsageError
-from .fastx import ReadBatch
 
 # -- label map ---------------------------------------------------------------------------------
 

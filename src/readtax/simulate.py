@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from .bases import ACGT, CODE, COMPLEMENT
+from .batch import ReadBatch, gather_ragged, ragged_index
 from .errors import InputError, UsageError
-from .fastx import ReadBatch, gather_ragged, ragged_index, read_all
+from .fastx import read_all
 from .labels import LabelMap
 
 log = logging.getLogger("readtax.simulate")

@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from .bases import reverse_complement_rows
-from .batch import SeqBatch, reverse_complement
+from .batch import ReadBatch, SeqBatch, gather_ragged, reverse_complement
 from .errors import FormatError, UsageError, require
-from .fastx import FastxReader, ReadBatch, gather_ragged, is_gzip, sniff_format
+from .fastx import FastxReader, is_gzip, sniff_format
 from .hashing import MASK64, rc_flags
 from .labels import Labeler, LabelMap, make_scheme
 from .parallel import check_inputs

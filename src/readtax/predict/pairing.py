@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..batch import ReadBatch
 from ..errors import InputError, UsageError
-from ..fastx import FastxReader, ReadBatch
+from ..fastx import FastxReader
 from ..kraken import strip_mate
 
 log = logging.getLogger("readtax.predict")
@@ -165,7 +166,7 @@ def _pair_chunks(k: int, s: InputSource, chunk_size: int) -> Iterator[UnitChunk]
 
 def _lazy_take(rb: ReadBatch, order: np.ndarray) -> ReadBatch:
     """``rb.take(order)`` that gathers the bases only when they are first used."""
-    from ..fastx import gather_ragged
+    from ..batch import gather_ragged
 
     hdr, hdr_off = gather_ragged(rb.headers, rb.header_offsets, order)
     lengths = rb.seq_offsets[order + 1] - rb.seq_offsets[order]

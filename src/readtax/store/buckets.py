@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _native
-from ..fastx import ragged_index
+from ..batch import ragged_index
 from ..hashing import TAG_LAYOUT, hash64
 from ..parallel import release_memory
 from ..sampler import feistel_params

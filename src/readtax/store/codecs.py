@@ -20,7 +20,7 @@ from isal import isal_zlib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _native
-from ..fastx import exclusive_cumsum, ragged_index, two_bit_rows
+from ..batch import exclusive_cumsum, ragged_index, two_bit_rows
 
 ID_LEVEL = 1  # front-coded ids compress nearly as well at level 1 as at 9, in far less time
 ID_PREFIX = 127  # longest shared prefix front coding records (bounds decoding memory)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import SeqBatch
+from ..batch import SeqBatch, ragged_index
 from ..errors import StoreError, UsageError
-from ..fastx import ragged_index
 from ..hashing import TAG_LAYOUT, hash64
 from ..labels import LabelMap
 from ..sampler import permute

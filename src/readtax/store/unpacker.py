@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
+from ..batch import ragged_index
 from ..errors import UsageError
-from ..fastx import ragged_index
 from ..progress import Progress
 from .reader import ReadStore
 

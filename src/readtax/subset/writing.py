@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batch import ReadBatch, gather_ragged
 from ..errors import InputError
-from ..fastx import ReadBatch, gather_ragged
 from ..labels import Labeler, LabelMap, LabelScheme
 from ..parallel import map_units
 from .selection import KEY_BUCKET, KEY_SELECT, KEY_SHUFFLE, BlockSelector, CountMismatch

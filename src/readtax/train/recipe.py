@@ -1,4 +1,4 @@
-"""Training recipe: one object that sets up, trains, saves and resumes a read classifier.
+"""The training recipe: one object that sets up, trains, saves and resumes a read classifier.
 
 The loop is Hugging Face's :class:`~transformers.Trainer` (mixed precision, gradient
 accumulation, DDP under ``torchrun``, checkpoint rotation, TensorBoard, early stopping). What
@@ -31,264 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from .batch import SeqBatch
-from .checkpoints import (
-    CHECKPOINT_PREFIX,
+from ..batch import SeqBatch
+from ..checkpoints import (
     DATA_STATE,
     checkpoint_step,
     drop_checkpoints_after,
     latest_checkpoint,
-    load_weights,
-    save_weights,
     truncate_events,
 )
-from .config import RunConfig, dump_config, load_config, save_steps_of
-from .dist import DistInfo, barrier, dist_info, gather_objects
-from .errors import ReadtaxError, UsageError, require
-from .labels import LabelMap
-from .loader import quiet_tokenizer_threads
-from .models.families import default_batch_size, default_lr
-from .sources import BATCH_KEY, Collate, data_paths, open_data, store_path
+from ..config import RunConfig, dump_config, load_config, save_steps_of
+from ..dist import DistInfo, barrier, dist_info, gather_objects
+from ..errors import ReadtaxError, UsageError
+from ..labels import LabelMap
+from ..loader import quiet_tokenizer_threads
+from ..models.families import default_batch_size, default_lr
+from ..sources import Collate, open_data
+from .data import ObservedLoader, estimate_train_reads, probe_read_length, probe_tokens
+from .trainer import load_transformers, make_callbacks, make_trainer_class
 
 log = logging.getLogger("readtax.train")
-
-# -- data --------------------------------------------------------------------------------------
-
-
-class ObservedLoader:
-    """Iterates a DataLoader; reports each batch the training loop takes to the dataset.
-
-    Deliberately has no ``__len__``: the Trainer then runs one endless pass bounded by
-    ``max_steps`` instead of re-creating the iterator every "epoch".
-    """
-
-    def __init__(self, loader, dataset, *, world_size: int = 1, record=None) -> None:
-        self.loader = loader
-        self.dataset = dataset
-        self.world_size = world_size
-        self.record = record
-        self.reads = 0  # reads this process consumed in this session
-
-    def __iter__(self):
-        observe = getattr(self.dataset, "observe", None)
-        for out in self.loader:
-            batch = out.pop(BATCH_KEY, None)
-            if batch is not None:
-                if observe is not None:
-                    observe(batch)
-                self.reads += len(batch)
-                if self.record is not None:
-                    self.record(batch)
-            yield out
-
-
-def estimate_train_reads(paths: list[str]) -> tuple[int, bool]:
-    """(reads in the training data, exact?): store manifests are exact, files are estimated
-    from their size and the records of their first megabyte (gzip: x4 compression assumed)."""
-    store = store_path(data_paths(paths))
-    if store is not None:
-        from .store import load_manifest
-
-        return int(load_manifest(store)["read_count"]), True
-    from .fastx import FastxReader, is_gzip
-
-    total = 0.0
-    for p in paths:
-        size = os.path.getsize(p)
-        if size == 0:
-            continue
-        first = next(iter(FastxReader(p, chunk_size=1 << 20)), None)
-        if first is None or len(first) == 0:
-            continue
-        nbytes = float(first.byte_offsets[-1] - first.byte_offsets[0]) if getattr(
-            first, "byte_offsets", None) is not None and len(first.byte_offsets) > 1 else 0.0
-        per_read = nbytes / max(len(first) - 1, 1) if nbytes > 0 else (
-            len(first.seq) + len(first.headers) + 4) / len(first)
-        raw = size * (4.0 if is_gzip(p) else 1.0)
-        total += raw / max(per_read, 1.0)
-    return int(total), False
-
-
-def probe_read_length(paths: list[str]) -> int:
-    """The longest training read: a store's manifest, else the first megabyte of the data."""
-    store = store_path(data_paths(paths))
-    if store is not None:
-        from .store import load_manifest
-
-        return int(load_manifest(store)["max_length"])
-    from .fastx import FastxReader
-
-    first = next(iter(FastxReader(paths[0], chunk_size=1 << 20)), None)
-    return int(first.lengths.max()) if first is not None and len(first) else 1
-
-
-def probe_tokens(model, read_length: int) -> int:
-    """Tokens (specials included) the model's collator makes of a read of ``read_length``."""
-    seq = np.frombuffer(b"ACGT" * (read_length // 4 + 1), dtype=np.uint8)[:read_length].copy()
-    batch = SeqBatch(seq=seq, offsets=np.array([0, read_length], dtype=np.int64),
-                     labels=np.zeros(1, dtype=np.int64))
-    return int(model.collator(batch)["input_ids"].shape[1])
-
-
-# -- Trainer pieces ----------------------------------------------------------------------------
-
-
-def _transformers():
-    require("torch")
-    return require("transformers")
-
-
-def _make_trainer_class():
-    tf = _transformers()
-    import torch
-
-    class ReadtaxTrainer(tf.Trainer):
-        """Trainer with readtax data loaders, streaming evaluation and small checkpoints."""
-
-        def __init__(self, *args, recipe: TrainRecipe, **kw) -> None:
-            super().__init__(*args, **kw)
-            self.recipe = recipe
-            # Our forward returns a per-batch mean loss and ignores num_items_in_batch:
-            # let the Trainer divide by the accumulation steps itself.
-            self.model_accepts_loss_kwargs = False
-
-        def _prepare_input(self, data):
-            # Batches come from pinned memory: copy without blocking the host.
-            if isinstance(data, torch.Tensor):
-                return data.to(self.args.device, non_blocking=True)
-            return super()._prepare_input(data)
-
-        def get_train_dataloader(self):
-            return self.recipe.train_loader()
-
-        def get_eval_dataloader(self, eval_dataset=None):
-            return self.recipe.eval_loader()
-
-        def evaluation_loop(self, dataloader, description, prediction_loss_only=None,
-                            ignore_keys=None, metric_key_prefix="eval"):
-            from .evaluate import stream_eval
-
-            metrics = stream_eval(self.model, dataloader, self.recipe.num_classes,
-                                  prepare=self._prepare_inputs)
-            metrics.all_reduce()
-            self.recipe.last_eval = metrics
-            res = metrics.scalars()
-            out = {f"{metric_key_prefix}_{k}": v for k, v in res.items()
-                   if k not in ("num_classes",)}
-            return tf.trainer_utils.EvalLoopOutput(predictions=None, label_ids=None,
-                                                   metrics=out, num_samples=metrics.total)
-
-        def _save(self, output_dir=None, state_dict=None) -> None:
-            if not self.args.should_save:
-                return
-            output_dir = output_dir or self.args.output_dir
-            save_weights(self.accelerator.unwrap_model(self.model), output_dir)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
-            load_weights(model if model is not None else self.model, resume_from_checkpoint)
-
-        def _load_best_model(self) -> None:
-            ckpt = self.state.best_model_checkpoint
-            log.info("loading the best checkpoint %s (macro-F1 %.4f)", ckpt,
-                     self.state.best_metric or 0.0)
-            load_weights(self.accelerator.unwrap_model(self.model), ckpt)
-
-        def _save_checkpoint(self, model, trial) -> None:
-            from .outputs import no_space_as_error
-
-            out = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-            with no_space_as_error(out):  # the optimiser/RNG files are torch.save's own
-                self.recipe.save_data_state(out)
-                super()._save_checkpoint(model, trial)
-
-        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if "loss" in logs:
-                logs.update(self.recipe.throughput())
-            # The Trainer logs state.epoch; ours is endless and bounded by max_steps, so its own
-            # count (steps / estimated steps) means nothing: use reads seen / read count.
-            epoch = self.recipe.epoch()
-            if epoch is not None:
-                self.state.epoch = epoch
-            super().log(logs, start_time)
-
-    return ReadtaxTrainer, torch
-
-
-def _callbacks():
-    tf = _transformers()
-
-    class JsonlLogger(tf.TrainerCallback):
-        """Appends each log/eval event to RUN/metrics.jsonl and mirrors it to the log as
-        ``step N: key=value ...`` (one format, on a terminal or not)."""
-
-        def __init__(self, path: Path, progress: ReadsProgress | None = None) -> None:
-            self.path = path
-            self.progress = progress
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero or not logs:
-                return
-            event = {"step": state.global_step, "time": round(time.time(), 3), **logs}
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event, default=float) + "\n")
-            if self.progress is not None and self.progress.bar is not None:
-                self.progress.bar.clear()  # the log line takes the bar's place; it comes back
-            log.info("%s", format_log_line(state.global_step, logs))
-
-    class StopAfter(tf.TrainerCallback):
-        """Save and stop after ``step`` optimiser steps, keeping the max_steps schedule."""
-
-        def __init__(self, step: int) -> None:
-            self.step = step
-
-        def on_step_end(self, args, state, control, **kw):
-            if self.step <= state.global_step < state.max_steps:
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
-    class ReadsProgress(tf.TrainerCallback):
-        """Steps, ETA and reads/s through :class:`readtax.progress.Progress` (a live bar on a
-        terminal, a plain line every READTAX_PROGRESS_INTERVAL seconds otherwise)."""
-
-        def __init__(self, recipe: TrainRecipe, enabled: bool | None) -> None:
-            self.recipe = recipe
-            self.enabled = enabled
-            self.bar = None
-
-        def on_train_begin(self, args, state, control, **kw):
-            from .progress import Progress
-
-            if state.is_world_process_zero:
-                self.bar = Progress(state.max_steps, "train", unit="steps", enabled=self.enabled,
-                                    initial=state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.update(state.global_step, f"{self.recipe.reads_rate():,.0f} reads/s")
-
-        def on_train_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-
-    return JsonlLogger, StopAfter, ReadsProgress
-
-
-def _short(v: float) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def format_log_line(step: int, logs: dict) -> str:
-    """``step N: key=value ...`` over the numeric fields of a Trainer log event."""
-    shown = " ".join(f"{k}={_short(v)}" for k, v in logs.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool))
-    return f"step {step}: {shown}"
-
-
-# -- the recipe --------------------------------------------------------------------------------
 
 
 class TrainRecipe:
@@ -336,7 +97,7 @@ class TrainRecipe:
 
     def setup(self) -> TrainRecipe:
         """Process group, run directory, data, model and Trainer."""
-        tf = _transformers()
+        tf = load_transformers()
         import torch
 
         cfg = self.cfg
@@ -360,7 +121,7 @@ class TrainRecipe:
         # Data: the training label map decides the classes.
         mapping = None
         if cfg.data.mapping:
-            from .labels import load_mapping
+            from ..labels import load_mapping
 
             mapping = load_mapping(cfg.data.mapping)
         d = cfg.data
@@ -392,8 +153,8 @@ class TrainRecipe:
             self._load_data_state(Path(self.resume_from))
 
         args = self.training_args(tf, max_steps, precision, cuda)
-        trainer_cls, _ = _make_trainer_class()
-        JsonlLogger, StopAfter, ReadsProgress = _callbacks()
+        trainer_cls, _ = make_trainer_class()
+        JsonlLogger, StopAfter, ReadsProgress = make_callbacks()
         progress = ReadsProgress(self, cfg.train.progress) if self.dist.is_main else None
         callbacks = [JsonlLogger(self.run / "metrics.jsonl", progress)]
         if cfg.train.early_stopping_patience is not None:
@@ -430,7 +191,7 @@ class TrainRecipe:
         return p
 
     def _prepare_run_dir(self) -> None:
-        from .outputs import check_writable_dir
+        from ..outputs import check_writable_dir
 
         run = self.run
         check_writable_dir(run / "config.yaml", what="run directory")
@@ -471,7 +232,7 @@ class TrainRecipe:
 
     def _arch(self) -> str:
         """The model family, before the model is built (family defaults need it)."""
-        from .models import detect_arch
+        from ..models import detect_arch
 
         m = self.cfg.model
         try:
@@ -480,7 +241,7 @@ class TrainRecipe:
             return "auto"  # build_classifier reports what is wrong with the directory
 
     def _build_model(self, precision: str, cuda: bool):
-        from .models import ModelOptions, build_classifier
+        from ..models import ModelOptions, build_classifier
 
         m = self.cfg.model
         dtype = m.dtype
@@ -488,7 +249,7 @@ class TrainRecipe:
             # A frozen (or LoRA) backbone can sit in bf16: it gets no optimiser updates.
             lora = m.lora
             if lora is None:
-                from .models import LORA_DEFAULTS, detect_arch
+                from ..models import LORA_DEFAULTS, detect_arch
 
                 try:
                     lora = LORA_DEFAULTS[m.arch or detect_arch(m.path)][0]
@@ -504,7 +265,7 @@ class TrainRecipe:
         model = build_classifier(m.path, self.label_map, arch=m.arch, options=opts,
                                  seed=self.cfg.seed)
         if m.gradient_checkpointing is None and self.checkpointing_needed(model, precision, cuda):
-            from .models import enable_gradient_checkpointing
+            from ..models import enable_gradient_checkpointing
 
             enable_gradient_checkpointing(model)
         n_all = sum(p.numel() for p in model.parameters())
@@ -520,7 +281,7 @@ class TrainRecipe:
             return False
         import torch
 
-        from .models import activation_bytes
+        from ..models import activation_bytes
 
         tokens = probe_tokens(model, probe_read_length(self.cfg.data.train))
         elem = 4 if precision == "fp32" else 2
@@ -644,7 +405,7 @@ class TrainRecipe:
 
     def save_data_state(self, ckpt_dir: Path) -> None:
         """Gather every process's dataset position into ``ckpt/readtax_data_state.json``."""
-        from .outputs import atomic_open
+        from ..outputs import atomic_open
 
         state = self.train_dataset.state_dict()
         reads = self._train_loader.reads if self._train_loader is not None else 0
@@ -735,9 +496,9 @@ class TrainRecipe:
 
     def save(self) -> Path:
         """Final model, final validation report, plots; returns the run directory."""
-        from .evaluate import stream_eval
-        from .metrics import plot_curves, read_jsonl, write_report
-        from .models import save_classifier
+        from ..evaluate import stream_eval
+        from ..metrics import plot_curves, read_jsonl, write_report
+        from ..models import save_classifier
 
         paused = (self.cfg.train.stop_after is not None
                   and self.trainer.state.global_step < self.trainer.state.max_steps)
@@ -755,7 +516,7 @@ class TrainRecipe:
                     res["step"] = self.trainer.state.global_step
                     write_report(res, self.run / "eval", self.label_map, metrics)
             if self.dist.is_main:
-                from .models.card import write_model_card
+                from ..models.card import write_model_card
 
                 write_model_card(self.run / "model", model, self.card_summary(), res)
         if self.dist.is_main:
@@ -812,7 +573,7 @@ def run_training(cfg: RunConfig, *, resume: str | os.PathLike[str] | None = None
     """
     import contextlib
 
-    from .outputs import output_lock
+    from ..outputs import output_lock
 
     run = Path(resume) if resume is not None else Path(cfg.output or ".")
     lock = output_lock(run) if dist_info().is_main else contextlib.nullcontext()
