@@ -568,15 +568,15 @@ def test_taxonomy_report_uses_the_label_map_names(tmp_path):
 
 
 def test_predict_workers_start_with_tokenizer_threads_off(tmp_path, model, monkeypatch):
-    import readtax.loader
+    import readtax.sources
 
-    real = readtax.loader.quiet_tokenizer_threads
+    real = readtax.sources.quiet_tokenizer_threads
 
     def marked(worker_id: int) -> None:
         real(worker_id)
         (tmp_path / f"w{worker_id}-{os.getpid()}-{os.environ['TOKENIZERS_PARALLELISM']}").touch()
 
-    monkeypatch.setattr(readtax.loader, "quiet_tokenizer_threads", marked)
+    monkeypatch.setattr(readtax.sources, "quiet_tokenizer_threads", marked)
     path, _ = _reads(tmp_path)
     predict(model, [path], tmp_path / "p.tsv", options=PredictOptions(batch_size=64, num_workers=2))
     marks = sorted(p.name.split("-") for p in tmp_path.glob("w*-*"))

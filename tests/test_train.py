@@ -367,8 +367,8 @@ def test_gradient_checkpointing_null_is_off_on_cpu_and_probe_counts_tokens(task,
 def test_training_arguments_avoid_per_step_syncs(tmp_path, task, tiny_models, monkeypatch):
     import transformers
 
-    from readtax.loader import quiet_tokenizer_threads
     from readtax.models import build_classifier
+    from readtax.sources import quiet_tokenizer_threads
     from readtax.train import TrainRecipe
 
     cfg = load_config(None, [("output", str(tmp_path / "r")), ("train.batch_size", 64)],

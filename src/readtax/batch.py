@@ -180,8 +180,7 @@ class ReadBatch:
 def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat positions of the slices ``[starts[i], starts[i]+lengths[i])`` and output offsets."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = exclusive_cumsum(lengths)
     total = int(offsets[-1])
     if total == 0:
         return np.zeros(0, dtype=np.int64), offsets

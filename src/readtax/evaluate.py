@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, require
-from .loader import quiet_tokenizer_threads
 from .metrics import StreamingMetrics, write_report
 from .progress import Progress
-from .sources import Collate, open_data
+from .sources import Collate, data_loader, open_data
 
 log = logging.getLogger("readtax.evaluate")
 
@@ -102,7 +101,6 @@ def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os
     """Evaluate ``run`` on ``data``; write the report to ``out_dir``; return the metrics."""
     require("torch")
     import torch
-    from torch.utils.data import DataLoader
 
     from .models import load_classifier, resolve_model_dir
 
@@ -116,11 +114,8 @@ def evaluate_run(run: str | os.PathLike[str], data: list[str], out_dir: str | os
     label_map = model.label_map
     source = open_data(list(data), "eval", batch_size=batch_size, label_map=label_map,
                        labels=labels, skip_unknown=skip_unknown)
-    loader = DataLoader(source.dataset, batch_size=None, num_workers=num_workers,
-                        collate_fn=Collate(model.collator, source.lut, keep_batch=False),
-                        pin_memory=device.startswith("cuda"),
-                        worker_init_fn=quiet_tokenizer_threads if num_workers > 0 else None,
-                        generator=torch.Generator().manual_seed(0))
+    loader = data_loader(source.dataset, Collate(model.collator, source.lut, keep_batch=False),
+                         num_workers=num_workers, pin_memory=device.startswith("cuda"), seed=0)
     t0 = time.monotonic()
     with Progress(max_reads, desc="evaluate", unit="reads") as bar:
         metrics = stream_eval(model, loader, len(label_map), max_reads=max_reads, progress=bar)

@@ -184,10 +184,3 @@ class TwoBitCollator:
         else:
             out["input_ids"] = torch.from_numpy(ids.astype(np.int64))
         return out
-
-
-def quiet_tokenizer_threads(_worker_id: int) -> None:
-    """DataLoader worker start: the Rust tokenizer's own thread pool off. Each worker already
-    is a parallel tokeniser; a pool per worker oversubscribes the cores, and one used before a
-    fork makes the library warn or deadlock."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"

@@ -15,8 +15,9 @@ sample of reads files) or, for prediction, the input units of :mod:`readtax.pred
 ``predict``
     unlabelled units in input order, in batches of exactly ``batch_size`` units.
 
-Also here: :class:`Collate`, the DataLoader ``collate_fn`` that runs the model's collator and
-passes the :class:`~readtax.batch.SeqBatch` along, and the validation sample of reads files
+Also here: :func:`data_loader`, the one ``DataLoader`` set-up that train, evaluate and predict
+share; :class:`Collate`, the ``collate_fn`` that runs the model's collator and passes the
+:class:`~readtax.batch.SeqBatch` along; and the validation sample of reads files
 (:func:`sample_reads_per_class`).
 """
 
@@ -294,3 +295,33 @@ def sample_reads_per_class(paths: list[str], label_map: LabelMap, per_class: int
         read_no += n
     order = np.lexsort((keys_kept, kept.labels))
     return kept.take(order)
+
+
+def quiet_tokenizer_threads(_worker_id: int) -> None:
+    """DataLoader worker start: the Rust tokenizer's own thread pool off. Each worker already
+    is a parallel tokeniser; a pool per worker oversubscribes the cores, and one used before a
+    fork makes the library warn or deadlock."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def data_loader(dataset, collate_fn, *, num_workers: int, pin_memory: bool,
+                seed: int | None = None, persistent: bool = False,
+                prefetch_factor: int | None = None):
+    """A ``DataLoader`` over a dataset that batches (and shards) itself: ``batch_size=None``,
+    workers start with the tokenizer's thread pool off. ``seed`` gives the loader a private
+    generator, so that starting an iterator draws nothing from the global RNG (a resumed
+    run's dropout masks then match an uninterrupted run's); ``persistent`` and
+    ``prefetch_factor`` apply only with workers."""
+    workers = num_workers > 0
+    generator = None
+    if seed is not None:
+        import torch
+
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+    return torch_data.DataLoader(
+        dataset, batch_size=None, num_workers=num_workers, collate_fn=collate_fn,
+        pin_memory=pin_memory, generator=generator,
+        worker_init_fn=quiet_tokenizer_threads if workers else None,
+        persistent_workers=persistent and workers,
+        prefetch_factor=prefetch_factor if workers else None)

@@ -404,18 +404,13 @@ def predict(model_or_run, inputs: list[str], output: str | os.PathLike[str], *,
 def _run(model, device, units, opts, label_map, kraken, tsv_path, k_path, with_header, rank,
          world, counts, src_counts, state, progress) -> None:
     """This process's share: read, classify, write lines, count."""
-    import torch.utils.data as tud
-
-    from ..loader import quiet_tokenizer_threads
     from ..outputs import atomic_open
     from ..progress import Progress
+    from ..sources import data_loader
 
     ds = _make_stream(units, model.collator, rank, world)
-    loader = tud.DataLoader(ds, batch_size=None, num_workers=opts.num_workers,
-                            collate_fn=_passthrough, pin_memory=device.type == "cuda",
-                            worker_init_fn=(quiet_tokenizer_threads if opts.num_workers > 0
-                                            else None),
-                            persistent_workers=False)
+    loader = data_loader(ds, _passthrough, num_workers=opts.num_workers,
+                         pin_memory=device.type == "cuda")
     scorer = _Scorer(model, device, opts.top_k)
     C = len(label_map)
     total_units = None

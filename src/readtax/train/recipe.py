@@ -43,9 +43,8 @@ from ..config import RunConfig, dump_config, load_config, save_steps_of
 from ..dist import DistInfo, barrier, dist_info, gather_objects
 from ..errors import ReadtaxError, UsageError
 from ..labels import LabelMap
-from ..loader import quiet_tokenizer_threads
 from ..models.families import default_batch_size, default_lr
-from ..sources import Collate, open_data
+from ..sources import Collate, data_loader, open_data
 from .data import ObservedLoader, estimate_train_reads, probe_read_length, probe_tokens
 from .trainer import load_transformers, make_callbacks, make_trainer_class
 
@@ -355,17 +354,10 @@ class TrainRecipe:
 
     def make_loader(self, dataset, collate, num_workers: int, persistent: bool = False):
         import torch
-        from torch.utils.data import DataLoader
 
-        # A private generator: creating loader iterators must not draw from the global RNG,
-        # or a resumed run's dropout masks would differ from an uninterrupted run's.
-        gen = torch.Generator()
-        gen.manual_seed(self.cfg.seed)
-        return DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate,
-                          pin_memory=torch.cuda.is_available(), generator=gen,
-                          worker_init_fn=quiet_tokenizer_threads if num_workers > 0 else None,
-                          persistent_workers=persistent and num_workers > 0,
-                          prefetch_factor=4 if num_workers > 0 else None)
+        return data_loader(dataset, collate, num_workers=num_workers,
+                           pin_memory=torch.cuda.is_available(), seed=self.cfg.seed,
+                           persistent=persistent, prefetch_factor=4)
 
     def train_loader(self) -> ObservedLoader:
         collate = Collate(self.model.collator)
